@@ -1,0 +1,81 @@
+"""The ``visionports`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .registry import family_names, get_family
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="visionports")
+def main() -> None:
+    """Vision models ported into transformers, with parity to their originals."""
+
+
+@main.command()
+@click.argument("model", type=click.Choice(family_names(), case_sensitive=False))
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--variant", help="Released variant (e.g. atto, s); inferred from the weights when omitted.")
+@click.option(
+    "--image-size", type=int, help="Default (square) input size, when it differs from the stored anchors."
+)
+@click.option("--allow-partial", is_flag=True, help="Save even if some weights are missing or unexpected.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
+def convert(
+    model: str,
+    checkpoint: Path,
+    output_dir: Path,
+    variant: str | None,
+    image_size: int | None,
+    allow_partial: bool,
+    overwrite: bool,
+) -> None:
+    """Convert an original CHECKPOINT of MODEL into a from_pretrained folder OUTPUT_DIR."""
+    from .checkpoint import CheckpointError
+    from .conversion import convert_checkpoint
+    from .load_report import IncompleteCheckpointError
+
+    overrides = {"eval_image_size": [image_size, image_size]} if image_size else None
+    try:
+        result = convert_checkpoint(
+            get_family(model),
+            checkpoint,
+            output_dir,
+            variant=variant,
+            allow_partial=allow_partial,
+            overwrite=overwrite,
+            config_overrides=overrides,
+        )
+    except (CheckpointError, IncompleteCheckpointError, FileExistsError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    report = result.report
+    name = getattr(result.config, "variant_name", None) or variant or "inferred"
+    click.echo(
+        f"{model} ({name}): {result.num_parameters:,} parameters, missing {len(report.missing)} / unexpected "
+        f"{len(report.unexpected)} / mis-shaped {len(report.mismatched)}, skipped {len(report.skipped)} "
+        f"-> {output_dir}"
+    )
+
+
+@main.command()
+@click.argument("model", type=click.Choice(family_names(), case_sensitive=False))
+@click.argument("case_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--float64/--no-float64", default=True, help="Also run the strict float64 check when available."
+)
+def parity(model: str, case_dir: Path, float64: bool) -> None:
+    """Check MODEL against a golden CASE_DIR of the original implementation (exit 0 only on parity)."""
+    from .parity import run_parity
+
+    report = run_parity(get_family(model), case_dir, float64=float64)
+    click.echo(report.render())
+    sys.exit(0 if report.ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,412 @@
+"""Configuration of DEIMv2 detectors, with presets for the eight released variants."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+from ...coco import COCO_CLASSES
+
+# HGNetV2 stage tables of the original: [in, mid, out, num_blocks, downsample, light_block, kernel, layers]
+_HGNET_ARCHS: dict[str, dict[str, Any]] = {
+    "Atto": {
+        "stem": [3, 16, 16],
+        "stages": [
+            [16, 16, 64, 1, False, False, 3, 3],
+            [64, 32, 256, 1, True, False, 3, 3],
+            [256, 64, 256, 1, True, True, 3, 3],
+        ],
+    },
+    "Femto": {
+        "stem": [3, 16, 16],
+        "stages": [
+            [16, 16, 64, 1, False, False, 3, 3],
+            [64, 32, 256, 1, True, False, 3, 3],
+            [256, 64, 512, 1, True, True, 5, 3],
+        ],
+    },
+    "Pico": {
+        "stem": [3, 16, 16],
+        "stages": [
+            [16, 16, 64, 1, False, False, 3, 3],
+            [64, 32, 256, 1, True, False, 3, 3],
+            [256, 64, 512, 2, True, True, 5, 3],
+        ],
+    },
+    "B0": {
+        "stem": [3, 16, 16],
+        "stages": [
+            [16, 16, 64, 1, False, False, 3, 3],
+            [64, 32, 256, 1, True, False, 3, 3],
+            [256, 64, 512, 2, True, True, 5, 3],
+            [512, 128, 1024, 1, True, True, 5, 3],
+        ],
+    },
+}
+
+
+def _hgnet_preset(arch: str, out_indices: list[int], **kw: Any) -> dict[str, Any]:
+    table = _HGNET_ARCHS[arch]
+    return {
+        "backbone_type": "hgnetv2",
+        "hgnet_stem_channels": table["stem"],
+        "hgnet_stages": copy.deepcopy(table["stages"]),
+        "hgnet_out_indices": out_indices,
+        "image_mean": None,
+        "image_std": None,
+        **kw,
+    }
+
+
+def _vit_preset(flavor: str, **kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "backbone_type": "vit_sta",
+        "vit_flavor": flavor,
+        "encoder_type": "hybrid",
+        "encoder_block": "elan5",
+        "feat_strides": [8, 16, 32],
+        "decoder_feat_strides": [8, 16, 32],
+        "num_feature_levels": 3,
+        "decoder_n_points": [3, 6, 3],
+        "num_queries": 300,
+        "use_gateway": True,
+        "share_bbox_head": False,
+    }
+    if flavor == "vit_tiny":
+        base.update(
+            vit_out_indices=[3, 7, 11],
+            vit_layer_norm_eps=1e-6,
+            vit_num_register_tokens=0,
+            vit_layer_scale=False,
+            vit_final_norm=False,
+            vit_ffn_type="mlp",
+            vit_mask_k_bias=False,
+        )
+    else:
+        base.update(
+            vit_out_indices=[5, 8, 11],
+            vit_layer_norm_eps=1e-5,
+            vit_num_register_tokens=4,
+            vit_layer_scale=True,
+            vit_final_norm=True,
+            vit_mask_k_bias=True,
+        )
+    base.update(kw)
+    return base
+
+
+_LITE = {
+    "encoder_type": "lite",
+    "encoder_block": "elan4",
+    "feat_strides": [16],
+    "decoder_feat_strides": [16, 32],
+    "num_feature_levels": 2,
+    "decoder_layers": 3,
+    "decoder_n_points": [4, 2],
+    "use_gateway": False,
+    "share_bbox_head": True,
+    "encoder_expansion": 0.34,
+    "encoder_depth_mult": 0.5,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "atto": _hgnet_preset(
+        "Atto",
+        [2],
+        **_LITE,
+        encoder_in_channels=[256],
+        encoder_hidden_dim=64,
+        d_model=64,
+        decoder_ffn_dim=160,
+        num_queries=100,
+        eval_image_size=[320, 320],
+    ),
+    "femto": _hgnet_preset(
+        "Femto",
+        [2],
+        **_LITE,
+        encoder_in_channels=[512],
+        encoder_hidden_dim=96,
+        d_model=96,
+        decoder_ffn_dim=256,
+        num_queries=150,
+        eval_image_size=[416, 416],
+    ),
+    "pico": _hgnet_preset(
+        "Pico",
+        [2],
+        **_LITE,
+        encoder_in_channels=[512],
+        encoder_hidden_dim=112,
+        d_model=112,
+        decoder_ffn_dim=320,
+        num_queries=200,
+        eval_image_size=[640, 640],
+    ),
+    "n": _hgnet_preset(
+        "B0",
+        [2, 3],
+        encoder_type="hybrid",
+        encoder_block="elan4",
+        encoder_in_channels=[512, 1024],
+        feat_strides=[16, 32],
+        decoder_feat_strides=[16, 32],
+        num_feature_levels=2,
+        encoder_hidden_dim=128,
+        encoder_ffn_dim=512,
+        encoder_aifi_indices=[1],
+        encoder_expansion=0.34,
+        encoder_depth_mult=0.5,
+        d_model=128,
+        decoder_ffn_dim=512,
+        decoder_layers=3,
+        decoder_n_points=[6, 6],
+        num_queries=300,
+        use_gateway=True,
+        share_bbox_head=False,
+        eval_image_size=[640, 640],
+    ),
+    "s": _vit_preset(
+        "vit_tiny",
+        vit_hidden_size=192,
+        vit_num_heads=3,
+        vit_ffn_hidden_size=768,
+        sta_inplanes=16,
+        backbone_hidden_dim=192,
+        encoder_in_channels=[192, 192, 192],
+        encoder_hidden_dim=192,
+        encoder_ffn_dim=512,
+        encoder_expansion=0.34,
+        encoder_depth_mult=0.67,
+        d_model=192,
+        decoder_ffn_dim=512,
+        decoder_layers=4,
+        eval_image_size=[640, 640],
+    ),
+    "m": _vit_preset(
+        "vit_tiny",
+        vit_hidden_size=256,
+        vit_num_heads=4,
+        vit_ffn_hidden_size=1024,
+        sta_inplanes=16,
+        backbone_hidden_dim=256,
+        encoder_in_channels=[256, 256, 256],
+        encoder_hidden_dim=256,
+        encoder_ffn_dim=512,
+        encoder_expansion=0.67,
+        encoder_depth_mult=1.0,
+        d_model=256,
+        decoder_ffn_dim=512,
+        decoder_layers=4,
+        eval_image_size=[640, 640],
+    ),
+    "l": _vit_preset(
+        "dinov3",
+        vit_hidden_size=384,
+        vit_num_heads=6,
+        vit_ffn_type="mlp",
+        vit_ffn_hidden_size=1536,
+        sta_inplanes=32,
+        backbone_hidden_dim=224,
+        encoder_in_channels=[224, 224, 224],
+        encoder_hidden_dim=224,
+        encoder_ffn_dim=896,
+        encoder_expansion=1.0,
+        encoder_depth_mult=1.0,
+        d_model=224,
+        decoder_ffn_dim=1792,
+        decoder_layers=4,
+        eval_image_size=[640, 640],
+    ),
+    "x": _vit_preset(
+        "dinov3",
+        vit_hidden_size=384,
+        vit_num_heads=6,
+        vit_ffn_type="swiglu",
+        vit_ffn_hidden_size=1536,
+        sta_inplanes=64,
+        backbone_hidden_dim=256,
+        encoder_in_channels=[256, 256, 256],
+        encoder_hidden_dim=256,
+        encoder_ffn_dim=1024,
+        encoder_expansion=1.25,
+        encoder_depth_mult=1.37,
+        d_model=256,
+        decoder_ffn_dim=2048,
+        decoder_layers=6,
+        eval_image_size=[640, 640],
+    ),
+}
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+class Deimv2Config(PreTrainedConfig):
+    r"""Configuration of a DEIMv2 detector (backbone -> lite/hybrid encoder -> DEIM decoder).
+
+    Field names follow transformers' DETR family; every architecture value of the original yml files
+    is represented. Build a released variant with :meth:`from_preset` (``atto`` ... ``x``).
+
+    Backbone: ``backbone_type`` is ``"hgnetv2"`` (stage table in ``hgnet_*``) or ``"vit_sta"`` (a ViT,
+    ``vit_flavor`` ``"vit_tiny"`` or ``"dinov3"``, plus the Spatial Tuning Adapter ``sta_inplanes`` and a
+    per-level 1x1 projection to ``backbone_hidden_dim``).
+    Encoder: ``encoder_type`` ``"lite"`` (GAP fusion, two levels from one) or ``"hybrid"`` (AIFI + FPN/PAN);
+    ``encoder_block`` ``"elan4"`` (RepNCSPELAN4) or ``"elan5"`` (RepNCSPELAN5).
+    Decoder: ``d_model``, ``decoder_layers``, ``decoder_n_points`` per level, ``max_num_bins`` (reg_max),
+    ``reg_scale``, ``use_gateway``, ``share_bbox_head``.
+    ``eval_image_size`` is the original ``eval_spatial_size`` ([h, w]): the default input size of the
+    processor. The model itself accepts any size that is a multiple of the largest stride.
+    """
+
+    model_type = "visionports_deimv2"
+
+    # backbone
+    backbone_type: str = "hgnetv2"
+    hgnet_stem_channels: list[int] | tuple[int, ...] = (3, 16, 16)
+    hgnet_stages: list | tuple = ()
+    hgnet_out_indices: list[int] | tuple[int, ...] = (2,)
+    hgnet_use_lab: bool = True
+    hgnet_activation: str = "relu"
+    vit_flavor: str = "vit_tiny"
+    vit_hidden_size: int = 192
+    vit_num_heads: int = 3
+    vit_depth: int = 12
+    vit_patch_size: int = 16
+    vit_ffn_type: str = "mlp"
+    vit_ffn_hidden_size: int = 768
+    vit_num_register_tokens: int = 0
+    vit_layer_norm_eps: float = 1e-6
+    vit_layer_scale: bool = False
+    vit_final_norm: bool = False
+    vit_mask_k_bias: bool = False
+    vit_rope_base: float = 100.0
+    vit_out_indices: list[int] | tuple[int, ...] = (3, 7, 11)
+    sta_inplanes: int = 16
+    backbone_hidden_dim: int = 192
+    # encoder
+    encoder_type: str = "lite"
+    encoder_block: str = "elan4"
+    encoder_in_channels: list[int] | tuple[int, ...] = (256,)
+    feat_strides: list[int] | tuple[int, ...] = (16,)
+    encoder_hidden_dim: int = 64
+    encoder_expansion: float = 0.34
+    encoder_depth_mult: float = 0.5
+    encoder_activation: str = "silu"
+    encoder_fuse_op: str = "sum"
+    encoder_aifi_indices: list[int] | tuple[int, ...] = (2,)
+    encoder_layers: int = 1
+    encoder_attention_heads: int = 8
+    encoder_ffn_dim: int = 1024
+    encoder_ffn_activation: str = "gelu"
+    positional_encoding_temperature: float = 10000.0
+    # decoder
+    d_model: int = 64
+    num_queries: int = 100
+    decoder_feat_strides: list[int] | tuple[int, ...] = (16, 32)
+    num_feature_levels: int = 2
+    decoder_n_points: list[int] | tuple[int, ...] = (4, 2)
+    decoder_layers: int = 3
+    decoder_attention_heads: int = 8
+    decoder_ffn_dim: int = 160
+    decoder_activation: str = "silu"
+    decoder_offset_scale: float = 0.5
+    eval_idx: int = -1
+    layer_scale: float = 1.0
+    max_num_bins: int = 32
+    reg_scale: float = 4.0
+    up: float = 0.5
+    use_gateway: bool = False
+    share_bbox_head: bool = True
+    lqe_hidden_dim: int = 64
+    lqe_top_k: int = 4
+    anchor_grid_size: float = 0.05
+    anchor_eps: float = 0.01
+    num_denoising: int = 100
+    label_noise_ratio: float = 0.5
+    box_noise_scale: float = 1.0
+    # inference / processing defaults
+    eval_image_size: list[int] | tuple[int, ...] = (320, 320)
+    num_top_queries: int = 300
+    image_mean: list[float] | tuple[float, ...] | None = None
+    image_std: list[float] | tuple[float, ...] | None = None
+    initializer_range: float = 0.01
+    is_encoder_decoder: bool = True
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        if "id2label" not in kwargs and "num_labels" not in kwargs:
+            kwargs["id2label"] = dict(enumerate(COCO_CLASSES))
+        for name in (
+            "hgnet_stem_channels",
+            "hgnet_out_indices",
+            "vit_out_indices",
+            "encoder_in_channels",
+            "feat_strides",
+            "encoder_aifi_indices",
+            "decoder_feat_strides",
+            "decoder_n_points",
+            "eval_image_size",
+        ):
+            setattr(self, name, list(getattr(self, name)))
+        self.hgnet_stages = [list(s) for s in self.hgnet_stages]
+        for name in ("image_mean", "image_std"):
+            if getattr(self, name) is not None:
+                setattr(self, name, list(getattr(self, name)))
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self) -> None:
+        errors = []
+        if self.backbone_type not in ("hgnetv2", "vit_sta"):
+            errors.append(f"backbone_type must be 'hgnetv2' or 'vit_sta', got {self.backbone_type!r}")
+        if self.encoder_type not in ("lite", "hybrid"):
+            errors.append(f"encoder_type must be 'lite' or 'hybrid', got {self.encoder_type!r}")
+        if self.encoder_block not in ("elan4", "elan5"):
+            errors.append(f"encoder_block must be 'elan4' or 'elan5', got {self.encoder_block!r}")
+        if len(self.decoder_n_points) != self.num_feature_levels:
+            errors.append("decoder_n_points needs one entry per feature level")
+        if len(self.decoder_feat_strides) != self.num_feature_levels:
+            errors.append("decoder_feat_strides needs one entry per feature level")
+        if self.d_model % self.decoder_attention_heads:
+            errors.append("d_model must be divisible by decoder_attention_heads")
+        if self.layer_scale != 1:
+            errors.append("only layer_scale == 1 is supported (every released DEIMv2 model uses it)")
+        if self.backbone_type == "vit_sta" and self.vit_hidden_size % (4 * self.vit_num_heads):
+            errors.append("vit_hidden_size / vit_num_heads must be divisible by 4 (2D RoPE)")
+        if errors:
+            raise ValueError("invalid Deimv2Config: " + "; ".join(errors))
+
+    @property
+    def resolved_eval_idx(self) -> int:
+        return self.eval_idx if self.eval_idx >= 0 else self.decoder_layers + self.eval_idx
+
+    @property
+    def encoder_csp_channels(self) -> int:
+        """Hidden width of the CSP branches (original: ``round(expansion * hidden_dim // 2)``)."""
+        return round(self.encoder_expansion * self.encoder_hidden_dim // 2)
+
+    @property
+    def encoder_csp_blocks(self) -> int:
+        """RepVGG blocks per CSP layer (original: ``round(3 * depth_mult)``)."""
+        return round(3 * self.encoder_depth_mult)
+
+    @property
+    def largest_stride(self) -> int:
+        return max(self.decoder_feat_strides)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> Deimv2Config:
+        """Configuration of a released variant: ``atto``, ``femto``, ``pico``, ``n``, ``s``, ``m``, ``l``, ``x``."""
+        key = name.lower()
+        if key not in PRESETS:
+            raise ValueError(f"unknown DEIMv2 preset {name!r}; choose from {', '.join(PRESETS)}")
+        values = copy.deepcopy(PRESETS[key])
+        if values["backbone_type"] == "vit_sta":
+            values.setdefault("image_mean", IMAGENET_MEAN)
+            values.setdefault("image_std", IMAGENET_STD)
+        values.update(overrides)
+        return cls(**values)
+
+
+__all__ = ["PRESETS", "Deimv2Config"]

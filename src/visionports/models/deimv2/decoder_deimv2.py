@@ -1,0 +1,246 @@
+"""DEIMv2 decoder: query selection from encoder memory, deformable cross-attention and fine-grained
+distribution refinement (FDR) of box edges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configuration_deimv2 import Deimv2Config
+from .layers_deimv2 import Deimv2Gate, Deimv2MLP, Deimv2RMSNorm, Deimv2SelfAttention, Deimv2SwiGLUFFN
+
+
+def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    x = x.clip(min=0.0, max=1.0)
+    return torch.log(x.clip(min=eps) / (1 - x).clip(min=eps))
+
+
+def weighting_function(max_num_bins: int, up: torch.Tensor, reg_scale: torch.Tensor) -> torch.Tensor:
+    """Non-uniform bin values W(n) of the edge-offset distribution ([max_num_bins + 1])."""
+    bound1 = abs(up[0]) * abs(reg_scale)
+    bound2 = abs(up[0]) * abs(reg_scale) * 2
+    step = (bound1 + 1) ** (2 / (max_num_bins - 2))
+    left = [-((step) ** i) + 1 for i in range(max_num_bins // 2 - 1, 0, -1)]
+    right = [(step) ** i - 1 for i in range(1, max_num_bins // 2)]
+    return torch.cat([-bound2, *left, torch.zeros_like(up[0][None]), *right, bound2], 0)
+
+
+def distribution_to_offsets(corners: torch.Tensor, project: torch.Tensor) -> torch.Tensor:
+    """Expected edge offsets of per-edge bin logits [..., 4 * (bins + 1)] -> [..., 4]."""
+    shape = corners.shape
+    probs = F.softmax(corners.reshape(-1, project.shape[0]), dim=1)
+    return F.linear(probs, project).reshape(-1, 4).reshape(list(shape[:-1]) + [-1])
+
+
+def distance_to_box(points: torch.Tensor, distance: torch.Tensor, reg_scale: torch.Tensor) -> torch.Tensor:
+    """Boxes (cx, cy, w, h) from reference boxes and edge distances."""
+    reg_scale = abs(reg_scale)
+    x1 = points[..., 0] - (0.5 * reg_scale + distance[..., 0]) * (points[..., 2] / reg_scale)
+    y1 = points[..., 1] - (0.5 * reg_scale + distance[..., 1]) * (points[..., 3] / reg_scale)
+    x2 = points[..., 0] + (0.5 * reg_scale + distance[..., 2]) * (points[..., 2] / reg_scale)
+    y2 = points[..., 1] + (0.5 * reg_scale + distance[..., 3]) * (points[..., 3] / reg_scale)
+    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], -1)
+
+
+def generate_anchors(
+    spatial_shapes: list[tuple[int, int]], grid_size: float, eps: float, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-level grid anchors as logits [1, sum(HW), 4] (+inf where invalid) and their validity mask, float32."""
+    anchors = []
+    for level, (h, w) in enumerate(spatial_shapes):
+        grid_y, grid_x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        grid_xy = (torch.stack([grid_x, grid_y], dim=-1).unsqueeze(0) + 0.5) / torch.tensor(
+            [w, h], dtype=torch.float32
+        )
+        wh = torch.ones_like(grid_xy) * grid_size * (2.0**level)
+        anchors.append(torch.cat([grid_xy, wh], dim=-1).reshape(-1, h * w, 4))
+    anchors = torch.cat(anchors, dim=1)
+    valid = ((anchors > eps) * (anchors < 1 - eps)).all(-1, keepdim=True)
+    logits = torch.where(valid, torch.log(anchors / (1 - anchors)), torch.inf)
+    return logits.to(device), valid.to(device)
+
+
+class Deimv2DeformableAttention(nn.Module):
+    """Multi-scale deformable attention sampling around reference boxes (no value/output projection)."""
+
+    def __init__(self, config: Deimv2Config):
+        super().__init__()
+        self.num_heads = config.decoder_attention_heads
+        self.points = list(config.decoder_n_points)
+        self.offset_scale = config.decoder_offset_scale
+        total = self.num_heads * sum(self.points)
+        self.sampling_offsets = nn.Linear(config.d_model, total * 2)
+        self.attention_weights = nn.Linear(config.d_model, total)
+        scale = [1 / n for n in self.points for _ in range(n)]
+        self.register_buffer("num_points_scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_boxes: torch.Tensor,
+        values: list[torch.Tensor],
+        spatial_shapes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        batch, num_queries = query.shape[:2]
+        heads, total = self.num_heads, sum(self.points)
+        offsets = self.sampling_offsets(query).reshape(batch, num_queries, heads, total, 2)
+        weights = F.softmax(self.attention_weights(query).reshape(batch, num_queries, heads, total), dim=-1)
+        scale = self.num_points_scale.to(dtype=query.dtype).unsqueeze(-1)
+        offset = offsets * scale * reference_boxes[:, :, None, :, 2:] * self.offset_scale
+        locations = reference_boxes[:, :, None, :, :2] + offset
+
+        channels = values[0].shape[2]
+        grids = (2 * locations - 1).permute(0, 2, 1, 3, 4).flatten(0, 1).split(self.points, dim=-2)
+        samples = []
+        for (h, w), value, grid in zip(spatial_shapes, values, grids, strict=True):
+            value = value.reshape(batch * heads, channels, h, w)
+            samples.append(
+                F.grid_sample(value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            )
+        weights = weights.permute(0, 2, 1, 3).reshape(batch * heads, 1, num_queries, total)
+        out = (torch.cat(samples, dim=-1) * weights).sum(-1).reshape(batch, heads * channels, num_queries)
+        return out.permute(0, 2, 1)
+
+
+class Deimv2DecoderLayer(nn.Module):
+    def __init__(self, config: Deimv2Config):
+        super().__init__()
+        dim = config.d_model
+        self.self_attn = Deimv2SelfAttention(dim, config.decoder_attention_heads)
+        self.norm1 = Deimv2RMSNorm(dim)
+        self.cross_attn = Deimv2DeformableAttention(config)
+        self.gateway = Deimv2Gate(dim) if config.use_gateway else None
+        self.norm2 = None if config.use_gateway else Deimv2RMSNorm(dim)
+        self.ffn = Deimv2SwiGLUFFN(dim, config.decoder_ffn_dim // 2)
+        self.norm3 = Deimv2RMSNorm(dim)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        query_pos: torch.Tensor,
+        reference_boxes: torch.Tensor,
+        values: list[torch.Tensor],
+        spatial_shapes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        hidden = self.norm1(hidden + self.self_attn(hidden + query_pos, hidden))
+        update = self.cross_attn(hidden + query_pos, reference_boxes, values, spatial_shapes)
+        hidden = self.gateway(hidden, update) if self.gateway is not None else self.norm2(hidden + update)
+        hidden = hidden + self.ffn(hidden)
+        return self.norm3(hidden.clamp(min=-65504, max=65504))
+
+
+class Deimv2LQE(nn.Module):
+    """Location quality estimator: adds a score from the sharpness of the edge distributions."""
+
+    def __init__(self, config: Deimv2Config):
+        super().__init__()
+        self.top_k = config.lqe_top_k
+        self.bins = config.max_num_bins + 1
+        self.reg_conf = Deimv2MLP(
+            4 * (self.top_k + 1), config.lqe_hidden_dim, 1, 2, config.decoder_activation
+        )
+
+    def forward(self, scores: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = corners.shape
+        probs = F.softmax(corners.reshape(batch, length, 4, self.bins), dim=-1)
+        top, _ = probs.topk(self.top_k, dim=-1)
+        stats = torch.cat([top, top.mean(dim=-1, keepdim=True)], dim=-1)
+        return scores + self.reg_conf(stats.reshape(batch, length, -1))
+
+
+@dataclass
+class Deimv2DecoderResult:
+    logits: torch.Tensor
+    pred_boxes: torch.Tensor
+    last_hidden_state: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...]
+    enc_outputs_logits: torch.Tensor
+    enc_topk_indices: torch.Tensor
+    initial_queries: torch.Tensor
+    initial_reference_logits: torch.Tensor
+    pre_boxes: torch.Tensor
+
+
+class Deimv2Decoder(nn.Module):
+    def __init__(self, config: Deimv2Config):
+        super().__init__()
+        dim, act = config.d_model, config.decoder_activation
+        self.config = config
+        self.eval_idx = config.resolved_eval_idx
+        self.register_buffer("up", torch.tensor([config.up]))
+        self.register_buffer("reg_scale", torch.tensor([config.reg_scale]))
+        self.layers = nn.ModuleList(Deimv2DecoderLayer(config) for _ in range(config.decoder_layers))
+        self.lqe_layers = nn.ModuleList(Deimv2LQE(config) for _ in range(config.decoder_layers))
+        self.denoising_class_embed = nn.Embedding(config.num_labels + 1, dim, padding_idx=config.num_labels)
+        self.enc_score_head = nn.Linear(dim, config.num_labels)
+        self.enc_bbox_head = Deimv2MLP(dim, dim, 4, 3, act)
+        self.query_pos_head = Deimv2MLP(4, dim, dim, 3, act)
+        self.pre_bbox_head = Deimv2MLP(dim, dim, 4, 3, act)
+        self.dec_score_head = nn.ModuleList(
+            nn.Linear(dim, config.num_labels) for _ in range(config.decoder_layers)
+        )
+        num_bbox_heads = 1 if config.share_bbox_head else config.decoder_layers
+        bins = 4 * (config.max_num_bins + 1)
+        self.dec_bbox_head = nn.ModuleList(Deimv2MLP(dim, dim, bins, 3, act) for _ in range(num_bbox_heads))
+
+    def bbox_head(self, index: int) -> nn.Module:
+        return self.dec_bbox_head[0 if len(self.dec_bbox_head) == 1 else index]
+
+    def forward(self, features: list[torch.Tensor]) -> Deimv2DecoderResult:
+        config = self.config
+        spatial_shapes = [(f.shape[2], f.shape[3]) for f in features]
+        memory = torch.cat([f.flatten(2).permute(0, 2, 1) for f in features], dim=1)
+        batch, _, dim = memory.shape
+
+        anchors, valid = generate_anchors(
+            spatial_shapes, config.anchor_grid_size, config.anchor_eps, memory.device
+        )
+        anchors = anchors.to(memory.dtype)
+        masked = valid.to(memory.dtype) * memory
+        enc_logits = self.enc_score_head(masked)
+        _, topk = torch.topk(enc_logits.max(-1).values, config.num_queries, dim=-1)
+        queries = masked.gather(1, topk.unsqueeze(-1).expand(-1, -1, dim))
+        topk_anchors = anchors.expand(batch, -1, -1).gather(1, topk.unsqueeze(-1).expand(-1, -1, 4))
+        ref_logits = (self.enc_bbox_head(queries) + topk_anchors).detach()
+        queries = queries.detach()
+
+        heads = config.decoder_attention_heads
+        values = memory.reshape(batch, memory.shape[1], heads, dim // heads).permute(0, 2, 3, 1)
+        values = list(values.split([h * w for h, w in spatial_shapes], dim=-1))
+        project = weighting_function(config.max_num_bins, self.up, self.reg_scale)
+
+        ref_boxes = F.sigmoid(ref_logits)
+        query_pos = self.query_pos_head(ref_boxes).clamp(min=-10, max=10)
+        hidden = queries
+        previous_hidden: torch.Tensor | int = 0
+        previous_corners: torch.Tensor | int = 0
+        hidden_states = []
+        for index, layer in enumerate(self.layers):
+            hidden = layer(hidden, query_pos, ref_boxes.unsqueeze(2), values, spatial_shapes)
+            hidden_states.append(hidden)
+            if index == 0:
+                pre_boxes = F.sigmoid(self.pre_bbox_head(hidden) + inverse_sigmoid(ref_boxes))
+                initial_boxes = pre_boxes.detach()
+            corners = self.bbox_head(index)(hidden + previous_hidden) + previous_corners
+            boxes = distance_to_box(initial_boxes, distribution_to_offsets(corners, project), self.reg_scale)
+            if index == self.eval_idx:
+                logits = self.lqe_layers[index](self.dec_score_head[index](hidden), corners)
+                break
+            previous_corners = corners
+            ref_boxes = boxes.detach()
+            previous_hidden = hidden.detach()
+
+        return Deimv2DecoderResult(
+            logits=logits,
+            pred_boxes=boxes,
+            last_hidden_state=hidden,
+            hidden_states=tuple(hidden_states),
+            enc_outputs_logits=enc_logits,
+            enc_topk_indices=topk,
+            initial_queries=queries,
+            initial_reference_logits=ref_logits,
+            pre_boxes=pre_boxes,
+        )

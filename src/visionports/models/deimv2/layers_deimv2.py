@@ -1,0 +1,90 @@
+"""Small building blocks shared by the DEIMv2 encoder and decoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import ACT2FN
+
+
+class Deimv2SelfAttention(nn.Module):
+    """Multi-head attention whose queries and keys share one input (features + positions) and values another.
+
+    Holds the same weights as ``nn.MultiheadAttention`` (its packed ``in_proj`` split into q/k/v).
+    """
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, query_key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = value.shape
+        heads = self.num_heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(batch, length, heads, dim // heads).transpose(1, 2)
+
+        q, k, v = split(self.q_proj(query_key)), split(self.k_proj(query_key)), split(self.v_proj(value))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
+
+
+class Deimv2RMSNorm(nn.Module):
+    """RMSNorm computed in float32 (also for float64 inputs, as the original), then scaled."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class Deimv2MLP(nn.Module):
+    """Stack of linear layers with an activation between them."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, act: str):
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.act = ACT2FN[act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index < len(self.layers) - 1:
+                x = self.act(x)
+        return x
+
+
+class Deimv2SwiGLUFFN(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(gate) * value)
+
+
+class Deimv2Gate(nn.Module):
+    """Sigmoid gates mixing the residual and the cross-attention output, then RMSNorm."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gate = nn.Linear(2 * dim, 2 * dim)
+        self.norm = Deimv2RMSNorm(dim)
+
+    def forward(self, residual: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+        gates = torch.sigmoid(self.gate(torch.cat([residual, update], dim=-1)))
+        g1, g2 = gates.chunk(2, dim=-1)
+        return self.norm(g1 * residual + g2 * update)

@@ -1,0 +1,193 @@
+"""DEIMv2 models: ``Deimv2Model`` (backbone -> encoder -> decoder) and ``Deimv2ForObjectDetection``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .backbone_deimv2 import build_backbone
+from .configuration_deimv2 import Deimv2Config
+from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention
+from .encoder_deimv2 import build_encoder
+from .layers_deimv2 import Deimv2Gate
+
+
+@dataclass
+class Deimv2ModelOutput(ModelOutput):
+    """Outputs of :class:`Deimv2Model`.
+
+    Args:
+        logits: class logits (pre-sigmoid) of the evaluation decoder layer, ``[B, Q, num_labels]``.
+        pred_boxes: normalised boxes ``(cx, cy, w, h)``, ``[B, Q, 4]``.
+        last_hidden_state: decoder queries after the evaluation layer, ``[B, Q, d_model]``.
+        enc_outputs_logits: class logits of every encoder token (anchor), ``[B, sum(HW), num_labels]``.
+        enc_topk_indices: the anchors selected as initial queries (descending score), ``[B, Q]``.
+        init_reference_points: initial reference boxes as logits (inverse sigmoid), ``[B, Q, 4]``.
+        pre_reference_points: boxes after the first layer that anchor the distribution refinement, ``[B, Q, 4]``.
+        initial_queries: selected encoder tokens fed to the decoder (with ``output_hidden_states``).
+        decoder_hidden_states: each decoder layer's output (with ``output_hidden_states``).
+        backbone_hidden_states: backbone feature maps (with ``output_hidden_states``).
+        encoder_hidden_states: encoder feature maps, fine to coarse (with ``output_hidden_states``).
+    """
+
+    logits: torch.Tensor | None = None
+    pred_boxes: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    enc_outputs_logits: torch.Tensor | None = None
+    enc_topk_indices: torch.Tensor | None = None
+    init_reference_points: torch.Tensor | None = None
+    pre_reference_points: torch.Tensor | None = None
+    initial_queries: torch.Tensor | None = None
+    decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    backbone_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class Deimv2ObjectDetectionOutput(Deimv2ModelOutput):
+    """Outputs of :class:`Deimv2ForObjectDetection` (``loss`` is reserved for training)."""
+
+    loss: torch.Tensor | None = None
+
+
+class Deimv2PreTrainedModel(PreTrainedModel):
+    config_class = Deimv2Config
+    config: Deimv2Config
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["Deimv2DecoderLayer", "Deimv2ViTLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialisation of the original for heads and attention; defaults elsewhere."""
+        super()._init_weights(module)
+        prior_bias = -math.log((1 - 0.01) / 0.01)
+        if isinstance(module, Deimv2Decoder):
+            nn.init.constant_(module.enc_score_head.bias, prior_bias)
+            for head in module.dec_score_head:
+                nn.init.constant_(head.bias, prior_bias)
+            for mlp in [module.enc_bbox_head, module.pre_bbox_head, *module.dec_bbox_head]:
+                nn.init.zeros_(mlp.layers[-1].weight)
+                nn.init.zeros_(mlp.layers[-1].bias)
+            for lqe in module.lqe_layers:
+                nn.init.zeros_(lqe.reg_conf.layers[-1].weight)
+                nn.init.zeros_(lqe.reg_conf.layers[-1].bias)
+            for layer in module.query_pos_head.layers:
+                nn.init.xavier_uniform_(layer.weight)
+            module.up.fill_(self.config.up)
+            module.reg_scale.fill_(self.config.reg_scale)
+        elif isinstance(module, Deimv2DeformableAttention):
+            nn.init.zeros_(module.sampling_offsets.weight)
+            thetas = torch.arange(module.num_heads, dtype=torch.float32) * (2.0 * math.pi / module.num_heads)
+            grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+            grid = grid / grid.abs().max(-1, keepdim=True).values
+            grid = grid.reshape(module.num_heads, 1, 2).tile([1, sum(module.points), 1])
+            grid *= torch.cat([torch.arange(1, n + 1) for n in module.points]).reshape(1, -1, 1)
+            module.sampling_offsets.bias.copy_(grid.flatten())
+            nn.init.zeros_(module.attention_weights.weight)
+            nn.init.zeros_(module.attention_weights.bias)
+            module.num_points_scale.copy_(
+                torch.tensor([1 / n for n in module.points for _ in range(n)], dtype=torch.float32)
+            )
+        elif isinstance(module, Deimv2Gate):
+            nn.init.zeros_(module.gate.weight)
+            nn.init.zeros_(module.gate.bias)
+
+
+def validate_pixel_values(pixel_values: torch.Tensor, model: nn.Module, multiple: int) -> None:
+    """Raise a clear error for inputs the detector cannot take."""
+    if not isinstance(pixel_values, torch.Tensor):
+        raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+    if pixel_values.ndim != 4:
+        raise ValueError(
+            f"pixel_values must have shape [batch, 3, height, width], got {list(pixel_values.shape)}"
+        )
+    if pixel_values.shape[1] != 3:
+        raise ValueError(f"pixel_values must have 3 (RGB) channels, got {pixel_values.shape[1]} channels")
+    if not pixel_values.is_floating_point():
+        raise TypeError(f"pixel_values must be a floating tensor, got {pixel_values.dtype}")
+    expected = next(model.parameters()).dtype
+    if pixel_values.dtype != expected:
+        raise TypeError(
+            f"pixel_values has dtype {pixel_values.dtype} but the model is {expected}; cast one of them"
+        )
+    height, width = pixel_values.shape[-2:]
+    if height % multiple or width % multiple or height == 0 or width == 0:
+        raise ValueError(
+            f"pixel_values height and width must be positive multiples of {multiple}, got {height}x{width}"
+        )
+
+
+class Deimv2Model(Deimv2PreTrainedModel):
+    """DEIMv2 detector body: backbone, encoder and decoder with its detection heads."""
+
+    def __init__(self, config: Deimv2Config):
+        super().__init__(config)
+        if config.encoder_hidden_dim != config.d_model:
+            raise ValueError("encoder_hidden_dim must equal d_model (the decoder has no input projection)")
+        self.backbone = build_backbone(config)
+        self.encoder = build_encoder(config)
+        self.decoder = Deimv2Decoder(config)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Deimv2ModelOutput | tuple:
+        validate_pixel_values(pixel_values, self, self.config.largest_stride)
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        backbone_maps = self.backbone(pixel_values)
+        encoder_maps = self.encoder(backbone_maps)
+        result = self.decoder(encoder_maps)
+        output = Deimv2ModelOutput(
+            logits=result.logits,
+            pred_boxes=result.pred_boxes,
+            last_hidden_state=result.last_hidden_state,
+            enc_outputs_logits=result.enc_outputs_logits,
+            enc_topk_indices=result.enc_topk_indices,
+            init_reference_points=result.initial_reference_logits,
+            pre_reference_points=result.pre_boxes,
+            initial_queries=result.initial_queries if output_hidden_states else None,
+            decoder_hidden_states=result.hidden_states if output_hidden_states else None,
+            backbone_hidden_states=tuple(backbone_maps) if output_hidden_states else None,
+            encoder_hidden_states=tuple(encoder_maps) if output_hidden_states else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
+    """DEIMv2 object detector: ``logits`` ``[B, Q, num_labels]`` and ``pred_boxes`` ``[B, Q, 4]`` (cx, cy, w, h)."""
+
+    def __init__(self, config: Deimv2Config):
+        super().__init__(config)
+        self.model = Deimv2Model(config)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: list[dict] | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Deimv2ObjectDetectionOutput | tuple:
+        if labels is not None:
+            raise NotImplementedError(
+                "training losses are not implemented yet; call the model without labels"
+            )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        out = self.model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        output = Deimv2ObjectDetectionOutput(**{k: v for k, v in out.items()})
+        return output if return_dict else output.to_tuple()

@@ -1,0 +1,39 @@
+"""The model families visionports supports, and what each provides to the shared tools."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedConfig, PreTrainedModel
+
+from .key_mapping import MappedStateDict
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Hooks a family registers for conversion and parity checking."""
+
+    name: str
+    model_class: type[PreTrainedModel]
+    infer_config: Callable[..., PreTrainedConfig]  # (state_dict, variant=None, **overrides) -> config
+    convert_state_dict: Callable[[Mapping[str, torch.Tensor], PreTrainedConfig], MappedStateDict]
+    make_processor: Callable[[PreTrainedConfig], Any] | None = None
+    parity: Any = None  # a ParityAdapter (see visionports.parity)
+
+
+_FAMILY_MODULES = {"deimv2": "visionports.models.deimv2.family"}
+
+
+def family_names() -> list[str]:
+    return sorted(_FAMILY_MODULES)
+
+
+def get_family(name: str) -> ModelFamily:
+    key = name.lower().replace("-", "_")
+    if key not in _FAMILY_MODULES:
+        raise ValueError(f"unknown model {name!r}; supported: {', '.join(family_names())}")
+    return importlib.import_module(_FAMILY_MODULES[key]).FAMILY
