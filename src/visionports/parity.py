@@ -75,10 +75,9 @@ class ParityReport:
                 f"{'tensor'.ljust(width)}  {'shape':<18} {'max abs':>10} {'mean abs':>10} {'atol':>8}  result"
             )
             for c in checks:
-                fmt = lambda v: "-" if v is None else f"{v:.2e}"
                 flag = ("pass" if c.passed else "FAIL") + (" (final)" if c.final else "")
                 lines.append(
-                    f"{c.name.ljust(width)}  {str(list(c.shape)):<18} {fmt(c.max_abs):>10} {fmt(c.mean_abs):>10} "
+                    f"{c.name.ljust(width)}  {str(list(c.shape)):<18} {_fmt(c.max_abs):>10} {_fmt(c.mean_abs):>10} "
                     f"{c.atol:>8.0e}  {flag}{'  ' + c.note if c.note else ''}"
                 )
             first = self.first_divergence(section)
@@ -86,6 +85,10 @@ class ParityReport:
         lines += self.messages
         lines.append("PARITY OK" if self.ok else "PARITY FAILED")
         return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2e}"
 
 
 def compare_tensors(

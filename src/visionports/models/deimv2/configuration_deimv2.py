@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from ...coco import COCO_CLASSES
@@ -244,6 +245,7 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
+@strict(accept_kwargs=True)
 class Deimv2Config(PreTrainedConfig):
     r"""Configuration of a DEIMv2 detector (backbone -> lite/hybrid encoder -> DEIM decoder).
 
@@ -336,8 +338,9 @@ class Deimv2Config(PreTrainedConfig):
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs: Any) -> None:
-        if "id2label" not in kwargs and "num_labels" not in kwargs:
-            kwargs["id2label"] = dict(enumerate(COCO_CLASSES))
+        if self.id2label is None and kwargs.get("num_labels") is None:
+            self.id2label = dict(enumerate(COCO_CLASSES))
+            self.label2id = {name: index for index, name in self.id2label.items()}
         for name in (
             "hgnet_stem_channels",
             "hgnet_out_indices",

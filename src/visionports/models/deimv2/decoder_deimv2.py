@@ -195,6 +195,11 @@ class Deimv2Decoder(nn.Module):
         memory = torch.cat([f.flatten(2).permute(0, 2, 1) for f in features], dim=1)
         batch, _, dim = memory.shape
 
+        if memory.shape[1] < config.num_queries:
+            raise ValueError(
+                f"the input is too small: its feature maps give {memory.shape[1]} anchors but the model selects "
+                f"num_queries={config.num_queries}; use a larger image (default {config.eval_image_size})"
+            )
         anchors, valid = generate_anchors(
             spatial_shapes, config.anchor_grid_size, config.anchor_eps, memory.device
         )

@@ -1,0 +1,79 @@
+"""Every golden case (visible ones and $VISIONPORTS_FIXTURES) passes the parity tool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import golden_cases
+from visionports.cli import main
+from visionports.parity import compare_tensors, run_parity
+from visionports.registry import get_family
+
+CASES = golden_cases("deimv2")
+
+
+@pytest.mark.parametrize("case_dir", CASES, ids=[c.name for c in CASES])
+def test_deimv2_golden_case(case_dir: Path) -> None:
+    report = run_parity(get_family("deimv2"), case_dir)
+    assert report.ok, report.render()
+    if (case_dir / "outputs_float64.safetensors").is_file():
+        assert "float64" in report.sections  # the strict check ran
+
+
+def test_visible_cases_present() -> None:
+    assert {"atto_s0_b1_320", "dinov3_s_tiny_s0_b1_256"} <= {c.name for c in CASES}
+
+
+def test_cli_parity_exit_codes(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.name == "atto_s0_b1_320")
+    runner = CliRunner()
+    ok = runner.invoke(main, ["parity", "deimv2", str(case), "--no-float64"])
+    assert ok.exit_code == 0, ok.output
+    assert "PARITY OK" in ok.output and "pred_logits" in ok.output
+
+    broken = tmp_path / "broken"
+    shutil.copytree(case, broken)
+    case_json = json.loads((broken / "case.json").read_text())
+    case_json["tolerance"]["float32"]["per_tensor_atol"]["pred_logits"] = 1e-9  # tighter than achievable
+    (broken / "case.json").write_text(json.dumps(case_json))
+    failed = runner.invoke(main, ["parity", "deimv2", str(broken), "--no-float64"])
+    assert failed.exit_code == 1
+    assert "PARITY FAILED" in failed.output and "first divergence: pred_logits" in failed.output
+
+
+def test_manifest_case(tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.name == "dinov3_s_tiny_s0_b1_256")
+    checkpoint = torch.load(case / "checkpoint.pth", map_location="cpu", weights_only=True)["model"]
+    keys = [
+        {"name": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+        for k, v in checkpoint.items()
+    ]
+    manifest = tmp_path / "manifest"
+    manifest.mkdir()
+    (manifest / "keys.json").write_text(json.dumps({"variant": "s", "keys": keys}))
+    report = run_parity(get_family("deimv2"), manifest)
+    assert report.ok, report.render()
+
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    dropped = [k for k in keys if k["name"] != "decoder.enc_score_head.bias"]
+    dropped.append({"name": "decoder.extra_head.weight", "shape": [3, 3]})
+    (incomplete / "keys.json").write_text(json.dumps({"variant": "s", "keys": dropped}))
+    report = run_parity(get_family("deimv2"), incomplete)
+    assert not report.ok
+    text = report.render()
+    assert "model.decoder.enc_score_head.bias" in text and "decoder.extra_head.weight" in text
+
+
+def test_compare_tensors_integer_and_float() -> None:
+    ref = {"a": torch.tensor([1.0, 2.0]), "idx": torch.tensor([3, 1])}
+    ours = {"a": torch.tensor([1.0, 2.5]), "idx": torch.tensor([1, 3])}
+    checks = {c.name: c for c in compare_tensors(ours, ref, ["a", "idx"], {"a": 0.1}, 1e-5, {"a"})}
+    assert not checks["a"].passed and checks["a"].max_abs == pytest.approx(0.5)
+    assert not checks["idx"].passed and checks["idx"].final
