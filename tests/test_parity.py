@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import golden_cases
+from golden import golden_cases
 from visionports.cli import main
 from visionports.parity import compare_tensors, run_parity
 from visionports.registry import get_family

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .backbone_deimv2 import build_backbone
@@ -65,39 +66,41 @@ class Deimv2PreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Initialisation of the original for heads and attention; defaults elsewhere."""
+        """Initialisation of the original for heads and attention; defaults elsewhere.
+
+        Uses ``transformers.initialization`` so that weights loaded by ``from_pretrained`` are left alone.
+        """
         super()._init_weights(module)
         prior_bias = -math.log((1 - 0.01) / 0.01)
         if isinstance(module, Deimv2Decoder):
-            nn.init.constant_(module.enc_score_head.bias, prior_bias)
+            init.constant_(module.enc_score_head.bias, prior_bias)
             for head in module.dec_score_head:
-                nn.init.constant_(head.bias, prior_bias)
+                init.constant_(head.bias, prior_bias)
             for mlp in [module.enc_bbox_head, module.pre_bbox_head, *module.dec_bbox_head]:
-                nn.init.zeros_(mlp.layers[-1].weight)
-                nn.init.zeros_(mlp.layers[-1].bias)
+                init.zeros_(mlp.layers[-1].weight)
+                init.zeros_(mlp.layers[-1].bias)
             for lqe in module.lqe_layers:
-                nn.init.zeros_(lqe.reg_conf.layers[-1].weight)
-                nn.init.zeros_(lqe.reg_conf.layers[-1].bias)
+                init.zeros_(lqe.reg_conf.layers[-1].weight)
+                init.zeros_(lqe.reg_conf.layers[-1].bias)
             for layer in module.query_pos_head.layers:
-                nn.init.xavier_uniform_(layer.weight)
-            module.up.fill_(self.config.up)
-            module.reg_scale.fill_(self.config.reg_scale)
+                init.xavier_uniform_(layer.weight)
+            init.constant_(module.up, self.config.up)
+            init.constant_(module.reg_scale, self.config.reg_scale)
         elif isinstance(module, Deimv2DeformableAttention):
-            nn.init.zeros_(module.sampling_offsets.weight)
+            init.zeros_(module.sampling_offsets.weight)
             thetas = torch.arange(module.num_heads, dtype=torch.float32) * (2.0 * math.pi / module.num_heads)
             grid = torch.stack([thetas.cos(), thetas.sin()], -1)
             grid = grid / grid.abs().max(-1, keepdim=True).values
             grid = grid.reshape(module.num_heads, 1, 2).tile([1, sum(module.points), 1])
             grid *= torch.cat([torch.arange(1, n + 1) for n in module.points]).reshape(1, -1, 1)
-            module.sampling_offsets.bias.copy_(grid.flatten())
-            nn.init.zeros_(module.attention_weights.weight)
-            nn.init.zeros_(module.attention_weights.bias)
-            module.num_points_scale.copy_(
-                torch.tensor([1 / n for n in module.points for _ in range(n)], dtype=torch.float32)
-            )
+            init.copy_(module.sampling_offsets.bias, grid.flatten())
+            init.zeros_(module.attention_weights.weight)
+            init.zeros_(module.attention_weights.bias)
+            scale = torch.tensor([1 / n for n in module.points for _ in range(n)], dtype=torch.float32)
+            init.copy_(module.num_points_scale, scale)
         elif isinstance(module, Deimv2Gate):
-            nn.init.zeros_(module.gate.weight)
-            nn.init.zeros_(module.gate.bias)
+            init.zeros_(module.gate.weight)
+            init.zeros_(module.gate.bias)
 
 
 def validate_pixel_values(pixel_values: torch.Tensor, model: nn.Module, multiple: int) -> None:
