@@ -196,11 +196,16 @@ def _weights_case(
 
 
 def _load_manifest(path: Path) -> tuple[dict[str, tuple[list[int], str]], dict[str, Any]]:
+    """Keys, shapes and dtypes of a manifest, plus its other top-level fields (e.g. ``variant``).
+
+    Accepts a list of ``{name, shape, dtype}`` entries, a ``{name: shape}`` mapping, or either of those under
+    ``keys`` (possibly inside a ``checkpoint`` object, as in ``case.json``).
+    """
     data = json.loads(path.read_text())
     meta: dict[str, Any] = {}
-    if isinstance(data, dict) and "keys" in data:
-        meta = {k: v for k, v in data.items() if k != "keys"}
-        data = data["keys"]
+    while isinstance(data, dict) and ("keys" in data or "checkpoint" in data):
+        meta.update({k: v for k, v in data.items() if k not in ("keys", "checkpoint")})
+        data = data["keys"] if "keys" in data else data["checkpoint"]
     entries: dict[str, tuple[list[int], str]] = {}
     if isinstance(data, dict):
         for name, value in data.items():

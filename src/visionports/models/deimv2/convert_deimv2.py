@@ -41,9 +41,11 @@ def _has_values(t: torch.Tensor) -> bool:
 
 
 def strip_wrapper_prefix(sd: StateDict) -> dict[str, torch.Tensor]:
-    """Drop a ``module.`` prefix left by DistributedDataParallel."""
-    if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module.") :]: v for k, v in sd.items()}
+    """Drop a prefix shared by every key (``module.`` of DistributedDataParallel, or a flattened
+    ``ema.module.`` / ``model.`` top level): original DEIMv2 keys start with backbone/encoder/decoder."""
+    for prefix in ("module.", "ema.module.", "model."):
+        if sd and all(k.startswith(prefix) for k in sd):
+            return strip_wrapper_prefix({k[len(prefix) :]: v for k, v in sd.items()})
     return dict(sd)
 
 
