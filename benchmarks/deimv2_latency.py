@@ -16,8 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models" / "deimv2"))
 
-from upstream_anchor import randomize_, upstream_config, upstream_to_original_state_dict  # noqa: E402
 from transformers import Deimv2ForObjectDetection as UpstreamDeimv2  # noqa: E402
+from upstream_anchor import randomize_, upstream_config, upstream_to_original_state_dict  # noqa: E402
 
 from visionports import Deimv2ForObjectDetection  # noqa: E402
 from visionports.load_report import load_mapped  # noqa: E402
@@ -66,7 +66,9 @@ def main() -> None:
             pixels = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
             theirs_ms = median_ms(upstream, pixels, args.repeats)
             ours_ms = median_ms(ours, pixels, args.repeats)
-            print(f"{preset:<8}{size:>6}{batch:>7}{theirs_ms:>14.1f}{ours_ms:>10.1f}{theirs_ms / ours_ms:>8.2f}")
+            print(
+                f"{preset:<8}{size:>6}{batch:>7}{theirs_ms:>14.1f}{ours_ms:>10.1f}{theirs_ms / ours_ms:>8.2f}"
+            )
 
 
 if __name__ == "__main__":
