@@ -94,7 +94,7 @@ def test_same_weights_as_upstream(preset: str) -> None:
     # 1. encoder features (upstream normalises the last ViT-Tiny stage, so S/M differ from there on)
     if preset not in VIT_TINY:
         for a, b in zip(theirs.encoder_last_hidden_state, mine.encoder_hidden_states, strict=True):
-            torch.testing.assert_close(b, a, atol=2e-5 * _scale(a), rtol=0)
+            torch.testing.assert_close(b, a, atol=1e-4 * _scale(a), rtol=0)
     # 2. unpatched upstream: the documented decoder deviations change the detections
     assert (theirs.logits - mine.logits).abs().max() > 0.1
 
