@@ -54,7 +54,7 @@ def convert(
     except (CheckpointError, IncompleteCheckpointError, FileExistsError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     report = result.report
-    name = getattr(result.config, "variant_name", None) or variant or "inferred"
+    name = getattr(result.config, "variant", None) or "custom"
     click.echo(
         f"{model} ({name}): {result.num_parameters:,} parameters, missing {len(report.missing)} / unexpected "
         f"{len(report.unexpected)} / mis-shaped {len(report.mismatched)}, skipped {len(report.skipped)} "

@@ -85,14 +85,18 @@ class KeyMapping:
 
     def rename(self, key: str) -> list[str]:
         """Our key(s) for one original key (after renames and splits), ignoring skip rules."""
+        return self._resolve(key)[0]
+
+    def _resolve(self, key: str) -> tuple[list[str], int]:
+        """Target names of ``key`` and the dimension to split it along (when several)."""
         name = key
         for rule, regex in self._compiled:
             if isinstance(rule, Rename):
                 name = regex.sub(rule.replacement, name)
         for rule, regex in self._compiled:
             if isinstance(rule, Split) and regex.fullmatch(name):
-                return [regex.sub(t, name) for t in rule.targets]
-        return [name]
+                return [regex.sub(t, name) for t in rule.targets], rule.dim
+        return [name], 0
 
     def apply(self, state_dict: Mapping[str, torch.Tensor], check_duplicates: bool = True) -> MappedStateDict:
         """Map ``state_dict`` (original names) to our names."""
@@ -127,24 +131,14 @@ class KeyMapping:
         tensors: dict[str, torch.Tensor] = {}
         source: dict[str, str] = {}
         for key, value in pending.items():
-            names = self.rename(key)
-            chunks = [value] if len(names) == 1 else _split(value, names, key, self._split_dim(names[0], key))
+            names, dim = self._resolve(key)
+            chunks = [value] if len(names) == 1 else _split(value, names, key, dim)
             for name, chunk in zip(names, chunks, strict=True):
                 if name in tensors:
                     raise CheckpointError(f"keys {source[name]!r} and {key!r} both map to {name!r}")
                 tensors[name] = chunk
                 source[name] = key
         return MappedStateDict(tensors=tensors, source=source, skipped=skipped)
-
-    def _split_dim(self, first_target: str, key: str) -> int:
-        name = key
-        for rule, regex in self._compiled:
-            if isinstance(rule, Rename):
-                name = regex.sub(rule.replacement, name)
-        for rule, regex in self._compiled:
-            if isinstance(rule, Split) and regex.fullmatch(name):
-                return rule.dim
-        return 0
 
     @classmethod
     def concat(cls, *mappings: KeyMapping | Iterable[Rule]) -> KeyMapping:

@@ -44,7 +44,7 @@ def test_cli_converts_and_infers_the_variant(tmp_path: Path) -> None:
     out = tmp_path / "atto"
     code, text = _convert(str(ATTO / "checkpoint.pth"), str(out))
     assert code == 0, text
-    assert "508,983 parameters" in text and "missing 0 / unexpected 0 / mis-shaped 0" in text
+    assert "deimv2 (atto): 508,983 parameters" in text and "missing 0 / unexpected 0 / mis-shaped 0" in text
     assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in out.iterdir()}
     _assert_matches_fixture(out, ATTO)
     processor = AutoImageProcessor.from_pretrained(out)

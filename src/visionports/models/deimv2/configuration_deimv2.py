@@ -265,6 +265,8 @@ class Deimv2Config(PreTrainedConfig):
 
     model_type = "visionports_deimv2"
 
+    variant: str | None = None  # the released variant (preset) this configuration derives from
+
     # backbone
     backbone_type: str = "hgnetv2"
     hgnet_stem_channels: list[int] | tuple[int, ...] = (3, 16, 16)
@@ -408,6 +410,7 @@ class Deimv2Config(PreTrainedConfig):
         if values["backbone_type"] == "vit_sta":
             values.setdefault("image_mean", IMAGENET_MEAN)
             values.setdefault("image_std", IMAGENET_STD)
+        values["variant"] = key
         values.update(overrides)
         return cls(**values)
 
