@@ -9,7 +9,8 @@ _register_all()
 from .models.deimv2 import (  # noqa: E402
     Deimv2Config,
     Deimv2ForObjectDetection,
+    Deimv2ImageProcessor,
     Deimv2Model,
 )
 
-__all__ = ["Deimv2Config", "Deimv2ForObjectDetection", "Deimv2Model", "__version__"]
+__all__ = ["Deimv2Config", "Deimv2ForObjectDetection", "Deimv2ImageProcessor", "Deimv2Model", "__version__"]

@@ -77,5 +77,47 @@ def parity(model: str, case_dir: Path, float64: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A converted model folder (from `visionports convert`).",
+)
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Minimum score of a reported detection.",
+)
+@click.option(
+    "--output",
+    "output_dir",
+    default=Path("detections"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for annotated PNGs and detections.json.",
+)
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+def detect(
+    inputs: tuple[Path, ...], model_dir: Path, threshold: float, output_dir: Path, batch_size: int
+) -> None:
+    """Detect objects in IMAGE files or folders; write annotated pictures and JSON results."""
+    from .detect import detect_files
+    from .images import ImageInputError
+
+    try:
+        run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size)
+    except (ImageInputError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    total = sum(len(v) for v in run.results.values())
+    click.echo(
+        f"{len(run.pictures)} image(s), {total} detection(s) -> {output_dir} (pictures + {run.json_path.name})"
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from .checkpoint import load_state_dict
+from .files import make_temporary_sibling_dir
 from .load_report import LoadReport, load_mapped
 from .registry import ModelFamily
 
@@ -82,8 +82,7 @@ def convert_checkpoint(
 
 def save_atomically(result: ConversionResult, family: ModelFamily, target: Path) -> None:
     """Write model, config and processor to a temporary sibling folder, then move it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    tmp = make_temporary_sibling_dir(target)
     try:
         result.model.save_pretrained(tmp)
         if family.make_processor is not None:

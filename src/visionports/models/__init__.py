@@ -6,8 +6,9 @@ from __future__ import annotations
 def register_all() -> None:
     """Register every family's config and models with the Auto classes (idempotent)."""
     from transformers import AutoConfig, AutoModel, AutoModelForObjectDetection
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
 
-    from .deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2Model
+    from .deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor, Deimv2Model
 
     try:
         AutoConfig.register(Deimv2Config.model_type, Deimv2Config)
@@ -17,3 +18,7 @@ def register_all() -> None:
     # so each config class still resolves to its own models.
     AutoModel.register(Deimv2Config, Deimv2Model, exist_ok=True)
     AutoModelForObjectDetection.register(Deimv2Config, Deimv2ForObjectDetection, exist_ok=True)
+    # One PIL-based class serves both backends. Registered on the mapping directly: AutoImageProcessor.register
+    # would first look up (and instantiate the backends of) upstream's same-named Deimv2Config entry.
+    backends = {"pil": Deimv2ImageProcessor, "torchvision": Deimv2ImageProcessor}
+    IMAGE_PROCESSOR_MAPPING.register(Deimv2Config, backends, exist_ok=True)
