@@ -1,0 +1,109 @@
+"""`visionports detect` and the transformers pipeline on a model converted from a golden case."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from transformers import pipeline
+
+from golden import FIXTURES
+from visionports.cli import main
+
+ATTO = FIXTURES / "deimv2" / "atto_s0_b1_320"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "atto"
+    result = CliRunner().invoke(main, ["convert", "deimv2", str(ATTO / "checkpoint.pth"), str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _images(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, size in (("small.png", (48, 80)), ("large.jpg", (900, 1200))):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def test_detect_folder_writes_pictures_and_json(model_dir: Path, tmp_path: Path) -> None:
+    images = _images(tmp_path / "in")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["detect", str(tmp_path / "in"), "--model", str(model_dir), "--threshold",
+                                       "0.3", "--output", str(out), "--batch-size", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 image(s)" in result.output
+    payload = json.loads((out / "detections.json").read_text())
+    assert payload["threshold"] == 0.3 and set(payload["images"]) == {str(p) for p in images}
+    for source in images:
+        picture = Image.open(out / f"{source.stem}.png")
+        original = Image.open(source)
+        assert picture.format == "PNG" and picture.size == original.size
+        detections = payload["images"][str(source)]
+        assert detections, "random weights still give scores above 0.3"
+        for det in detections:
+            assert (
+                set(det) == {"label_id", "label", "score", "box"}
+                and det["score"] > 0.3
+                and len(det["box"]) == 4
+            )
+        assert not np.array_equal(
+            np.asarray(picture), np.asarray(original.convert("RGB"))
+        )  # boxes were drawn
+
+
+def test_bad_inputs_write_nothing(model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    _images(folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    result = runner.invoke(main, ["detect", str(folder), "--model", str(model_dir), "--output", str(out)])
+    assert result.exit_code != 0 and "broken.png" in result.output
+    assert not out.exists()
+    result = runner.invoke(
+        main, ["detect", str(folder / "small.png"), "--model", str(model_dir), "--threshold", "2"]
+    )
+    assert result.exit_code != 0 and "--threshold" in result.output
+    result = runner.invoke(
+        main, ["detect", str(folder / "small.png"), "--model", str(tmp_path), "--output", str(out)]
+    )
+    assert result.exit_code != 0 and "not a model folder" in result.output and not out.exists()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_pipeline_without_warnings(model_dir: Path) -> None:
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (120, 200, 3), dtype=np.uint8))
+    logged = _Records()
+    library_logger = logging.getLogger("transformers")  # does not propagate to the root logger
+    library_logger.addHandler(logged)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            detector = pipeline("object-detection", model=str(model_dir))
+            found = detector(image, threshold=0.2)
+    finally:
+        library_logger.removeHandler(logged)
+    assert not [w for w in caught if "visionports" in str(w.filename) or "transformers" in str(w.filename)]
+    assert not logged.records, [r.getMessage() for r in logged.records]
+    assert found and set(found[0]) == {"score", "label", "box"}
+    assert set(found[0]["box"]) == {"xmin", "ymin", "xmax", "ymax"} and isinstance(found[0]["label"], str)
