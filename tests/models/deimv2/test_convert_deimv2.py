@@ -140,3 +140,18 @@ def test_ddp_prefix_and_tied_parameters() -> None:
         sd["module.decoder.dec_bbox_head.1.layers.0.weight"]
     )
     assert infer_config(sd).share_bbox_head is False  # heads that differ are not shared
+
+
+def test_safetensors_export_without_duplicate_tensors(tmp_path: Path) -> None:
+    """Hugging Face uploads (safetensors) keep one copy of tied/shared tensors."""
+    from safetensors.torch import save_file
+
+    sd = _state_dict(ATTO)
+    for key in [k for k in sd if k.startswith(("decoder.decoder.up", "decoder.decoder.reg_scale"))
+                or k.startswith(("decoder.dec_bbox_head.1.", "decoder.dec_bbox_head.2."))]:  # fmt: skip
+        del sd[key]
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "model.safetensors"))
+    assert infer_config(sd).share_bbox_head is True
+    code, text = _convert(str(tmp_path / "model.safetensors"), str(tmp_path / "out"))
+    assert code == 0 and "missing 0 / unexpected 0" in text, text
+    _assert_matches_fixture(tmp_path / "out", ATTO)

@@ -164,15 +164,17 @@ def _infer_decoder(sd: StateDict, preset: dict[str, Any]) -> dict[str, Any]:
         )
     heads = _shape(sd, "decoder.decoder.layers.0.cross_attn.sampling_offsets.weight")[0] // (2 * total)
     bbox_heads = _count(sd, r"decoder\.dec_bbox_head\.(\d+)\.")
-    first = [sd[k] for k in sorted(sd) if k.startswith("decoder.dec_bbox_head.0.")]
-    shared = preset["share_bbox_head"]
-    if first and all(_has_values(t) for t in first):
-        shared = bbox_heads > 1 and all(
+    first = [k for k in sd if k.startswith("decoder.dec_bbox_head.0.")]
+    if bbox_heads == 1 and layers > 1:
+        shared = True  # safetensors exports (e.g. the Hugging Face uploads) keep one copy of shared tensors
+    elif bbox_heads > 1 and all(_has_values(sd[k]) for k in first):
+        shared = all(
             torch.equal(sd[k], sd[k.replace("dec_bbox_head.0.", f"dec_bbox_head.{i}.", 1)])
             for i in range(1, bbox_heads)
-            for k in sd
-            if k.startswith("decoder.dec_bbox_head.0.")
+            for k in first
         )
+    else:
+        shared = preset["share_bbox_head"]
     values: dict[str, Any] = {
         "num_labels": num_labels,
         "d_model": dim,
