@@ -47,6 +47,8 @@ def test_cli_converts_and_infers_the_variant(tmp_path: Path) -> None:
     assert "deimv2 (atto): 508,983 parameters" in text and "missing 0 / unexpected 0 / mis-shaped 0" in text
     assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in out.iterdir()}
     _assert_matches_fixture(out, ATTO)
+    config = AutoModelForObjectDetection.from_pretrained(out).config
+    assert config.id2label[0] == "person" and config.id2label[79] == "toothbrush"  # COCO names
     processor = AutoImageProcessor.from_pretrained(out)
     assert processor.size == {"height": 320, "width": 320} and not processor.do_normalize
 
