@@ -23,7 +23,6 @@ from .conversion import build_on_meta, convert_checkpoint
 from .load_report import compare_to_model, expected_tensors
 from .registry import ModelFamily
 
-DEFAULT_ATOL = {"float32": 1e-5, "float64": 1e-8}
 Tensors = dict[str, torch.Tensor]
 
 
@@ -41,6 +40,11 @@ class ParityAdapter(Protocol):
     ) -> Tensors: ...
 
     def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> ParityReport | None: ...
+
+    def tolerance(self, case: Mapping[str, Any], label: str) -> tuple[dict[str, float], float, float]:
+        """Per-tensor absolute tolerances, the default one and a relative tolerance, for ``label``
+        (``float32`` / ``float64``), as the case states them."""
+        ...
 
 
 @dataclass
@@ -98,8 +102,12 @@ def compare_tensors(
     atols: Mapping[str, float],
     default_atol: float,
     finals: set[str],
+    rtol: float = 0.0,
 ) -> list[TensorCheck]:
-    """Compare every reference tensor (in ``order`` first) with ours: max/mean abs diff, exact for integers."""
+    """Compare every reference tensor (in ``order`` first) with ours: max/mean abs diff, exact for integers.
+
+    A float tensor passes when every element satisfies ``|ours - ref| <= atol + rtol * |ref|``.
+    """
     names = [n for n in order if n in reference] + sorted(set(reference) - set(order))
     checks = []
     for name in names:
@@ -135,7 +143,8 @@ def compare_tensors(
         atol = float(atols.get(name, default_atol))
         max_abs = float(diff.max()) if diff.numel() else 0.0
         mean_abs = float(diff.mean()) if diff.numel() else 0.0
-        passed = bool(torch.isfinite(got).eq(torch.isfinite(ref)).all()) and max_abs <= atol
+        within = bool((diff <= atol + rtol * ref.double().abs()).all()) if diff.numel() else True
+        passed = bool(torch.isfinite(got).eq(torch.isfinite(ref)).all()) and within
         checks.append(TensorCheck(name, tuple(ref.shape), max_abs, mean_abs, atol, passed, final))
     return checks
 
@@ -174,9 +183,9 @@ def _weights_case(
     result = convert_checkpoint(family, checkpoint, progress=False, **options)
     report.messages.append(f"converted: {result.report.summary()} (weights from '{result.weights_source}')")
     inputs = load_file(str(case_dir / "inputs.safetensors"))
-    order = list(case.get("outputs", {}))
+    outputs_doc = case.get("outputs", {})
+    order = [o["name"] for o in outputs_doc] if isinstance(outputs_doc, list) else list(outputs_doc)
     finals = adapter.final_outputs(case)
-    tolerance = case.get("tolerance", {})
     runs = [("float32", torch.float32, "outputs.safetensors")]
     if float64 and (case_dir / "outputs_float64.safetensors").is_file():
         runs.append(("float64", torch.float64, "outputs_float64.safetensors"))
@@ -188,8 +197,8 @@ def _weights_case(
         with torch.no_grad():
             ours = adapter.run(model, cast, case)
         ours = adapter.align(ours, reference, cast, case)
-        atols = tolerance.get(label, {}).get("per_tensor_atol", {})
-        checks = compare_tensors(ours, reference, order, atols, DEFAULT_ATOL[label], finals)
+        atols, default_atol, rtol = adapter.tolerance(case, label)
+        checks = compare_tensors(ours, reference, order, atols, default_atol, finals, rtol)
         report.sections[label] = checks
         report.ok &= all(c.passed for c in checks if c.final)
     return report

@@ -25,7 +25,10 @@ class ModelFamily:
     parity: Any = None  # a ParityAdapter (see visionports.parity)
 
 
-_FAMILY_MODULES = {"deimv2": "visionports.models.deimv2.family"}
+_FAMILY_MODULES = {
+    "deimv2": "visionports.models.deimv2.family",
+    "videomt": "visionports.models.videomt.family",
+}
 
 
 def family_names() -> list[str]:

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 def register_all() -> None:
     """Register every family's config and models with the Auto classes (idempotent)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForObjectDetection
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForObjectDetection,
+        AutoModelForUniversalSegmentation,
+    )
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
 
     from .deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor, Deimv2Model
+    from .videomt import VideomtConfig, VideomtForUniversalSegmentation
 
     try:
         AutoConfig.register(Deimv2Config.model_type, Deimv2Config)
@@ -22,3 +28,7 @@ def register_all() -> None:
     # would first look up (and instantiate the backends of) upstream's same-named Deimv2Config entry.
     backends = {"pil": Deimv2ImageProcessor, "torchvision": Deimv2ImageProcessor}
     IMAGE_PROCESSOR_MAPPING.register(Deimv2Config, backends, exist_ok=True)
+
+    AutoConfig.register(VideomtConfig.model_type, VideomtConfig)
+    AutoModel.register(VideomtConfig, VideomtForUniversalSegmentation, exist_ok=True)
+    AutoModelForUniversalSegmentation.register(VideomtConfig, VideomtForUniversalSegmentation, exist_ok=True)

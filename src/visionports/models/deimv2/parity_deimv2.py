@@ -56,6 +56,11 @@ class Deimv2Parity:
     def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
         return set(FINALS)
 
+    def tolerance(self, case: Mapping[str, Any], label: str) -> tuple[dict[str, float], float, float]:
+        spec = case.get("tolerance", {}).get(label, {})
+        default = 1e-5 if label == "float32" else 1e-8
+        return dict(spec.get("per_tensor_atol", {})), default, float(spec.get("rtol", 0.0))
+
     def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> None:
         """DEIMv2 has no case kinds besides weights and manifests."""
         return None

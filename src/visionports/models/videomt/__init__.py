@@ -1,0 +1,18 @@
+"""VidEoMT: online video segmentation inside a plain ViT, queries propagated frame to frame."""
+
+from .configuration_videomt import PRESETS, VideomtConfig
+from .modeling_videomt import (
+    VideomtForUniversalSegmentation,
+    VideomtPreTrainedModel,
+    VideomtSegmentationOutput,
+    VideomtState,
+)
+
+__all__ = [
+    "PRESETS",
+    "VideomtConfig",
+    "VideomtForUniversalSegmentation",
+    "VideomtPreTrainedModel",
+    "VideomtSegmentationOutput",
+    "VideomtState",
+]
