@@ -16,11 +16,12 @@ from visionports.parity import compare_tensors, run_parity
 from visionports.registry import get_family
 
 CASES = golden_cases("deimv2")
+ALL_CASES = [(model, case) for model in ("deimv2", "videomt") for case in golden_cases(model)]
 
 
-@pytest.mark.parametrize("case_dir", CASES, ids=[c.name for c in CASES])
-def test_deimv2_golden_case(case_dir: Path) -> None:
-    report = run_parity(get_family("deimv2"), case_dir)
+@pytest.mark.parametrize(("model", "case_dir"), ALL_CASES, ids=[f"{m}/{c.name}" for m, c in ALL_CASES])
+def test_golden_case(model: str, case_dir: Path) -> None:
+    report = run_parity(get_family(model), case_dir)
     assert report.ok, report.render()
     if (case_dir / "outputs_float64.safetensors").is_file():
         assert "float64" in report.sections  # the strict check ran
@@ -28,6 +29,7 @@ def test_deimv2_golden_case(case_dir: Path) -> None:
 
 def test_visible_cases_present() -> None:
     assert {"atto_s0_b1_320", "dinov3_s_tiny_s0_b1_256"} <= {c.name for c in CASES}
+    assert "dinov2_tiny_s0_b1_t3" in {c.name for c in golden_cases("videomt")}
 
 
 def test_cli_parity_exit_codes(tmp_path: Path) -> None:

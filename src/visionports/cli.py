@@ -26,6 +26,13 @@ def main() -> None:
 )
 @click.option("--allow-partial", is_flag=True, help="Save even if some weights are missing or unexpected.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A config value the weights cannot tell (JSON value), e.g. --set num_attention_heads=4.",
+)
 def convert(
     model: str,
     checkpoint: Path,
@@ -34,13 +41,18 @@ def convert(
     image_size: int | None,
     allow_partial: bool,
     overwrite: bool,
+    settings: tuple[str, ...],
 ) -> None:
     """Convert an original CHECKPOINT of MODEL into a from_pretrained folder OUTPUT_DIR."""
+    from huggingface_hub.errors import StrictDataclassError
+
     from .checkpoint import CheckpointError
     from .conversion import convert_checkpoint
     from .load_report import IncompleteCheckpointError
 
-    overrides = {"eval_image_size": [image_size, image_size]} if image_size else None
+    overrides = _parse_settings(settings)
+    if image_size:
+        overrides["eval_image_size"] = [image_size, image_size]
     try:
         result = convert_checkpoint(
             get_family(model),
@@ -49,9 +61,10 @@ def convert(
             variant=variant,
             allow_partial=allow_partial,
             overwrite=overwrite,
-            config_overrides=overrides,
+            config_overrides=overrides or None,
         )
-    except (CheckpointError, IncompleteCheckpointError, FileExistsError, ValueError) as err:
+    except (CheckpointError, IncompleteCheckpointError, FileExistsError, ValueError, TypeError,
+            StrictDataclassError) as err:  # fmt: skip
         raise click.ClickException(str(err)) from err
     report = result.report
     name = getattr(result.config, "variant", None) or "custom"
@@ -60,6 +73,21 @@ def convert(
         f"{len(report.unexpected)} / mis-shaped {len(report.mismatched)}, skipped {len(report.skipped)} "
         f"-> {output_dir}"
     )
+
+
+def _parse_settings(settings: tuple[str, ...]) -> dict:
+    import json
+
+    values = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
 
 
 @main.command()
