@@ -14,7 +14,7 @@ def register_all() -> None:
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
 
     from .deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor, Deimv2Model
-    from .videomt import VideomtConfig, VideomtForUniversalSegmentation
+    from .videomt import VideomtConfig, VideomtForUniversalSegmentation, VideomtVideoProcessor
 
     try:
         AutoConfig.register(Deimv2Config.model_type, Deimv2Config)
@@ -32,3 +32,5 @@ def register_all() -> None:
     AutoConfig.register(VideomtConfig.model_type, VideomtConfig)
     AutoModel.register(VideomtConfig, VideomtForUniversalSegmentation, exist_ok=True)
     AutoModelForUniversalSegmentation.register(VideomtConfig, VideomtForUniversalSegmentation, exist_ok=True)
+    video_backends = {"pil": VideomtVideoProcessor, "torchvision": VideomtVideoProcessor}
+    IMAGE_PROCESSOR_MAPPING.register(VideomtConfig, video_backends, exist_ok=True)

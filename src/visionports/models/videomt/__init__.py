@@ -7,6 +7,7 @@ from .modeling_videomt import (
     VideomtSegmentationOutput,
     VideomtState,
 )
+from .processing_videomt import VideomtVideoProcessor
 
 __all__ = [
     "PRESETS",
@@ -15,4 +16,5 @@ __all__ = [
     "VideomtPreTrainedModel",
     "VideomtSegmentationOutput",
     "VideomtState",
+    "VideomtVideoProcessor",
 ]

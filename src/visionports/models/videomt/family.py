@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 from ...registry import ModelFamily
+from .configuration_videomt import VideomtConfig
 from .convert_videomt import convert_state_dict, infer_config
 from .modeling_videomt import VideomtForUniversalSegmentation
 from .parity_videomt import VideomtParity
+from .processing_videomt import VideomtVideoProcessor
+
+
+def make_processor(config: VideomtConfig) -> VideomtVideoProcessor:
+    """The original evaluation preprocessing and post-processing settings of this checkpoint."""
+    return VideomtVideoProcessor(
+        min_size=config.min_size_test,
+        max_size=config.max_size_test,
+        size_divisibility=config.size_divisibility,
+        image_mean=config.image_mean,
+        image_std=config.image_std,
+        task=config.task,
+        max_instances=config.max_num_instances,
+        object_threshold=config.object_mask_threshold,
+        overlap_threshold=config.overlap_threshold,
+        num_thing_classes=config.num_thing_classes,
+    )
+
 
 FAMILY = ModelFamily(
     name="videomt",
     model_class=VideomtForUniversalSegmentation,
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,
-    make_processor=None,
+    make_processor=make_processor,
     parity=VideomtParity(),
 )
