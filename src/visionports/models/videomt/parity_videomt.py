@@ -19,8 +19,11 @@ FINALS = {"mask_logits", "class_logits", "propagated_queries"}
 def original_overrides(original: Mapping[str, Any]) -> dict[str, Any]:
     """Config values the weights cannot tell, from a case's original config."""
     out: dict[str, Any] = {}
-    if "num_heads" in original:
-        out["num_attention_heads"] = int(original["num_heads"])
+    for key in ("num_heads", "num_attention_heads"):
+        if key in original:
+            out["num_attention_heads"] = int(original[key])
+    if "rope_theta" in original:
+        out["rope_theta"] = float(original["rope_theta"])
     if "NORM_QUERIES" in original:
         out["norm_queries"] = bool(original["NORM_QUERIES"])
     if "layer_norm_eps" in original:

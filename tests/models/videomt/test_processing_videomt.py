@@ -1,0 +1,140 @@
+"""VidEoMT video processor and video-level post-processing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file
+
+from golden import FIXTURES
+from visionports.images import ImageInputError
+from visionports.models.videomt import VideomtConfig, VideomtVideoProcessor
+from visionports.models.videomt.family import make_processor
+from visionports.models.videomt.postprocessing_videomt import (
+    instance_segmentation,
+    panoptic_segmentation,
+    restore_mask_size,
+    semantic_segmentation,
+)
+from visionports.models.videomt.processing_videomt import shortest_edge_size
+
+CASE = FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3"
+
+
+def test_shortest_edge_rule() -> None:
+    assert shortest_edge_size(720, 1280, 448, 1333) == (448, 796)
+    assert shortest_edge_size(1280, 720, 448, 1333) == (796, 448)
+    assert shortest_edge_size(100, 1000, 448, 1333) == (133, 1333)  # long side capped
+    assert shortest_edge_size(64, 128, 64, 1333) == (64, 128)
+
+
+def test_normalisation_matches_the_golden_inputs() -> None:
+    inputs = load_file(str(CASE / "inputs.safetensors"))
+    frames = inputs["frames_uint8"][0].permute(0, 2, 3, 1).numpy()  # [T, H, W, 3]
+    processor = VideomtVideoProcessor(min_size=64)
+    out = processor(frames)
+    assert out["pixel_values"].shape == (1, 3, 3, 64, 128)
+    assert torch.equal(out["pixel_values"], inputs["pixel_values"])  # bit-exact (x - mean) / std
+    assert out["original_sizes"].tolist() == [[64, 128]] and out["resized_sizes"].tolist() == [[64, 128]]
+
+
+def test_resize_and_pad() -> None:
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)) for _ in range(2)]
+    processor = make_processor(VideomtConfig.from_preset("dinov2_s_ytvis2019"))
+    out = processor(frames)
+    assert out["resized_sizes"].tolist() == [[448, 796]]
+    assert out["pixel_values"].shape == (1, 2, 3, 448, 800)  # padded to a multiple of 32
+    assert torch.equal(out["pixel_values"][..., 796:], torch.zeros(1, 2, 3, 448, 4))
+    expected = (
+        torch.from_numpy(np.array(frames[0].resize((796, 448), Image.BILINEAR))).permute(2, 0, 1).float()
+    )
+    mean, std = (
+        torch.tensor(processor.image_mean).view(3, 1, 1),
+        torch.tensor(processor.image_std).view(3, 1, 1),
+    )
+    assert torch.equal(out["pixel_values"][0, 0, :, :, :796], (expected - mean) / std)
+
+
+def test_bad_videos() -> None:
+    processor = VideomtVideoProcessor()
+    with pytest.raises(ImageInputError, match="different sizes"):
+        processor([np.zeros((32, 32, 3), np.uint8), np.zeros((32, 48, 3), np.uint8)])
+    with pytest.raises(ImageInputError, match="non-empty list of frames"):
+        processor([[]])
+    with pytest.raises(ImageInputError, match="the image is empty"):
+        processor([np.zeros((0, 32, 3), np.uint8)])
+
+
+def _outputs(seed: int = 0, frames: int = 3, queries: int = 6, classes: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(frames, queries, classes + 1, generator=g) * 3, torch.randn(
+        queries, frames, 8, 12, generator=g
+    ) * 4
+
+
+def test_instance_post_processing() -> None:
+    class_logits, mask_logits = _outputs()
+    result = instance_segmentation(class_logits, mask_logits, (32, 48), (30, 40), (60, 80), max_instances=5)
+    probs = F.softmax(class_logits.mean(0), -1)[:, :-1]
+    top = probs.flatten().topk(5)
+    assert torch.equal(result["scores"], top.values)
+    assert torch.equal(result["labels"], top.indices % 4) and torch.equal(
+        result["track_ids"], top.indices // 4
+    )
+    expected = restore_mask_size(mask_logits[top.indices // 4], (32, 48), (30, 40), (60, 80)) > 0
+    assert result["masks"].shape == (5, 3, 60, 80) and torch.equal(result["masks"], expected)
+
+
+def test_semantic_post_processing() -> None:
+    class_logits, mask_logits = _outputs(1)
+    seg = semantic_segmentation(class_logits, mask_logits, (32, 48), (32, 48), (16, 24))
+    probs = F.softmax(class_logits.mean(0), -1)[:, :-1]
+    masks = F.interpolate(F.interpolate(mask_logits, size=(32, 48), mode="bilinear").sigmoid(), size=(16, 24),
+                          mode="bilinear")  # fmt: skip
+    assert seg.shape == (3, 16, 24)
+    assert torch.equal(seg, torch.einsum("qc,qthw->cthw", probs, masks).argmax(0))
+
+
+def test_panoptic_post_processing_merges_stuff() -> None:
+    class_logits = torch.full((2, 4, 4), -10.0)
+    class_logits[:, 0, 0] = 10  # thing (class 0), query 0
+    class_logits[:, 1, 2] = 10  # stuff (class 2), query 1
+    class_logits[:, 2, 2] = 10  # stuff (class 2) again, query 2 -> merged into one segment
+    class_logits[:, 3, 3] = 10  # no object
+    mask_logits = torch.full((4, 2, 8, 8), -20.0)
+    mask_logits[0, :, :4, :4] = 20
+    mask_logits[1, :, 4:, :] = 20
+    mask_logits[2, :, :4, 4:] = 20
+    result = panoptic_segmentation(
+        class_logits, mask_logits, (32, 32), (32, 32), (32, 32), num_thing_classes=2
+    )
+    segs = result["segments"]
+    assert [(s["id"], s["label"], s["is_thing"], s["track_id"]) for s in segs] == [
+        (1, 0, True, 0),
+        (2, 2, False, 1),
+    ]
+    seg = result["segmentation"]
+    assert seg.shape == (2, 32, 32) and set(seg.unique().tolist()) <= {0, 1, 2}  # 0: void at region borders
+    assert (seg[:, :14, :14] == 1).all() and (seg[:, 18:, :] == 2).all()
+    assert (seg[:, :14, 18:] == 2).all()  # query 2's region merged into the stuff segment of query 1
+
+
+def test_processor_post_process_arguments() -> None:
+    processor = VideomtVideoProcessor(task="panoptic")
+    class_logits, mask_logits = _outputs()
+    outputs = {
+        "class_queries_logits": class_logits[None],
+        "masks_queries_logits": mask_logits.transpose(0, 1)[None],
+    }
+    with pytest.raises(ValueError, match="num_thing_classes"):
+        processor.post_process(outputs, [(60, 80)], [(30, 40)])
+    with pytest.raises(ValueError, match="one \\(height, width\\) per video"):
+        processor.post_process(outputs, [(60, 80), (1, 1)], [(30, 40)], task="semantic")
+    with pytest.raises(ValueError, match="task must be"):
+        processor.post_process(outputs, [(60, 80)], [(30, 40)], task="depth")
+    result = processor.post_process(outputs, [(60, 80)], [(30, 40)], task="instance")[0]
+    assert result["masks"].shape[1:] == (3, 60, 80)
