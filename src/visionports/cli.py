@@ -17,7 +17,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Choice(family_names(), case_sensitive=False))
+@click.argument("model", type=click.Choice(family_names(with_aliases=True), case_sensitive=False))
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--variant", help="Released variant (e.g. atto, s); inferred from the weights when omitted.")
@@ -91,7 +91,7 @@ def _parse_settings(settings: tuple[str, ...]) -> dict:
 
 
 @main.command()
-@click.argument("model", type=click.Choice(family_names(), case_sensitive=False))
+@click.argument("model", type=click.Choice(family_names(with_aliases=True), case_sensitive=False))
 @click.argument("case_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option(
     "--float64/--no-float64", default=True, help="Also run the strict float64 check when available."

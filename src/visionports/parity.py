@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from .conversion import build_on_meta, convert_checkpoint
-from .load_report import compare_to_model, expected_tensors
+from .load_report import IncompleteCheckpointError, compare_to_model, expected_tensors
 from .registry import ModelFamily
 
 Tensors = dict[str, torch.Tensor]
@@ -118,7 +118,7 @@ def compare_tensors(
                 TensorCheck(name, tuple(ref.shape), None, None, 0.0, not final, final, "not produced")
             )
             continue
-        got = ours[name]
+        got = ours[name].detach()
         if tuple(got.shape) != tuple(ref.shape):
             note = f"shape {list(got.shape)}"
             checks.append(TensorCheck(name, tuple(ref.shape), None, None, 0.0, False, final, note))
@@ -180,7 +180,12 @@ def _weights_case(
 ) -> ParityReport:
     report = ParityReport(case=case.get("case", case_dir.name), kind="weights")
     options = adapter.conversion_options(case)
-    result = convert_checkpoint(family, checkpoint, progress=False, **options)
+    try:
+        result = convert_checkpoint(family, checkpoint, progress=False, **options)
+    except IncompleteCheckpointError as err:
+        report.messages.append(f"conversion refused: {err}")
+        report.ok = False
+        return report
     report.messages.append(f"converted: {result.report.summary()} (weights from '{result.weights_source}')")
     inputs = load_file(str(case_dir / "inputs.safetensors"))
     outputs_doc = case.get("outputs", {})

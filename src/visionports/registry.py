@@ -28,11 +28,14 @@ class ModelFamily:
 _FAMILY_MODULES = {
     "deimv2": "visionports.models.deimv2.family",
     "videomt": "visionports.models.videomt.family",
+    "sam3_lite_text": "visionports.models.sam3_lite_text.family",
 }
 
 
-def family_names() -> list[str]:
-    return sorted(_FAMILY_MODULES)
+def family_names(with_aliases: bool = False) -> list[str]:
+    """Family names (``with_aliases`` adds hyphenated spellings such as ``sam3-lite-text``)."""
+    names = sorted(_FAMILY_MODULES)
+    return names + [n.replace("_", "-") for n in names if "_" in n] if with_aliases else names
 
 
 def get_family(name: str) -> ModelFamily:

@@ -14,6 +14,7 @@ def register_all() -> None:
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
 
     from .deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor, Deimv2Model
+    from .sam3_lite_text import Sam3LiteTextTextConfig, Sam3LiteTextTextModel
     from .videomt import VideomtConfig, VideomtForUniversalSegmentation, VideomtVideoProcessor
 
     try:
@@ -34,3 +35,6 @@ def register_all() -> None:
     AutoModelForUniversalSegmentation.register(VideomtConfig, VideomtForUniversalSegmentation, exist_ok=True)
     video_backends = {"pil": VideomtVideoProcessor, "torchvision": VideomtVideoProcessor}
     IMAGE_PROCESSOR_MAPPING.register(VideomtConfig, video_backends, exist_ok=True)
+
+    AutoConfig.register(Sam3LiteTextTextConfig.model_type, Sam3LiteTextTextConfig)
+    AutoModel.register(Sam3LiteTextTextConfig, Sam3LiteTextTextModel, exist_ok=True)

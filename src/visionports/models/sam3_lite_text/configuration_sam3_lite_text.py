@@ -1,0 +1,77 @@
+"""Configuration of the SAM3-LiteText student text encoder (MobileCLIP text transformer + projector)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+# release name -> (layout, width, transformer blocks, heads)
+TEXT_PRESETS: dict[str, dict[str, Any]] = {
+    "s0": {"layout": "mct", "hidden_size": 512, "num_transformer_layers": 4, "num_attention_heads": 8},
+    "s1": {"layout": "base", "hidden_size": 512, "num_transformer_layers": 12, "num_attention_heads": 8},
+    "l": {"layout": "base", "hidden_size": 768, "num_transformer_layers": 12, "num_attention_heads": 12},
+}
+
+
+@strict(accept_kwargs=True)
+class Sam3LiteTextTextConfig(PreTrainedConfig):
+    r"""The distilled MobileCLIP text encoder of SAM3-LiteText.
+
+    ``layout`` is ``"mct"`` (RepMixer, ``num_transformer_layers`` Transformer blocks, RepMixer: S0) or
+    ``"base"`` (Transformer blocks only: S1, MobileCLIP2-L). ``context_length`` is the number of tokens
+    (16 in every release; the 77-row MobileCLIP position table is sliced to it). The FFN width is
+    ``ceil(hidden * ffn_multiplier / 16) * 16``; ``projection_dim`` is SAM3's d_model (256).
+    """
+
+    model_type = "visionports_sam3_lite_text_text"
+
+    variant: str | None = None
+    layout: str = "mct"
+    vocab_size: int = 49408
+    hidden_size: int = 512
+    num_transformer_layers: int = 4
+    num_attention_heads: int = 8
+    ffn_multiplier: float = 4.0
+    context_length: int = 16
+    repmixer_kernel_size: int = 11
+    layer_norm_eps: float = 1e-5
+    batch_norm_eps: float = 1e-5
+    causal_masking: bool = False
+    projection_dim: int = 256
+    initializer_range: float = 0.02
+
+    def validate_architecture(self) -> None:
+        errors = []
+        if self.layout not in ("mct", "base"):
+            errors.append(f"layout must be 'mct' or 'base', got {self.layout!r}")
+        if self.hidden_size % self.num_attention_heads:
+            errors.append("hidden_size must be divisible by num_attention_heads")
+        if self.causal_masking:
+            errors.append("causal masking is not used by any released SAM3-LiteText encoder")
+        if errors:
+            raise ValueError("invalid Sam3LiteTextTextConfig: " + "; ".join(errors))
+
+    @property
+    def intermediate_size(self) -> int:
+        return math.ceil(self.hidden_size * self.ffn_multiplier / 16) * 16
+
+    @property
+    def block_types(self) -> list[str]:
+        core = ["transformer"] * self.num_transformer_layers
+        return ["repmixer", *core, "repmixer"] if self.layout == "mct" else core
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> Sam3LiteTextTextConfig:
+        """The text encoder of a released SAM3-LiteText model: ``s0``, ``s1`` or ``l``."""
+        if name not in TEXT_PRESETS:
+            raise ValueError(
+                f"unknown SAM3-LiteText text preset {name!r}; choose from {', '.join(TEXT_PRESETS)}"
+            )
+        values = copy.deepcopy(TEXT_PRESETS[name])
+        values["variant"] = name
+        values.update(overrides)
+        return cls(**values)
