@@ -1,0 +1,291 @@
+"""SAM3 detector for SAM3-LiteText, composed from transformers' generic SAM3 building blocks.
+
+The student text encoder lives in :mod:`.modeling_text_sam3_lite_text`; this module wires its projected features
+into transformers' SAM3 vision model, geometry encoder, DETR encoder/decoder, dot-product scoring and mask decoder,
+and maps the original ``detector.*`` checkpoint keys onto them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+# Imported as modules: through the lazy ``transformers.models.sam3`` package these classes become placeholders
+# when torchvision is missing, although only the box-prompt path (roi_align) needs it.
+import transformers.models.sam3.configuration_sam3 as sam3_config
+import transformers.models.sam3.modeling_sam3 as sam3
+from torch import nn
+from transformers.utils import ModelOutput
+
+from ...key_mapping import Rename, Rule, Skip, Split
+
+QKV = (r"\1.q_proj.\2", r"\1.k_proj.\2", r"\1.v_proj.\2")
+
+
+def _attention(prefix: str, original: str, ours: str) -> list[Rule]:
+    """Rules for one ``nn.MultiheadAttention`` (fused in-projection) under ``prefix``."""
+    return [
+        Rename(rf"^({prefix})\.{original}\.in_proj_(weight|bias)$", rf"\1.{ours}.in_proj.\2"),
+        Rename(rf"^({prefix})\.{original}\.out_proj\.", rf"\1.{ours}.o_proj."),
+        Split(rf"(.*\.{ours})\.in_proj\.(weight|bias)", QKV),
+    ]
+
+
+def _mlp(path: str, num_layers: int) -> list[Rule]:
+    """Rules for an original ``MLP`` (``layers.i``) at ``path`` onto a ``Sam3DecoderMLP`` (``layer{i+1}``)."""
+    return [Rename(rf"^({path})\.layers\.{i}\.", rf"\1.layer{i + 1}.") for i in range(num_layers)]
+
+
+def detector_key_mapping() -> list[Rule]:
+    """Rules from original detector keys (``detector.`` prefix stripped) to :class:`Sam3LiteTextDetector` keys."""
+    vit = r"vision_encoder\.backbone"
+    enc = r"detr_encoder\.layers\.\d+"
+    geo = r"geometry_encoder\.layers\.\d+"
+    dec = r"detr_decoder\.layers\.\d+"
+    rules: list[Rule] = [
+        Skip(r"backbone\.language_backbone\..*", "student text encoder: mapped by the text converter"),
+        Skip(r".*\.attn\.freqs_cis", "RoPE table, recomputed by Sam3ViTRotaryEmbedding"),
+        Skip(
+            r"geometry_encoder\.points_.*",
+            "point prompts: transformers' SAM3 geometry encoder takes boxes only",
+        ),
+        # ViT trunk
+        Rename(r"^backbone\.vision_backbone\.trunk\.", "vision_encoder.backbone."),
+        Rename(rf"^({vit})\.pos_embed$", r"\1.embeddings.position_embeddings"),
+        Rename(rf"^({vit})\.patch_embed\.proj\.", r"\1.embeddings.patch_embeddings.projection."),
+        Rename(rf"^({vit})\.ln_pre\.", r"\1.layer_norm."),
+        Rename(rf"^({vit})\.blocks\.(\d+)\.norm(\d)\.", r"\1.layers.\2.layer_norm\3."),
+        Rename(rf"^({vit})\.blocks\.(\d+)\.attn\.proj\.", r"\1.layers.\2.attention.o_proj."),
+        Rename(rf"^({vit})\.blocks\.(\d+)\.attn\.qkv\.", r"\1.layers.\2.attention.qkv."),
+        Rename(rf"^({vit})\.blocks\.(\d+)\.mlp\.", r"\1.layers.\2.mlp."),
+        Split(r"(.*\.attention)\.qkv\.(weight|bias)", QKV),
+        # FPN neck
+        Rename(r"^backbone\.vision_backbone\.convs\.(\d+)\.", r"vision_encoder.neck.fpn_layers.\1."),
+        Rename(r"\.dconv_2x2_0\.", ".scale_layers.0."),
+        Rename(r"\.dconv_2x2_1\.", ".scale_layers.2."),
+        Rename(r"\.dconv_2x2\.", ".scale_layers.0."),
+        Rename(r"(fpn_layers\.\d+)\.conv_1x1\.", r"\1.proj1."),
+        Rename(r"(fpn_layers\.\d+)\.conv_3x3\.", r"\1.proj2."),
+        # geometry encoder (text-only prompts read its CLS token)
+        Rename(r"^geometry_encoder\.encode\.(\d+)\.", r"geometry_encoder.layers.\1."),
+        Rename(r"^geometry_encoder\.img_pre_norm\.", "geometry_encoder.vision_layer_norm."),
+        Rename(r"^geometry_encoder\.norm\.", "geometry_encoder.prompt_layer_norm."),
+        Rename(r"^geometry_encoder\.encode_norm\.", "geometry_encoder.output_layer_norm."),
+        # DETR encoder
+        Rename(r"^transformer\.encoder\.layers\.", "detr_encoder.layers."),
+    ]
+    for layer in (enc, geo):
+        rules += [
+            *_attention(layer, "self_attn", "self_attn"),
+            *_attention(layer, "cross_attn_image", "cross_attn"),
+            Rename(rf"^({layer})\.norm(\d)\.", r"\1.layer_norm\2."),
+            Rename(rf"^({layer})\.linear1\.", r"\1.mlp.fc1."),
+            Rename(rf"^({layer})\.linear2\.", r"\1.mlp.fc2."),
+        ]
+    rules += [
+        # DETR decoder
+        Rename(r"^transformer\.decoder\.", "detr_decoder."),
+        *_attention(dec, "cross_attn", "vision_cross_attn"),
+        *_attention(dec, "ca_text", "text_cross_attn"),
+        *_attention(dec, "self_attn", "self_attn"),
+        Rename(rf"^({dec})\.norm1\.", r"\1.vision_cross_attn_layer_norm."),
+        Rename(rf"^({dec})\.catext_norm\.", r"\1.text_cross_attn_layer_norm."),
+        Rename(rf"^({dec})\.norm2\.", r"\1.self_attn_layer_norm."),
+        Rename(rf"^({dec})\.norm3\.", r"\1.mlp_layer_norm."),
+        Rename(rf"^({dec})\.linear1\.", r"\1.mlp.fc1."),
+        Rename(rf"^({dec})\.linear2\.", r"\1.mlp.fc2."),
+        Rename(r"^detr_decoder\.norm\.", "detr_decoder.output_layer_norm."),
+        Rename(r"^detr_decoder\.presence_token_out_norm\.", "detr_decoder.presence_layer_norm."),
+        Rename(r"^detr_decoder\.boxRPB_embed_(x|y)\.", r"detr_decoder.box_rpb_embed_\1."),
+        Rename(r"^detr_decoder\.bbox_embed\.", "detr_decoder.box_head."),
+        Rename(r"^detr_decoder\.presence_token_head\.", "detr_decoder.presence_head."),
+        *_mlp(r"detr_decoder\.(?:box_head|presence_head)", 3),
+        *_mlp(r"detr_decoder\.(?:ref_point_head|box_rpb_embed_x|box_rpb_embed_y)", 2),
+        # dot-product scoring
+        Rename(r"^dot_prod_scoring\.", "dot_product_scoring."),
+        Rename(r"^dot_product_scoring\.prompt_mlp\.out_norm\.", "dot_product_scoring.text_mlp_out_norm."),
+        Rename(r"^dot_product_scoring\.prompt_mlp\.", "dot_product_scoring.text_mlp."),
+        *_mlp(r"dot_product_scoring\.text_mlp", 2),
+        Rename(r"^dot_product_scoring\.prompt_proj\.", "dot_product_scoring.text_proj."),
+        Rename(r"^dot_product_scoring\.hs_proj\.", "dot_product_scoring.query_proj."),
+        # segmentation head
+        Rename(r"^segmentation_head\.", "mask_decoder."),
+        Rename(r"^mask_decoder\.mask_predictor\.mask_embed\.", "mask_decoder.mask_embedder."),
+        *_attention("mask_decoder", "cross_attend_prompt", "prompt_cross_attn"),
+        Rename(r"^mask_decoder\.cross_attn_norm\.", "mask_decoder.prompt_cross_attn_norm."),
+        Rename(r"^mask_decoder\.semantic_seg_head\.", "mask_decoder.semantic_projection."),
+        Rename(r"^mask_decoder\.instance_seg_head\.", "mask_decoder.instance_projection."),
+    ]
+    return rules
+
+
+def sam3_config_for(
+    d_model: int = 256,
+    ffn_dim: int = 2048,
+    n_heads: int = 8,
+    num_queries: int = 200,
+    image_size: int = 1008,
+    patch_size: int = 14,
+    pretrain_img_size: int = 336,
+    vit_embed_dim: int = 1024,
+    vit_depth: int = 32,
+    vit_heads: int = 16,
+    vit_window_size: int = 24,
+    vit_global_att_blocks: tuple[int, ...] = (7, 15, 23, 31),
+    vit_mlp_ratio: float = 4.625,
+) -> sam3_config.Sam3Config:
+    """A transformers ``Sam3Config`` for the original detector widths (defaults: the released detector)."""
+    grid = image_size // patch_size
+    vit = sam3_config.Sam3ViTConfig(
+        hidden_size=vit_embed_dim,
+        intermediate_size=int(vit_embed_dim * vit_mlp_ratio),
+        num_hidden_layers=vit_depth,
+        num_attention_heads=vit_heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        window_size=vit_window_size,
+        global_attn_indexes=list(vit_global_att_blocks),
+        pretrain_image_size=pretrain_img_size,
+    )
+    vision = sam3_config.Sam3VisionConfig(
+        backbone_config=vit,
+        fpn_hidden_size=d_model,
+        backbone_feature_sizes=[[grid * 4] * 2, [grid * 2] * 2, [grid] * 2],
+    )
+    common = {"hidden_size": d_model, "num_attention_heads": n_heads}
+    return sam3_config.Sam3Config(
+        vision_config=vision,
+        geometry_encoder_config={**common, "intermediate_size": ffn_dim},
+        detr_encoder_config={**common, "intermediate_size": ffn_dim},
+        detr_decoder_config={**common, "intermediate_size": ffn_dim, "num_queries": num_queries},
+        mask_decoder_config=common,
+    )
+
+
+@dataclass
+class Sam3LiteTextDetectorOutput(ModelOutput):
+    """Detector outputs (boxes normalised cxcywh and xyxy; logits before sigmoid)."""
+
+    pred_logits: torch.Tensor | None = None
+    pred_boxes: torch.Tensor | None = None
+    pred_boxes_xyxy: torch.Tensor | None = None
+    pred_masks: torch.Tensor | None = None
+    semantic_seg: torch.Tensor | None = None
+    presence_logits: torch.Tensor | None = None
+    decoder_hidden_states: torch.Tensor | None = None
+    decoder_reference_boxes: torch.Tensor | None = None
+    encoder_memory: torch.Tensor | None = None
+    prompt_features: torch.Tensor | None = None
+    prompt_mask: torch.Tensor | None = None
+    fpn_hidden_states: tuple[torch.Tensor, ...] | None = None
+    fpn_position_encoding: tuple[torch.Tensor, ...] | None = None
+    vision_last_hidden_state: torch.Tensor | None = None
+
+
+class Sam3LiteTextDetector(nn.Module):
+    """SAM3 image detector fed by precomputed (projected) text features.
+
+    ``text_features`` are the student encoder's projected features ``[B, ctx, d_model]``; ``attention_mask`` is
+    1 for real tokens and 0 for padding, which the detector masks everywhere it reads the prompt.
+    """
+
+    def __init__(self, config: sam3_config.Sam3Config | None = None, **widths: Any):
+        super().__init__()
+        config = config if config is not None else sam3_config_for(**widths)
+        self.config = config
+        for sub in (
+            "geometry_encoder_config",
+            "detr_encoder_config",
+            "detr_decoder_config",
+            "mask_decoder_config",
+        ):
+            getattr(config, sub)._attn_implementation = config._attn_implementation
+        self.vision_encoder = sam3.Sam3VisionModel(config.vision_config)
+        self.geometry_encoder = sam3.Sam3GeometryEncoder(config.geometry_encoder_config)
+        self.detr_encoder = sam3.Sam3DetrEncoder(config.detr_encoder_config)
+        self.detr_decoder = sam3.Sam3DetrDecoder(config.detr_decoder_config)
+        self.mask_decoder = sam3.Sam3MaskDecoder(config.mask_decoder_config)
+        self.dot_product_scoring = sam3.Sam3DotProductScoring(config)
+        self._register_load_state_dict_pre_hook(self._drop_cls_position)
+
+    def _drop_cls_position(self, state_dict, prefix, *args, **kwargs) -> None:
+        """The original ViT position table keeps its pre-training CLS row first; ours has none."""
+        key = prefix + "vision_encoder.backbone.embeddings.position_embeddings"
+        table = self.vision_encoder.backbone.embeddings.position_embeddings
+        if key in state_dict and state_dict[key].shape[1] == table.shape[1] + 1:
+            state_dict[key] = state_dict[key][:, 1:]
+
+    def empty_geometry_prompt(self, vision_features: torch.Tensor, vision_pos: torch.Tensor) -> torch.Tensor:
+        """Geometry-encoder output for an empty geometric prompt: its CLS token alone, ``[B, 1, d_model]``."""
+        geo = self.geometry_encoder
+        batch = vision_features.shape[0]
+        tokens = geo.cls_embed.weight[None].expand(batch, -1, -1)
+        tokens = geo.prompt_layer_norm(geo.final_proj(tokens))
+        feats = vision_features.flatten(2).transpose(1, 2)
+        pos = vision_pos.flatten(2).transpose(1, 2)
+        for layer in geo.layers:
+            tokens = layer(prompt_feats=tokens, vision_feats=feats, vision_pos_encoding=pos, prompt_mask=None)
+        return geo.output_layer_norm(tokens)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        text_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> Sam3LiteTextDetectorOutput:
+        vision = self.vision_encoder(pixel_values)
+        fpn = vision.fpn_hidden_states[:-1]  # the 0.5x level is not used
+        fpn_pos = vision.fpn_position_encoding[:-1]
+        batch, ctx = text_features.shape[:2]
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, ctx, dtype=torch.bool, device=text_features.device)
+        geometry = self.empty_geometry_prompt(fpn[-1], fpn_pos[-1])
+        prompt = torch.cat([text_features, geometry.to(text_features.dtype)], dim=1)
+        prompt_mask = torch.cat(
+            [attention_mask.bool(), torch.ones(batch, 1, dtype=torch.bool, device=prompt.device)], dim=1
+        )
+
+        encoder = self.detr_encoder(
+            vision_features=[fpn[-1]],
+            text_features=prompt,
+            vision_pos_embeds=[fpn_pos[-1]],
+            text_mask=prompt_mask,
+        )
+        decoder = self.detr_decoder(
+            vision_features=encoder.last_hidden_state,
+            text_features=encoder.text_features,
+            vision_pos_encoding=encoder.pos_embeds_flattened,
+            text_mask=prompt_mask,
+            spatial_shapes=encoder.spatial_shapes,
+        )
+        states = decoder.intermediate_hidden_states
+        offsets = self.detr_decoder.box_head(states[-1])
+        boxes = (sam3.inverse_sigmoid(decoder.reference_boxes[-1]) + offsets).sigmoid()
+        logits = self.dot_product_scoring(
+            decoder_hidden_states=states[-1:], text_features=encoder.text_features, text_mask=prompt_mask
+        )[0]
+        masks = self.mask_decoder(
+            decoder_queries=states[-1],
+            backbone_features=list(fpn),
+            encoder_hidden_states=encoder.last_hidden_state,
+            prompt_features=prompt,
+            prompt_mask=prompt_mask,
+        )
+        return Sam3LiteTextDetectorOutput(
+            pred_logits=logits,
+            pred_boxes=boxes,
+            pred_boxes_xyxy=sam3.box_cxcywh_to_xyxy(boxes),
+            pred_masks=masks.pred_masks,
+            semantic_seg=masks.semantic_seg,
+            presence_logits=decoder.presence_logits[-1],
+            decoder_hidden_states=states,
+            decoder_reference_boxes=decoder.reference_boxes,
+            encoder_memory=encoder.last_hidden_state,
+            prompt_features=prompt,
+            prompt_mask=prompt_mask,
+            fpn_hidden_states=fpn,
+            fpn_position_encoding=fpn_pos,
+            vision_last_hidden_state=vision.last_hidden_state,
+        )
