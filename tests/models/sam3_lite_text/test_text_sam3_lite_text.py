@@ -80,3 +80,20 @@ def test_bad_inputs() -> None:
         model(torch.zeros(1, 8, dtype=torch.int64))
     with pytest.raises(ValueError, match="integer tensor"):
         model(torch.zeros(1, 16))
+
+
+def test_reparameterized_encoder_matches_and_round_trips(tmp_path: Path) -> None:
+    result = convert_checkpoint(get_family("sam3_lite_text"), TEXT_CASE / "checkpoint.pt", progress=False,
+                                config_overrides={"num_attention_heads": 8})  # fmt: skip
+    model = result.model.eval()
+    ids = Sam3LiteTextTokenizer(16)(["a cat", "person wearing a red hat", "", "a dog " * 10])["input_ids"]
+    with torch.no_grad():
+        reference = model(ids).last_hidden_state
+        model.reparameterize()
+        fused = model(ids).last_hidden_state
+    assert model.config.reparameterized and not hasattr(model.layers[0], "mixer_conv")
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).last_hidden_state, fused)

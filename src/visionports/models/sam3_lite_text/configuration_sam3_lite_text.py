@@ -42,6 +42,7 @@ class Sam3LiteTextTextConfig(PreTrainedConfig):
     batch_norm_eps: float = 1e-5
     causal_masking: bool = False
     projection_dim: int = 256
+    reparameterized: bool = False  # RepMixer branches fused into single convolutions (inference layout)
     initializer_range: float = 0.02
 
     def validate_architecture(self) -> None:

@@ -3,6 +3,9 @@
 The student text encoder lives in :mod:`.modeling_text_sam3_lite_text`; this module wires its projected features
 into transformers' SAM3 vision model, geometry encoder, DETR encoder/decoder, dot-product scoring and mask decoder,
 and maps the original ``detector.*`` checkpoint keys onto them.
+
+transformers' SAM3 modules are imported as modules: through the lazy ``transformers.models.sam3`` package they
+become placeholders when torchvision is missing, although only the box-prompt path (``roi_align``) needs it.
 """
 
 from __future__ import annotations
@@ -11,9 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-# Imported as modules: through the lazy ``transformers.models.sam3`` package these classes become placeholders
-# when torchvision is missing, although only the box-prompt path (roi_align) needs it.
 import transformers.models.sam3.configuration_sam3 as sam3_config
 import transformers.models.sam3.modeling_sam3 as sam3
 from torch import nn
@@ -148,6 +148,7 @@ def sam3_config_for(
         window_size=vit_window_size,
         global_attn_indexes=list(vit_global_att_blocks),
         pretrain_image_size=pretrain_img_size,
+        layer_norm_eps=1e-5,  # the original trunk's LayerNorms (transformers' default is 1e-6)
     )
     vision = sam3_config.Sam3VisionConfig(
         backbone_config=vit,
@@ -194,14 +195,9 @@ class Sam3LiteTextDetector(nn.Module):
     def __init__(self, config: sam3_config.Sam3Config | None = None, **widths: Any):
         super().__init__()
         config = config if config is not None else sam3_config_for(**widths)
+        # The plain-module parts (geometry encoder, scoring) do not resolve an attention backend themselves.
+        config._attn_implementation = config._attn_implementation or "sdpa"
         self.config = config
-        for sub in (
-            "geometry_encoder_config",
-            "detr_encoder_config",
-            "detr_decoder_config",
-            "mask_decoder_config",
-        ):
-            getattr(config, sub)._attn_implementation = config._attn_implementation
         self.vision_encoder = sam3.Sam3VisionModel(config.vision_config)
         self.geometry_encoder = sam3.Sam3GeometryEncoder(config.geometry_encoder_config)
         self.detr_encoder = sam3.Sam3DetrEncoder(config.detr_encoder_config)

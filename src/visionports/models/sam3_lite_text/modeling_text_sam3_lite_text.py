@@ -71,29 +71,77 @@ class Sam3LiteTextSequenceConv(nn.Module):
         return self.bn(self.conv(x))
 
 
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (scale, shift) of an eval-mode BatchNorm."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 class Sam3LiteTextRepMixerLayer(nn.Module):
     """MobileCLIP RepMixer block on the sequence seen as a 1 x L image.
 
     ``x + g1 * (BN_mix(x) + conv(x) - BN_norm(x))`` then ``x + g2 * FFN(conv(x))`` (1x1 convolutions, GELU).
+    :meth:`reparameterize` folds the token mixer into one depthwise convolution with bias and the FFN's
+    convolution + BatchNorm into another (equal within float32 round-off).
     """
 
     def __init__(self, config: Sam3LiteTextTextConfig):
         super().__init__()
         dim, kernel, eps = config.hidden_size, config.repmixer_kernel_size, config.batch_norm_eps
-        self.norm_skip = nn.BatchNorm2d(dim, eps=eps)
-        self.mixer_skip = nn.BatchNorm2d(dim, eps=eps)
-        self.mixer_conv = Sam3LiteTextSequenceConv(dim, kernel, eps)
-        self.mixer_scale = nn.Parameter(torch.ones(dim, 1, 1))
-        self.ffn_conv = Sam3LiteTextSequenceConv(dim, kernel, eps)
+        self.kernel = kernel
+        if config.reparameterized:
+            self.fused_mixer = self._depthwise(dim, kernel, bias=True)
+            self.fused_ffn_conv = self._depthwise(dim, kernel, bias=True)
+        else:
+            self.norm_skip = nn.BatchNorm2d(dim, eps=eps)
+            self.mixer_skip = nn.BatchNorm2d(dim, eps=eps)
+            self.mixer_conv = Sam3LiteTextSequenceConv(dim, kernel, eps)
+            self.mixer_scale = nn.Parameter(torch.ones(dim, 1, 1))
+            self.ffn_conv = Sam3LiteTextSequenceConv(dim, kernel, eps)
         self.fc1 = nn.Conv2d(dim, config.intermediate_size, 1)
         self.fc2 = nn.Conv2d(config.intermediate_size, dim, 1)
         self.ffn_scale = nn.Parameter(torch.ones(dim, 1, 1))
 
+    @staticmethod
+    def _depthwise(dim: int, kernel: int, bias: bool) -> nn.Conv2d:
+        return nn.Conv2d(dim, dim, (1, kernel), padding=(0, kernel // 2), groups=dim, bias=bias)
+
+    @property
+    def is_reparameterized(self) -> bool:
+        return hasattr(self, "fused_mixer")
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fuse the training-time branches (requires eval-mode BatchNorm statistics)."""
+        if self.is_reparameterized:
+            return
+        dim, center = self.mixer_scale.shape[0], self.kernel // 2
+        gamma = self.mixer_scale.reshape(-1)
+        conv_scale, conv_shift = _bn_affine(self.mixer_conv.bn)
+        mix_scale, mix_shift = _bn_affine(self.mixer_skip)
+        norm_scale, norm_shift = _bn_affine(self.norm_skip)
+        weight = self.mixer_conv.conv.weight * (gamma * conv_scale).view(-1, 1, 1, 1)
+        weight[:, 0, 0, center] += 1 + gamma * (mix_scale - norm_scale)
+        fused = self._depthwise(dim, self.kernel, bias=True).to(weight)
+        fused.weight.copy_(weight)
+        fused.bias.copy_(gamma * (conv_shift + mix_shift - norm_shift))
+        ffn_scale, ffn_shift = _bn_affine(self.ffn_conv.bn)
+        ffn = self._depthwise(dim, self.kernel, bias=True).to(weight)
+        ffn.weight.copy_(self.ffn_conv.conv.weight * ffn_scale.view(-1, 1, 1, 1))
+        ffn.bias.copy_(ffn_shift)
+        for name in ("norm_skip", "mixer_skip", "mixer_conv", "mixer_scale", "ffn_conv"):
+            delattr(self, name)
+        self.fused_mixer, self.fused_ffn_conv = fused, ffn
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.transpose(1, 2).unsqueeze(2)  # [B, L, D] -> [B, D, 1, L]
-        mixed = self.mixer_skip(x) + self.mixer_conv(x)
-        x = x + self.mixer_scale * (mixed - self.norm_skip(x))
-        x = x + self.ffn_scale * self.fc2(F.gelu(self.fc1(self.ffn_conv(x))))
+        if self.is_reparameterized:
+            x = self.fused_mixer(x)
+            x = x + self.ffn_scale * self.fc2(F.gelu(self.fc1(self.fused_ffn_conv(x))))
+        else:
+            mixed = self.mixer_skip(x) + self.mixer_conv(x)
+            x = x + self.mixer_scale * (mixed - self.norm_skip(x))
+            x = x + self.ffn_scale * self.fc2(F.gelu(self.fc1(self.ffn_conv(x))))
         return x.squeeze(2).transpose(1, 2)
 
 
@@ -136,6 +184,14 @@ class Sam3LiteTextTextModel(PreTrainedModel):
         self.text_projection = nn.Parameter(torch.zeros(dim, dim))
         self.projector = nn.Linear(dim, config.projection_dim)
         self.post_init()
+
+    def reparameterize(self) -> Sam3LiteTextTextModel:
+        """Fold every RepMixer block into its inference layout (in place); the config records it."""
+        for layer in self.layers:
+            if isinstance(layer, Sam3LiteTextRepMixerLayer):
+                layer.reparameterize()
+        self.config.reparameterized = True
+        return self
 
     def forward(
         self,
