@@ -19,20 +19,8 @@ CASES = golden_cases("deimv2")
 ALL_CASES = [(m, case) for m in ("deimv2", "videomt", "sam3_lite_text") for case in golden_cases(m)]
 
 
-def _needs_sam3_detector(model: str, case_dir: Path) -> bool:
-    outputs = (
-        json.loads((case_dir / "case.json").read_text()).get("outputs", [])
-        if (case_dir / "case.json").is_file()
-        else []
-    )
-    names = {o["name"] if isinstance(o, dict) else o for o in outputs}
-    return model == "sam3_lite_text" and any(n.endswith("pred_logits") for n in names)
-
-
 @pytest.mark.parametrize(("model", "case_dir"), ALL_CASES, ids=[f"{m}/{c.name}" for m, c in ALL_CASES])
 def test_golden_case(model: str, case_dir: Path) -> None:
-    if _needs_sam3_detector(model, case_dir):
-        pytest.skip("SAM3-LiteText detector cases need the detector port (issue 6, in progress)")
     report = run_parity(get_family(model), case_dir)
     assert report.ok, report.render()
     if (case_dir / "outputs_float64.safetensors").is_file():

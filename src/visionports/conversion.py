@@ -85,8 +85,9 @@ def save_atomically(result: ConversionResult, family: ModelFamily, target: Path)
     tmp = make_temporary_sibling_dir(target)
     try:
         result.model.save_pretrained(tmp)
-        if family.make_processor is not None:
-            family.make_processor(result.config).save_pretrained(tmp)
+        processor = family.make_processor(result.config) if family.make_processor is not None else None
+        if processor is not None:
+            processor.save_pretrained(tmp)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

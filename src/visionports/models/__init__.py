@@ -14,7 +14,13 @@ def register_all() -> None:
     from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
 
     from .deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor, Deimv2Model
-    from .sam3_lite_text import Sam3LiteTextTextConfig, Sam3LiteTextTextModel
+    from .sam3_lite_text import (
+        Sam3LiteTextConfig,
+        Sam3LiteTextImageProcessor,
+        Sam3LiteTextModel,
+        Sam3LiteTextTextConfig,
+        Sam3LiteTextTextModel,
+    )
     from .videomt import VideomtConfig, VideomtForUniversalSegmentation, VideomtVideoProcessor
 
     try:
@@ -38,3 +44,7 @@ def register_all() -> None:
 
     AutoConfig.register(Sam3LiteTextTextConfig.model_type, Sam3LiteTextTextConfig)
     AutoModel.register(Sam3LiteTextTextConfig, Sam3LiteTextTextModel, exist_ok=True)
+    AutoConfig.register(Sam3LiteTextConfig.model_type, Sam3LiteTextConfig)
+    AutoModel.register(Sam3LiteTextConfig, Sam3LiteTextModel, exist_ok=True)
+    sam3_backends = {"pil": Sam3LiteTextImageProcessor, "torchvision": Sam3LiteTextImageProcessor}
+    IMAGE_PROCESSOR_MAPPING.register(Sam3LiteTextConfig, sam3_backends, exist_ok=True)

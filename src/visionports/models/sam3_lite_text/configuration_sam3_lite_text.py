@@ -76,3 +76,51 @@ class Sam3LiteTextTextConfig(PreTrainedConfig):
         values["variant"] = name
         values.update(overrides)
         return cls(**values)
+
+
+# Widths of the SAM3 detector (the original builder's names); defaults are the released detector.
+DETECTOR_DEFAULTS: dict[str, Any] = {
+    "d_model": 256, "ffn_dim": 2048, "n_heads": 8, "num_queries": 200, "image_size": 1008, "patch_size": 14,
+    "pretrain_img_size": 336, "vit_embed_dim": 1024, "vit_depth": 32, "vit_heads": 16, "vit_window_size": 24,
+    "vit_global_att_blocks": [7, 15, 23, 31], "vit_mlp_ratio": 4.625,
+}  # fmt: skip
+
+
+@strict(accept_kwargs=True)
+class Sam3LiteTextConfig(PreTrainedConfig):
+    r"""SAM3-LiteText: the student text encoder (``text_config``) + the SAM3 detector (``detector`` widths).
+
+    ``threshold`` / ``mask_threshold`` are the post-processing defaults of the original ``Sam3Processor``.
+    """
+
+    model_type = "visionports_sam3_lite_text"
+
+    variant: str | None = None
+    text_config: dict | None = None
+    detector: dict | None = None
+    threshold: float = 0.5
+    mask_threshold: float = 0.5
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        if isinstance(self.text_config, Sam3LiteTextTextConfig):
+            self.text_config = self.text_config.to_diff_dict()
+        self.text_config = dict(self.text_config or {"layout": "mct"})
+        for key in ("transformers_version", "model_type", "_name_or_path"):
+            self.text_config.pop(key, None)
+        self.detector = {**DETECTOR_DEFAULTS, **(self.detector or {})}
+        self.detector["vit_global_att_blocks"] = list(self.detector["vit_global_att_blocks"])
+        super().__post_init__(**kwargs)
+
+    @property
+    def text(self) -> Sam3LiteTextTextConfig:
+        return Sam3LiteTextTextConfig(**self.text_config)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.detector["image_size"])
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> Sam3LiteTextConfig:
+        """A released model: ``s0``, ``s1`` or ``l`` (text encoder) with the released SAM3 detector."""
+        text = Sam3LiteTextTextConfig.from_preset(name, **overrides.pop("text_overrides", {}))
+        return cls(variant=name, text_config=text.to_diff_dict(), **overrides)

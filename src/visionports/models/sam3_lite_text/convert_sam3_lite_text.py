@@ -1,9 +1,9 @@
 """Conversion of released SAM3-LiteText checkpoints (SimonZeng7108/efficientsam3, branch sam3_litetext).
 
 Released files are ``{"model": state_dict}`` with keys ``detector.<Sam3Image key>``; the student text encoder
-lives under ``detector.backbone.language_backbone.``. This converter ports the text encoder; the SAM3 detector is
-not ported yet, so a full released file reports its detector keys as unexpected (``--allow-partial`` converts
-the text encoder alone).
+lives under ``detector.backbone.language_backbone.``. A full file converts to ``Sam3LiteTextModel`` (text encoder +
+SAM3 detector built from transformers' SAM3 parts, see ``detector_sam3_lite_text``); a file holding only the text
+encoder converts to ``Sam3LiteTextTextModel``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ import torch
 
 from ...checkpoint import CheckpointError
 from ...key_mapping import KeyMapping, MappedStateDict, Rename
-from .configuration_sam3_lite_text import TEXT_PRESETS, Sam3LiteTextTextConfig
+from .configuration_sam3_lite_text import (
+    DETECTOR_DEFAULTS,
+    TEXT_PRESETS,
+    Sam3LiteTextConfig,
+    Sam3LiteTextTextConfig,
+)
+from .detector_sam3_lite_text import detector_key_mapping
 
 TEXT_PREFIX = "backbone.language_backbone."
 StateDict = Mapping[str, torch.Tensor]
@@ -45,9 +51,62 @@ def guess_variant(sd: StateDict) -> str:
     return "l" if dim >= 768 else "s1"
 
 
-def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Sam3LiteTextTextConfig:
-    """Text-encoder configuration from the weights (heads default to width / 64, as in every release)."""
+def has_detector(sd: StateDict) -> bool:
+    return any(k.startswith("backbone.vision_backbone.") for k in sd)
+
+
+def infer_detector(sd: StateDict) -> dict[str, Any]:
+    """SAM3 detector widths readable from the weights (the rest keep the released values)."""
+    trunk = "backbone.vision_backbone.trunk."
+    values: dict[str, Any] = {}
+    if trunk + "patch_embed.proj.weight" in sd:
+        dim, _, patch, _ = sd[trunk + "patch_embed.proj.weight"].shape
+        values.update(vit_embed_dim=dim, patch_size=patch)
+        blocks = sorted(
+            {int(m.group(1)) for k in sd if (m := re.match(re.escape(trunk) + r"blocks\.(\d+)\.", k))}
+        )
+        values["vit_depth"] = len(blocks)
+        values["vit_mlp_ratio"] = sd[f"{trunk}blocks.0.mlp.fc1.weight"].shape[0] / dim
+        if trunk + "pos_embed" in sd:
+            values["pretrain_img_size"] = round((sd[trunk + "pos_embed"].shape[1] - 1) ** 0.5) * patch
+        rows = {
+            i: sd[f"{trunk}blocks.{i}.attn.freqs_cis"].shape
+            for i in blocks
+            if f"{trunk}blocks.{i}.attn.freqs_cis" in sd
+        }
+        if rows:
+            longest = max(r[0] for r in rows.values())
+            window = min(r[0] for r in rows.values())
+            values["vit_heads"] = dim // (2 * next(iter(rows.values()))[1])
+            values["vit_global_att_blocks"] = [i for i, r in rows.items() if r[0] == longest]
+            values["image_size"] = round(longest**0.5) * patch
+            values["vit_window_size"] = round(window**0.5) if window != longest else round(longest**0.5)
+    if "transformer.encoder.layers.0.linear1.weight" in sd:
+        values["ffn_dim"], values["d_model"] = sd["transformer.encoder.layers.0.linear1.weight"].shape
+    if "transformer.decoder.query_embed.weight" in sd:
+        values["num_queries"] = sd["transformer.decoder.query_embed.weight"].shape[0]
+    return values
+
+
+def infer_config(
+    sd: StateDict, variant: str | None = None, **overrides: Any
+) -> Sam3LiteTextConfig | Sam3LiteTextTextConfig:
+    """The full configuration (text + detector) of a released file, or the text encoder's alone.
+
+    Text heads default to width / 64 (every release); detector values the weights cannot tell (its
+    attention heads) keep the released numbers. ``detector`` in ``overrides`` updates detector widths.
+    """
     sd = strip_prefixes(sd)
+    detector = overrides.pop("detector", {})
+    text = infer_text_config(sd, variant, **overrides)
+    if not has_detector(sd):
+        return text
+    widths = {**DETECTOR_DEFAULTS, **infer_detector(sd), **detector}
+    return Sam3LiteTextConfig(variant=text.variant, text_config=text.to_diff_dict(), detector=widths)
+
+
+def infer_text_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Sam3LiteTextTextConfig:
+    """Text-encoder configuration from the weights (heads default to width / 64, as in every release)."""
     vocab, dim = _text(sd, "encoder.embedding_layer.weight").shape
     name = variant or guess_variant(sd)
     if name not in TEXT_PRESETS:
@@ -83,10 +142,25 @@ def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) ->
     return Sam3LiteTextTextConfig.from_preset(name, **values)
 
 
-def key_mapping(config: Sam3LiteTextTextConfig) -> KeyMapping:
+def key_mapping(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> KeyMapping:
+    """Text rules (prefixed ``text_model.`` for the full model) + the detector's rules (prefixed ``detector.``)."""
+    if isinstance(config, Sam3LiteTextTextConfig):
+        return KeyMapping(text_rules())
+    detector = [r for r in detector_key_mapping() if "language_backbone" not in r.pattern]
+    prefix_text = Rename(r"^(token_embedding|position_embedding|layers|final_layer_norm|text_projection|projector)\b",
+                         r"text_model.\1")  # fmt: skip
+    prefix_detector = Rename(
+        r"^(vision_encoder|geometry_encoder|detr_encoder|detr_decoder|mask_decoder|dot_product_scoring)\.",
+        r"detector.\1.",
+    )
+    return KeyMapping([*text_rules(), prefix_text, *detector, prefix_detector])
+
+
+def text_rules() -> list:
+    """Original text-encoder key names -> ``Sam3LiteTextTextModel`` names."""
     t = re.escape(TEXT_PREFIX)
     block = rf"^{t}encoder\.transformer\.(\d+)\."
-    return KeyMapping([
+    return [
         Rename(block + r"pre_norm_mha\.0\.", r"layers.\1.norm1."),
         Rename(block + r"pre_norm_mha\.1\.", r"layers.\1.attention."),
         Rename(block + r"pre_norm_ffn\.0\.", r"layers.\1.norm2."),
@@ -104,20 +178,25 @@ def key_mapping(config: Sam3LiteTextTextConfig) -> KeyMapping:
         Rename(rf"^{t}encoder\.final_layer_norm\.", "final_layer_norm."),
         Rename(rf"^{t}encoder\.projection_layer$", "text_projection"),
         Rename(rf"^{t}projector\.", "projector."),
-    ])  # fmt: skip
+    ]  # fmt: skip
 
 
-def convert_state_dict(sd: StateDict, config: Sam3LiteTextTextConfig) -> MappedStateDict:
-    """Map a released state dict; the stored 77-row position table is sliced to ``context_length`` rows
-    (what the released inference does; the table is never interpolated)."""
+def convert_state_dict(sd: StateDict, config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> MappedStateDict:
+    """Map a released state dict. The stored 77-row text position table is sliced to ``context_length`` rows
+    (what the released inference does; never interpolated) and the ViT position table loses its unused
+    pre-training CLS row."""
     sd = strip_prefixes(sd)
+    context = (config.text if isinstance(config, Sam3LiteTextConfig) else config).context_length
     key = f"{TEXT_PREFIX}encoder.positional_embedding.pos_embed.pos_embed"
     table = sd.get(key)
     if table is not None:
         rows = table.reshape(-1, table.shape[-1])
-        if rows.shape[0] < config.context_length:
+        if rows.shape[0] < context:
             raise CheckpointError(
-                f"the position table has {rows.shape[0]} rows, fewer than context_length {config.context_length}"
+                f"the position table has {rows.shape[0]} rows, fewer than context_length {context}"
             )
-        sd[key] = rows[: config.context_length]
+        sd[key] = rows[:context]
+    vit_table = sd.get("backbone.vision_backbone.trunk.pos_embed")
+    if vit_table is not None and round((vit_table.shape[1] - 1) ** 0.5) ** 2 == vit_table.shape[1] - 1:
+        sd["backbone.vision_backbone.trunk.pos_embed"] = vit_table[:, 1:]  # drop the pre-training CLS row
     return key_mapping(config).apply(sd)

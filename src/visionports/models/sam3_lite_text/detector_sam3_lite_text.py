@@ -225,16 +225,26 @@ class Sam3LiteTextDetector(nn.Module):
             tokens = layer(prompt_feats=tokens, vision_feats=feats, vision_pos_encoding=pos, prompt_mask=None)
         return geo.output_layer_norm(tokens)
 
+    def encode_image(self, pixel_values: torch.Tensor) -> Any:
+        """Vision features of a batch of images; pass them back as ``vision_outputs`` to reuse them."""
+        return self.vision_encoder(pixel_values)
+
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None,
         text_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        vision_outputs: Any = None,
     ) -> Sam3LiteTextDetectorOutput:
-        vision = self.vision_encoder(pixel_values)
-        fpn = vision.fpn_hidden_states[:-1]  # the 0.5x level is not used
-        fpn_pos = vision.fpn_position_encoding[:-1]
+        vision = vision_outputs if vision_outputs is not None else self.encode_image(pixel_values)
         batch, ctx = text_features.shape[:2]
+
+        def per_prompt(maps: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            # one image queried with several prompts: share its features
+            return tuple(m.expand(batch, *m.shape[1:]) if m.shape[0] == 1 and batch > 1 else m for m in maps)
+
+        fpn = per_prompt(vision.fpn_hidden_states[:-1])  # the 0.5x level is not used
+        fpn_pos = per_prompt(vision.fpn_position_encoding[:-1])
         if attention_mask is None:
             attention_mask = torch.ones(batch, ctx, dtype=torch.bool, device=text_features.device)
         geometry = self.empty_geometry_prompt(fpn[-1], fpn_pos[-1])

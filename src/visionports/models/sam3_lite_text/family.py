@@ -1,17 +1,29 @@
-"""SAM3-LiteText's registration with the shared conversion and parity tools (text encoder for now)."""
+"""SAM3-LiteText's registration with the shared conversion and parity tools."""
 
 from __future__ import annotations
 
 from ...registry import ModelFamily
+from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
 from .convert_sam3_lite_text import convert_state_dict, infer_config
-from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel
+from .image_processing_sam3_lite_text import Sam3LiteTextImageProcessor
+from .modeling_sam3_lite_text import build_model
 from .parity_sam3_lite_text import Sam3LiteTextParity
+
+
+def make_processor(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> Sam3LiteTextImageProcessor | None:
+    """SAM3's image preprocessing at the detector's input size (none for a text-encoder-only file)."""
+    if isinstance(config, Sam3LiteTextTextConfig):
+        return None
+    return Sam3LiteTextImageProcessor(
+        size=config.image_size, threshold=config.threshold, mask_threshold=config.mask_threshold
+    )
+
 
 FAMILY = ModelFamily(
     name="sam3_lite_text",
-    model_class=Sam3LiteTextTextModel,
+    model_class=build_model,  # the full model, or the text encoder alone for a text-only file
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,
-    make_processor=None,
+    make_processor=make_processor,
     parity=Sam3LiteTextParity(),
 )
