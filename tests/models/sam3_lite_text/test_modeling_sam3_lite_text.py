@@ -64,9 +64,9 @@ def test_feature_reuse_and_padding(model_dir: Path) -> None:
         direct = [model(pixel_values=images[:1], input_ids=ids[i : i + 1]) for i in range(2)]
         noisy = model.get_text_features(ids[:1])
         noisy.last_hidden_state = noisy.last_hidden_state.clone()
-        noisy.last_hidden_state[:, 3:] += 10 * torch.randn_like(
-            noisy.last_hidden_state[:, 3:]
-        )  # padding only
+        padding = ids[:1] == 0  # "a cat": 4 real tokens, 12 padding
+        noise = 10 * torch.randn_like(noisy.last_hidden_state)
+        noisy.last_hidden_state = noisy.last_hidden_state + noise * padding[..., None]
         masked = model(pixel_values=images[:1], text_outputs=noisy)
     torch.testing.assert_close(per_image[1].pred_logits, again.pred_logits, atol=1e-5, rtol=0)
     for i in range(2):
