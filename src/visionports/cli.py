@@ -189,5 +189,33 @@ def segment_video_command(video: Path | None, frames_dir: Path | None, model_dir
     )
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--prompt", "prompts", multiple=True, required=True, help="A text prompt (repeat for several).")
+@click.option(
+    "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="A converted model folder."
+)
+@click.option(
+    "--output",
+    "output_dir",
+    default=Path("segments"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for pictures and segments.json.",
+)
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), help="Score threshold (default: the model's).")
+def segment(inputs: tuple[Path, ...], prompts: tuple[str, ...], model_dir: Path, output_dir: Path,
+            threshold: float | None) -> None:  # fmt: skip
+    """Segment what the --prompt texts describe in IMAGE files or folders (SAM3-LiteText)."""
+    from .images import ImageInputError
+    from .segment_images import segment_files
+
+    try:
+        summary = segment_files(inputs, list(prompts), model_dir, output_dir, threshold=threshold)
+    except (ImageInputError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{summary.images} image(s), {summary.instances} instance(s) -> {summary.output_dir}")
+
+
 if __name__ == "__main__":
     main()

@@ -55,3 +55,17 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Imag
         draw.rectangle((tag_x, tag_y, tag_x + width, tag_y + height), fill=colour)
         draw.text((tag_x + pad - left, tag_y + pad - top), text, fill=_text_colour(colour), font=font)
     return canvas
+
+
+def blend_masks(
+    image: Image.Image, masks: Sequence, label_ids: Sequence[int], alpha: float = 0.45
+) -> Image.Image:
+    """A copy of ``image`` with each boolean mask [H, W] blended in its class colour."""
+    import numpy as np
+
+    canvas = np.asarray(image.convert("RGB")).astype(np.float32)
+    for mask, label_id in zip(masks, label_ids, strict=True):
+        region = np.asarray(mask, dtype=bool)
+        colour = np.array(PALETTE[label_id % len(PALETTE)], dtype=np.float32)
+        canvas[region] = (1 - alpha) * canvas[region] + alpha * colour
+    return Image.fromarray(canvas.round().clip(0, 255).astype(np.uint8))

@@ -48,3 +48,7 @@ def register_all() -> None:
     AutoModel.register(Sam3LiteTextConfig, Sam3LiteTextModel, exist_ok=True)
     sam3_backends = {"pil": Sam3LiteTextImageProcessor, "torchvision": Sam3LiteTextImageProcessor}
     IMAGE_PROCESSOR_MAPPING.register(Sam3LiteTextConfig, sam3_backends, exist_ok=True)
+
+    from .sam3_lite_text.pipeline_sam3_lite_text import register_pipeline
+
+    register_pipeline()

@@ -1,0 +1,79 @@
+"""The ``text-prompted-segmentation`` pipeline: image + prompt(s) -> ``[{score, label, box, mask}]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from transformers import Pipeline
+from transformers.image_utils import load_image
+
+from ...images import to_rgb
+from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
+
+TASK = "text-prompted-segmentation"
+
+
+class TextPromptedSegmentationPipeline(Pipeline):
+    """``pipeline("text-prompted-segmentation", model=folder)(image, prompts=["a cat", "a dog"], threshold=0.5)``.
+
+    Every prompt queries the image (its features are computed once); each result is a dict with ``score``,
+    ``label`` (the prompt), ``box`` (``xmin``, ``ymin``, ``xmax``, ``ymax`` in pixels) and ``mask`` (bool
+    ``[H, W]`` numpy array at the image size).
+    """
+
+    _load_processor = False
+    _load_image_processor = True
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prompt_tokenizer = Sam3LiteTextTokenizer(self.model.config.text.context_length)
+
+    def _sanitize_parameters(self, prompts=None, threshold=None, mask_threshold=None, **kwargs):
+        preprocess = {"prompts": prompts} if prompts is not None else {}
+        post = {
+            k: v for k, v in (("threshold", threshold), ("mask_threshold", mask_threshold)) if v is not None
+        }
+        return preprocess, {}, post
+
+    def preprocess(self, image: Any, prompts: str | list[str] | None = None) -> dict:
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
+        if not prompts or any(not p.strip() for p in prompts):
+            raise ValueError("prompts: give at least one non-empty text prompt, e.g. prompts='a cat'")
+        rgb = to_rgb(load_image(image) if isinstance(image, str) else image)
+        pixels = self.image_processor(rgb, return_tensors="pt")["pixel_values"].to(self.dtype)
+        return {"pixel_values": pixels, "input_ids": self.prompt_tokenizer(prompts)["input_ids"],
+                "size": (rgb.height, rgb.width), "prompts": prompts}  # fmt: skip
+
+    def _forward(self, inputs: dict) -> dict:
+        vision = self.model.get_image_features(inputs["pixel_values"])
+        out = self.model(input_ids=inputs["input_ids"], vision_outputs=vision)
+        return {"outputs": out, "size": inputs["size"], "prompts": inputs["prompts"]}
+
+    def postprocess(
+        self, model_outputs: dict, threshold: float | None = None, mask_threshold: float | None = None
+    ):
+        out, prompts = model_outputs["outputs"], model_outputs["prompts"]
+        sizes = [model_outputs["size"]] * len(prompts)
+        results = self.image_processor.post_process_instance_segmentation(
+            out, threshold=threshold, mask_threshold=mask_threshold, target_sizes=sizes
+        )
+        found = []
+        for prompt, result in zip(prompts, results, strict=True):
+            for score, box, mask in zip(result["scores"], result["boxes"], result["masks"], strict=True):
+                x0, y0, x1, y1 = (float(v) for v in box)
+                found.append({"score": float(score), "label": prompt, "mask": np.asarray(mask.cpu()),
+                              "box": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}})  # fmt: skip
+        return sorted(found, key=lambda d: -d["score"])
+
+
+def register_pipeline() -> None:
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    from .modeling_sam3_lite_text import Sam3LiteTextModel
+
+    if TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=TextPromptedSegmentationPipeline,
+                                            pt_model=Sam3LiteTextModel, type="multimodal")  # fmt: skip
