@@ -107,3 +107,45 @@ def test_bad_inputs(model_dir: Path) -> None:
         processor.post_process_instance_segmentation(raw, target_sizes=[(1, 1), (2, 2)])
     with pytest.raises(ValueError, match="threshold must be in"):
         processor.post_process_instance_segmentation(raw, threshold=2.0, target_sizes=[(1, 1)])
+
+
+def test_pipeline_and_segment_cli(model_dir: Path, tmp_path: Path) -> None:
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+    from transformers import pipeline
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        segmenter = pipeline("text-prompted-segmentation", model=str(model_dir))
+        found = segmenter(image, prompts=["a cat", "a dog"], threshold=0.05)
+    assert not [w for w in caught if "visionports" in str(w.filename) or "transformers" in str(w.filename)]
+    assert found and set(found[0]) == {"score", "label", "box", "mask"}
+    assert found[0]["label"] in ("a cat", "a dog") and found[0]["mask"].shape == (90, 150)
+    assert [f["score"] for f in found] == sorted((f["score"] for f in found), reverse=True)
+    with pytest.raises(ValueError, match="non-empty text prompt"):
+        segmenter(image, prompts=[" "])
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image.save(folder / "a.png")
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(folder / "b.jpg")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    result = runner.invoke(main, ["segment", str(folder), "--prompt", "a cat", "--model", str(model_dir),
+                                  "--threshold", "0.2", "--output", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "a.png").size == (150, 90) and Image.open(out / "b.png").size == (60, 40)
+    payload = json.loads((out / "segments.json").read_text())
+    assert payload["prompts"] == ["a cat"] and set(payload["images"]) == {
+        str(folder / "a.png"),
+        str(folder / "b.jpg"),
+    }
+    (folder / "c.png").write_bytes(b"broken")
+    bad = runner.invoke(main, ["segment", str(folder), "--prompt", "a cat", "--model", str(model_dir),
+                               "--output", str(tmp_path / "bad")])  # fmt: skip
+    assert bad.exit_code != 0 and "c.png" in bad.output and not (tmp_path / "bad").exists()
+    empty = runner.invoke(main, ["segment", str(folder / "a.png"), "--prompt", "", "--model", str(model_dir)])
+    assert empty.exit_code != 0 and "non-empty text prompt" in empty.output
