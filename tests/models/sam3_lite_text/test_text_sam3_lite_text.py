@@ -97,3 +97,23 @@ def test_reparameterized_encoder_matches_and_round_trips(tmp_path: Path) -> None
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         assert torch.equal(loaded(ids).last_hidden_state, fused)
+
+
+def test_overlong_prompts_are_truncated_and_said_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="visionports.sam3_lite_text"):
+        ids = Sam3LiteTextTokenizer(16)(["a cat", "a very long prompt " * 8])["input_ids"]
+    assert ids[1, -1] == 49407 and (ids[1] != 0).all()
+    assert len(caplog.records) == 1 and "truncated" in caplog.records[0].getMessage()
+
+
+def test_released_extras_are_skipped_by_name() -> None:
+    from visionports.models.sam3_lite_text.configuration_sam3_lite_text import Sam3LiteTextConfig
+    from visionports.models.sam3_lite_text.convert_sam3_lite_text import key_mapping
+
+    mapping = key_mapping(Sam3LiteTextConfig.from_preset("s0"))
+    extras = {
+        "backbone.vision_backbone.sam2_convs.0.0.weight": torch.ones(1),
+        "tracker.maskmem_tpos_enc": torch.ones(1),
+    }
+    out = mapping.apply(extras)
+    assert not out.tensors and set(out.skipped) == set(extras)

@@ -149,11 +149,16 @@ def key_mapping(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> KeyMappi
     detector = [r for r in detector_key_mapping() if "language_backbone" not in r.pattern]
     prefix_text = Rename(r"^(token_embedding|position_embedding|layers|final_layer_norm|text_projection|projector)\b",
                          r"text_model.\1")  # fmt: skip
+    unused = [
+        Skip(r"backbone\.vision_backbone\.sam2_convs\..*",
+             "SAM2-style second neck, built only for interactive (point/box) instance prediction"),
+        Skip(r"tracker\..*", "SAM3 video tracker weights copied from facebook/sam3; not part of the image model"),
+    ]  # fmt: skip
     prefix_detector = Rename(
         r"^(vision_encoder|geometry_encoder|detr_encoder|detr_decoder|mask_decoder|dot_product_scoring)\.",
         r"detector.\1.",
     )
-    return KeyMapping([*text_rules(), prefix_text, *detector, prefix_detector])
+    return KeyMapping([*unused, *text_rules(), prefix_text, *detector, prefix_detector])
 
 
 def text_rules() -> list:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import html
+import logging
 from functools import lru_cache
 from importlib import resources
 
@@ -18,6 +19,7 @@ import torch
 
 SOT, EOT = "<start_of_text>", "<end_of_text>"
 PAD_ID = 0
+logger = logging.getLogger("visionports.sam3_lite_text")
 _PATTERN = regex.compile(
     r"<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
     regex.IGNORECASE,
@@ -117,5 +119,15 @@ class Sam3LiteTextTokenizer:
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
         if not batch:
             raise ValueError("prompts: got an empty list")
-        ids = torch.tensor([self.encode(p)[0] for p in batch], dtype=torch.int64)
+        rows = []
+        for prompt in batch:
+            row, truncated = self.encode(prompt)
+            if truncated:
+                logger.warning(
+                    "prompt %r is longer than %d tokens: truncated (end token kept), as the original model does",
+                    prompt[:60],
+                    self.context_length,
+                )
+            rows.append(row)
+        ids = torch.tensor(rows, dtype=torch.int64)
         return {"input_ids": ids, "attention_mask": (ids != PAD_ID).long()}
