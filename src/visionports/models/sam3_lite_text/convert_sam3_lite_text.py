@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ...checkpoint import CheckpointError
-from ...key_mapping import KeyMapping, MappedStateDict, Rename
+from ...key_mapping import KeyMapping, MappedStateDict, Rename, Skip
 from .configuration_sam3_lite_text import (
     DETECTOR_DEFAULTS,
     TEXT_PRESETS,
