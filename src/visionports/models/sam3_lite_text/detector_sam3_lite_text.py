@@ -250,7 +250,11 @@ class Sam3LiteTextDetector(nn.Module):
         geometry = self.empty_geometry_prompt(fpn[-1], fpn_pos[-1])
         prompt = torch.cat([text_features, geometry.to(text_features.dtype)], dim=1)
         prompt_mask = torch.cat(
-            [attention_mask.bool(), torch.ones(batch, 1, dtype=torch.bool, device=prompt.device)], dim=1
+            [
+                attention_mask.bool(),
+                torch.ones(batch, geometry.shape[1], dtype=torch.bool, device=prompt.device),
+            ],
+            dim=1,
         )
 
         encoder = self.detr_encoder(
