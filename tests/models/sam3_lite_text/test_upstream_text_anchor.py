@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import torch
 from transformers.models.sam3_lite_text.configuration_sam3_lite_text import (
     Sam3LiteTextTextConfig as UpstreamConfig,
@@ -59,10 +60,10 @@ def _ours_from_upstream(upstream: UpstreamText, context_length: int) -> dict[str
     return out
 
 
-def _pair(table_rows: int) -> tuple[UpstreamText, Sam3LiteTextTextModel]:
+def _pair(table_rows: int, layout: str = "mct") -> tuple[UpstreamText, Sam3LiteTextTextModel]:
     torch.manual_seed(0)
     upstream = UpstreamText(UpstreamConfig(hidden_size=32, num_attention_heads=4, vocab_size=49408, num_hidden_layers=6,
-                                           intermediate_size=128, projection_dim=32,
+                                           intermediate_size=128, projection_dim=32, use_repmixer_blocks=layout == "mct",
                                            max_position_embeddings=table_rows)).eval()  # fmt: skip
     with torch.no_grad():
         for name, p in upstream.named_parameters():
@@ -75,16 +76,18 @@ def _pair(table_rows: int) -> tuple[UpstreamText, Sam3LiteTextTextModel]:
                 b.uniform_(0.5, 1.5)
             elif "running_mean" in name:
                 b.normal_(0, 0.1)
-    ours = Sam3LiteTextTextModel(
-        Sam3LiteTextTextConfig.from_preset("s0", hidden_size=32, num_attention_heads=4)
-    ).eval()
+    preset = "s0" if layout == "mct" else "s1"
+    layers = {} if layout == "mct" else {"num_transformer_layers": 6}
+    config = Sam3LiteTextTextConfig.from_preset(preset, hidden_size=32, num_attention_heads=4, **layers)
+    ours = Sam3LiteTextTextModel(config).eval()
     missing, unexpected = ours.load_state_dict(_ours_from_upstream(upstream, 16), strict=False)
     assert not unexpected and set(missing) == {"projector.weight", "projector.bias"}
     return upstream, ours
 
 
-def test_agrees_without_interpolation_or_mask() -> None:
-    upstream, ours = _pair(table_rows=16)
+@pytest.mark.parametrize("layout", ["mct", "base"])
+def test_agrees_without_interpolation_or_mask(layout: str) -> None:
+    upstream, ours = _pair(table_rows=16, layout=layout)
     ids = Sam3LiteTextTokenizer(16)(["a cat", "person wearing a red hat", ""])["input_ids"]
     with torch.no_grad():
         theirs = upstream(input_ids=ids)
