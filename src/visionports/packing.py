@@ -1,0 +1,146 @@
+"""Packing images of different sizes into one token sequence, and attention bounded per image.
+
+Rows are patches, image after image, row-major inside an image (index ``y * w + x``); inside a row the values
+are ordered ``(py, px, c)``, channel fastest. ``grid_thw`` holds ``(1, h, w)`` per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def pack_images(images: Sequence[torch.Tensor], patch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[C, H, W]`` float images -> ``hidden_states [sum h*w, p*p*C]`` and ``grid_thw [n, 3]`` (int64)."""
+    if len(images) == 0:
+        raise ValueError("images: expected at least one [C, H, W] tensor, got an empty list")
+    rows, grids = [], []
+    for i, image in enumerate(images):
+        if not isinstance(image, torch.Tensor) or image.ndim != 3:
+            raise ValueError(
+                f"images[{i}]: expected a [C, H, W] tensor, got {getattr(image, 'shape', type(image))}"
+            )
+        channels, height, width = image.shape
+        if height % patch_size or width % patch_size or height == 0 or width == 0:
+            raise ValueError(
+                f"images[{i}]: height and width must be positive multiples of {patch_size}, got {height}x{width}"
+            )
+        h, w = height // patch_size, width // patch_size
+        patches = image.reshape(channels, h, patch_size, w, patch_size).permute(1, 3, 2, 4, 0)
+        rows.append(patches.reshape(h * w, patch_size * patch_size * channels))
+        grids.append((1, h, w))
+    return torch.cat(rows), torch.tensor(grids, dtype=torch.int64)
+
+
+def segment_lengths(grid_thw: torch.Tensor, num_prefix_tokens: int = 0) -> list[int]:
+    """Tokens per image: ``num_prefix_tokens + t * h * w``."""
+    return [num_prefix_tokens + int(t) * int(h) * int(w) for t, h, w in grid_thw.tolist()]
+
+
+def cu_seqlens_from_grid_thw(grid_thw: torch.Tensor, num_prefix_tokens: int = 0) -> tuple[torch.Tensor, int]:
+    """int32 ``[0, L_0, L_0 + L_1, ...]`` on ``grid_thw``'s device and ``max(L_i)`` as a Python int."""
+    lengths = segment_lengths(grid_thw, num_prefix_tokens)
+    cu = torch.tensor([0, *lengths], dtype=torch.int64, device=grid_thw.device).cumsum(0).to(torch.int32)
+    return cu, max(lengths) if lengths else 0
+
+
+def unpack(output: torch.Tensor, grid_thw: torch.Tensor, num_prefix_tokens: int = 0) -> list[torch.Tensor]:
+    """Split a packed output into one view per image (input order)."""
+    return list(output.split(segment_lengths(grid_thw, num_prefix_tokens), dim=0))
+
+
+def validate_packed(
+    hidden_states: torch.Tensor, grid_thw: torch.Tensor, patch_size: int, channels: int
+) -> None:
+    """Clear ``ValueError``s for packed inputs a model cannot take."""
+    if not isinstance(hidden_states, torch.Tensor) or hidden_states.ndim != 2:
+        raise ValueError(
+            f"hidden_states must be [total_patches, patch_dim], got {getattr(hidden_states, 'shape', None)}"
+        )
+    if not hidden_states.is_floating_point():
+        raise ValueError(f"hidden_states must be a floating tensor, got {hidden_states.dtype}")
+    if (
+        not isinstance(grid_thw, torch.Tensor)
+        or grid_thw.ndim != 2
+        or grid_thw.shape[1] != 3
+        or grid_thw.shape[0] == 0
+    ):
+        raise ValueError(
+            f"grid_thw must be [num_images, 3] with at least one image, got {getattr(grid_thw, 'shape', None)}"
+        )
+    if grid_thw.is_floating_point():
+        raise ValueError(f"grid_thw must be an integer tensor, got {grid_thw.dtype}")
+    expected_dim = patch_size * patch_size * channels
+    if hidden_states.shape[1] != expected_dim:
+        raise ValueError(
+            f"hidden_states rows must have patch_size² * channels = {expected_dim} values, got {hidden_states.shape[1]}"
+        )
+    for i, (t, h, w) in enumerate(grid_thw.tolist()):
+        if t != 1:
+            raise ValueError(f"grid_thw[{i}] has t={t}: only images (t = 1) are supported")
+        if h <= 0 or w <= 0:
+            raise ValueError(f"grid_thw[{i}] must have positive h and w, got {(t, h, w)}")
+    total = sum(int(t) * int(h) * int(w) for t, h, w in grid_thw.tolist())
+    if hidden_states.shape[0] != total:
+        raise ValueError(
+            f"hidden_states has {hidden_states.shape[0]} rows but grid_thw adds up to {total} patches"
+        )
+
+
+def _flash_available(q: torch.Tensor) -> str | None:
+    """Why flash varlen cannot run on ``q`` (None when it can)."""
+    if q.device.type != "cuda":
+        return f"flash attention needs CUDA tensors, got {q.device.type}"
+    if q.dtype not in (torch.float16, torch.bfloat16):
+        return f"flash attention needs float16 or bfloat16, got {q.dtype}"
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return "flash attention needs the flash-attn package"
+    return None
+
+
+def resolve_backend(requested: str | None, q: torch.Tensor) -> str:
+    """The attention backend to use: a forced one must be able to run; by default flash when possible, else sdpa."""
+    if requested in ("flash_attention_2", "flash_attention_3"):
+        reason = _flash_available(q)
+        if reason:
+            raise RuntimeError(f"attn_implementation={requested!r} cannot run here: {reason}")
+        return "flash"
+    if requested in (None, "auto"):
+        return "flash" if _flash_available(q) is None else "sdpa"
+    if requested in ("sdpa", "eager"):
+        return requested
+    raise ValueError(f"unknown attn_implementation {requested!r}; use sdpa, eager or flash_attention_2")
+
+
+def packed_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    lengths: list[int],
+    scale: float,
+    backend: str,
+) -> torch.Tensor:
+    """Attention of ``[T, heads, d]`` q/k/v restricted to each segment; returns ``[T, heads, d]``."""
+    if backend == "flash":
+        from flash_attn import flash_attn_varlen_func
+
+        return flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, dropout_p=0.0,
+                                      softmax_scale=scale, causal=False)  # fmt: skip
+    outs = []
+    for qs, ks, vs in zip(q.split(lengths), k.split(lengths), v.split(lengths), strict=True):
+        qs, ks, vs = (t.transpose(0, 1)[None] for t in (qs, ks, vs))  # [1, heads, L, d]
+        if backend == "sdpa":
+            out = F.scaled_dot_product_attention(qs, ks, vs, scale=scale)
+        else:
+            weights = torch.softmax((qs @ ks.transpose(-1, -2)) * scale, dim=-1, dtype=torch.float32).to(
+                qs.dtype
+            )
+            out = weights @ vs
+        outs.append(out[0].transpose(0, 1))
+    return torch.cat(outs)
