@@ -91,18 +91,53 @@ def _parse_settings(settings: tuple[str, ...]) -> dict:
 
 
 @main.command()
-@click.argument("model", type=click.Choice(family_names(with_aliases=True), case_sensitive=False))
+@click.argument(
+    "model", type=click.Choice([*family_names(with_aliases=True), "packed"], case_sensitive=False)
+)
 @click.argument("case_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option(
     "--float64/--no-float64", default=True, help="Also run the strict float64 check when available."
 )
-def parity(model: str, case_dir: Path, float64: bool) -> None:
-    """Check MODEL against a golden CASE_DIR of the original implementation (exit 0 only on parity)."""
+@click.option(
+    "--sizes",
+    default="224x224,224x336,112x112,448x224",
+    help="packed only: image sizes HxW, comma-separated (multiples of the patch size).",
+)
+def parity(model: str, case_dir: Path, float64: bool, sizes: str) -> None:
+    """Check MODEL against a golden CASE_DIR of the original implementation (exit 0 only on parity).
+
+    ``parity packed MODEL_FOLDER`` compares a packed encoder with the standard model image by image.
+    """
+    if model == "packed":
+        _packed_parity(case_dir, sizes)
     from .parity import run_parity
 
     report = run_parity(get_family(model), case_dir, float64=float64)
     click.echo(report.render())
     sys.exit(0 if report.ok else 1)
+
+
+def _packed_parity(folder: Path, sizes: str) -> None:
+    from .packed_parity import compare_packed
+
+    try:
+        parsed = [tuple(int(v) for v in item.lower().split("x")) for item in sizes.split(",") if item]
+    except ValueError as err:
+        raise click.BadParameter(
+            f"expected sizes like 224x224,224x336, got {sizes!r}", param_hint="--sizes"
+        ) from err
+    try:
+        checks = compare_packed(folder, parsed)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{'size':>10} {'rows':>6} {'max abs':>10} {'pooled':>10}  result")
+    for c in checks:
+        pooled = "-" if c.pooled_max_abs is None else f"{c.pooled_max_abs:.2e}"
+        result = "pass" if c.passed else "FAIL"
+        click.echo(f"{c.size[0]:>4}x{c.size[1]:<5} {c.rows:>6} {c.max_abs:>10.2e} {pooled:>10}  {result}")
+    ok = all(c.passed for c in checks)
+    click.echo("PARITY OK" if ok else "PARITY FAILED")
+    sys.exit(0 if ok else 1)
 
 
 @main.command()

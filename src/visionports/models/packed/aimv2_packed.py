@@ -30,8 +30,9 @@ from .loading import RefuseMissingWeightsMixin
 
 
 def _requested_backend(config) -> str | None:
+    """``None`` (automatic) unless a backend other than transformers' default "sdpa" was asked for."""
     value = getattr(config, "_attn_implementation", None)
-    return None if value in (None, "auto") else value
+    return None if value in (None, "auto", "sdpa") else value
 
 
 class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
