@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from transformers import Aimv2VisionConfig, Aimv2VisionModel, DINOv3ViTConfig, DINOv3ViTModel
+from transformers import (
+    Aimv2VisionConfig,
+    Aimv2VisionModel,
+    DINOv3ViTConfig,
+    DINOv3ViTModel,
+    Siglip2VisionConfig,
+    Siglip2VisionModel,
+)
 
 import visionports
 from visionports.cli import main
@@ -36,12 +43,15 @@ def test_processor_budget_and_round_trip(tmp_path: Path) -> None:
         visionports.PackedImageProcessor(min_pixels=100, max_pixels=10)
 
 
-@pytest.mark.parametrize("kind", ["aimv2", "dinov3"])
+@pytest.mark.parametrize("kind", ["aimv2", "dinov3", "siglip2"])
 def test_cli_parity_packed(tmp_path: Path, kind: str) -> None:
     torch.manual_seed(0)
     if kind == "aimv2":
         model = Aimv2VisionModel(Aimv2VisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                                    num_attention_heads=4, patch_size=4, is_native=True))  # fmt: skip
+    elif kind == "siglip2":
+        model = Siglip2VisionModel(Siglip2VisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                                       num_attention_heads=4, patch_size=4, num_patches=16))  # fmt: skip
     else:
         model = DINOv3ViTModel(DINOv3ViTConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                                num_attention_heads=4, patch_size=4, num_register_tokens=2))  # fmt: skip
