@@ -182,6 +182,61 @@ def detect(
     )
 
 
+@main.command()
+@click.argument("model", type=click.Choice(["deimv2"], case_sensitive=False))
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dynamic-batch/--static-batch", default=True, show_default=True, help="Dynamic batch axis.")
+@click.option(
+    "--postprocess",
+    is_flag=True,
+    help="Take orig_target_sizes (w, h) and return labels, boxes (absolute xyxy), scores (top-k, no NMS).",
+)
+@click.option(
+    "--opset", default=18, show_default=True, type=click.IntRange(min=17), help="ONNX opset version."
+)
+@click.option(
+    "--image-size", type=int, nargs=2, metavar="H W", help="Input size (default: the model's eval size)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def export(
+    model: str,
+    model_dir: Path,
+    output: Path,
+    dynamic_batch: bool,
+    postprocess: bool,
+    opset: int,
+    image_size: tuple[int, int] | None,
+    overwrite: bool,
+) -> None:
+    """Export a converted MODEL_DIR to an ONNX graph at OUTPUT."""
+    if output.exists() and not overwrite:
+        raise click.ClickException(f"{output} exists; pass --overwrite to replace it")
+    if not (model_dir / "config.json").is_file():
+        raise click.ClickException(
+            f"{model_dir}: not a model folder (no config.json); convert a checkpoint first"
+        )
+    from transformers import AutoModelForObjectDetection
+
+    from .models.deimv2.export_deimv2 import export_onnx
+
+    detector = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
+    if detector.config.model_type != "visionports_deimv2":
+        raise click.ClickException(
+            f"{model_dir}: a {detector.config.model_type} model, expected a DEIMv2 folder"
+        )
+    try:
+        path = export_onnx(
+            detector, output, dynamic_batch=dynamic_batch, postprocess=postprocess, opset=opset,
+            image_size=tuple(image_size) if image_size else None,
+        )  # fmt: skip
+    except (ValueError, ImportError) as err:
+        raise click.ClickException(str(err)) from err
+    kind = "labels/boxes/scores" if postprocess else "logits/pred_boxes"
+    batch = "dynamic" if dynamic_batch else "static"
+    click.echo(f"deimv2 -> {path} (opset {opset}, {batch} batch, outputs {kind})")
+
+
 @main.command("segment-video")
 @click.argument("video", required=False, type=click.Path(path_type=Path))
 @click.option(
