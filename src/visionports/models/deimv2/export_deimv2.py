@@ -9,13 +9,13 @@ deploy export (no NMS, no COCO id remapping).
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ...files import atomic_write
 from .modeling_deimv2 import Deimv2ForObjectDetection
 from .postprocessing_deimv2 import select_detections
 
@@ -113,30 +113,21 @@ def export_onnx(
         batch = torch.export.Dim("batch", min=1, max=1024)
         dynamic_shapes = tuple({0: batch} for _ in inputs)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        suffix=".onnx", dir=output_path.parent, prefix=f".{output_path.stem}."
-    )
-    os.close(handle)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                wrapper,
-                inputs,
-                dynamo=True,
-                opset_version=opset,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_shapes=dynamic_shapes,
-                external_data=False,
-                verbose=False,
-                optimize=True,
-            )
-            program.save(temp_name, external_data=False)
-        os.replace(temp_name, output_path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapper,
+            inputs,
+            dynamo=True,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+            external_data=False,
+            verbose=False,
+            optimize=True,
+        )
+    atomic_write(output_path, lambda tmp: program.save(str(tmp), external_data=False))
     return output_path
 
 
