@@ -237,6 +237,27 @@ def export(
     click.echo(f"deimv2 -> {path} (opset {opset}, {batch} batch, outputs {kind})")
 
 
+@main.command()
+@click.argument("model", type=click.Choice(["deimv2"], case_sensitive=False))
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A converted or fine-tuned detector folder.")  # fmt: skip
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="COCO-format folder: annotations/instances_{split}.json and the images.")  # fmt: skip
+@click.option("--split", default="val", show_default=True, help="Which annotations/instances_{split}.json.")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+def evaluate(model: str, model_dir: Path, data_dir: Path, split: str, batch_size: int) -> None:
+    """Print the COCO box AP table of a detector folder on a COCO-format data set (pycocotools)."""
+    from .coco_dataset import CocoFormatError
+    from .coco_evaluation import evaluate_folder, format_metrics
+    from .images import ImageInputError
+
+    try:
+        metrics = evaluate_folder(model_dir, data_dir, split, batch_size=batch_size)
+    except (CocoFormatError, ImageInputError, ValueError, ImportError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(format_metrics(metrics))
+
+
 @main.command("segment-video")
 @click.argument("video", required=False, type=click.Path(path_type=Path))
 @click.option(

@@ -1,0 +1,90 @@
+"""COCO box AP of a detector folder on a COCO-format split, computed by ``pycocotools``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .coco_dataset import CocoSplit, load_coco_split
+from .images import open_image
+
+AP_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+            "AR_1", "AR_10", "AR_100", "AR_small", "AR_medium", "AR_large")  # fmt: skip
+
+
+def _category_table(split: CocoSplit, num_labels: int) -> list[int]:
+    if num_labels != len(split.category_ids):
+        raise ValueError(
+            f"the model predicts {num_labels} classes but {split.annotation_file} has "
+            f"{len(split.category_ids)} categories; fine-tune the model on this data set first"
+        )
+    return split.category_ids
+
+
+def predict_split(
+    model, processor, split: CocoSplit, batch_size: int = 4, progress: bool = True
+) -> list[dict]:
+    """COCO result entries (image_id, category_id, bbox xywh, score) for every image of ``split``."""
+    table = torch.tensor(_category_table(split, model.config.num_labels))
+    device = next(model.parameters()).device
+    results: list[dict] = []
+    batches = range(0, len(split.images), batch_size)
+    for start in tqdm(batches, desc="evaluate", disable=not progress):
+        chunk = split.images[start : start + batch_size]
+        pictures = [open_image(image.path) for image in chunk]
+        inputs = processor(pictures, return_tensors="pt").to(device)
+        with torch.no_grad():
+            outputs = model(**inputs)
+        sizes = [(picture.height, picture.width) for picture in pictures]
+        detections = processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=sizes)
+        for image, found in zip(chunk, detections, strict=True):
+            boxes = found["boxes"].float().cpu()
+            xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+            for label, box, score in zip(
+                table[found["labels"].cpu()], xywh, found["scores"].float().cpu(), strict=True
+            ):
+                results.append({"image_id": image.image_id, "category_id": int(label),
+                                "bbox": [round(float(v), 3) for v in box], "score": float(score)})  # fmt: skip
+    return results
+
+
+def coco_ap(split: CocoSplit, results: list[dict]) -> dict[str, float]:
+    """The 12 COCO box metrics of ``results`` against ``split``'s annotation file (pycocotools)."""
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("COCO evaluation needs pycocotools: pip install 'visionports[train]'") from err
+    if not results:
+        return dict.fromkeys(AP_NAMES, 0.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO(str(split.annotation_file))
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
+        evaluation.params.imgIds = [image.image_id for image in split.images]
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {name: max(float(value), 0.0) for name, value in zip(AP_NAMES, evaluation.stats, strict=True)}
+
+
+def evaluate_folder(model_dir: str | Path, data_dir: str | Path, split: str = "val", batch_size: int = 4,
+                    progress: bool = True) -> dict[str, float]:  # fmt: skip
+    """Load a converted detector folder and return its COCO metrics on ``data_dir``'s ``split``."""
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(f"{model_dir}: not a model folder (no config.json); convert a checkpoint first")
+    coco_split = load_coco_split(data_dir, split)
+    model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    return coco_ap(coco_split, predict_split(model, processor, coco_split, batch_size, progress))
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """A two-column table of the COCO metrics, in the usual order."""
+    return "\n".join(f"{name:<10} {metrics[name] * 100:6.2f}" for name in AP_NAMES)
