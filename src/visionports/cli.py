@@ -212,14 +212,16 @@ def export(
     """Export a converted MODEL_DIR to an ONNX graph at OUTPUT."""
     if output.exists() and not overwrite:
         raise click.ClickException(f"{output} exists; pass --overwrite to replace it")
-    if not (model_dir / "config.json").is_file():
-        raise click.ClickException(
-            f"{model_dir}: not a model folder (no config.json); convert a checkpoint first"
-        )
     from transformers import AutoModelForObjectDetection
 
+    from .files import require_model_folder
+    from .images import ImageInputError
     from .models.deimv2.export_deimv2 import export_onnx
 
+    try:
+        require_model_folder(model_dir)
+    except ImageInputError as err:
+        raise click.ClickException(str(err)) from err
     detector = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
     if detector.config.model_type != "visionports_deimv2":
         raise click.ClickException(

@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .coco_dataset import CocoSplit, load_coco_split
+from .files import require_model_folder
 from .images import open_image
 
 AP_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
@@ -76,9 +77,7 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, split: str = "v
     """Load a converted detector folder and return its COCO metrics on ``data_dir``'s ``split``."""
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ValueError(f"{model_dir}: not a model folder (no config.json); convert a checkpoint first")
+    model_dir = require_model_folder(model_dir)
     coco_split = load_coco_split(data_dir, split)
     model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir)

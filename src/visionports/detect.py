@@ -11,8 +11,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .drawing import Detection, draw_detections
-from .files import atomic_write
-from .images import ImageInputError, collect_image_files, open_image
+from .files import atomic_write, require_model_folder
+from .images import collect_image_files, open_image
 
 
 @dataclass
@@ -50,9 +50,7 @@ def detect_files(
     files = collect_image_files(inputs)
     for file in files:  # validate everything first: nothing is written for a bad input
         open_image(file)
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ImageInputError(f"{model_dir}: not a model folder (no config.json); convert a checkpoint first")
+    model_dir = require_model_folder(model_dir)
     model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir)
     id2label = model.config.id2label

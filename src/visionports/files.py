@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .images import ImageInputError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -33,3 +35,11 @@ def make_temporary_sibling_dir(target: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
+
+
+def require_model_folder(model_dir: str | Path) -> Path:
+    """``model_dir`` as a Path; ``ImageInputError`` when it holds no ``config.json`` (not a converted model)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ImageInputError(f"{model_dir}: not a model folder (no config.json); convert a checkpoint first")
+    return model_dir

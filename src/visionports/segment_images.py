@@ -10,8 +10,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .drawing import Detection, blend_masks, draw_detections
-from .files import atomic_write
-from .images import ImageInputError, collect_image_files, open_image
+from .files import atomic_write, require_model_folder
+from .images import collect_image_files, open_image
 
 
 @dataclass
@@ -40,9 +40,7 @@ def segment_files(
     files = collect_image_files(inputs)
     for file in files:  # nothing is written unless every input is a readable image
         open_image(file)
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ImageInputError(f"{model_dir}: not a model folder (no config.json); convert a checkpoint first")
+    model_dir = require_model_folder(model_dir)
     segmenter = pipeline("text-prompted-segmentation", model=str(model_dir))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

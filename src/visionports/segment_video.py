@@ -12,8 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from .drawing import PALETTE
-from .files import atomic_write
-from .images import ImageInputError
+from .files import atomic_write, require_model_folder
 from .video import read_frames, video_fps, write_video
 
 
@@ -88,9 +87,7 @@ def segment_video(
 
     source, output = Path(source), Path(output)
     frames = read_frames(source)
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ImageInputError(f"{model_dir}: not a model folder (no config.json); convert a checkpoint first")
+    model_dir = require_model_folder(model_dir)
     model = AutoModelForUniversalSegmentation.from_pretrained(model_dir).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir)
     task = task or processor.task

@@ -11,6 +11,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...images import check_pixel_dtype
 from .backbone_deimv2 import build_backbone
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention
@@ -113,13 +114,7 @@ def validate_pixel_values(pixel_values: torch.Tensor, model: nn.Module, multiple
         )
     if pixel_values.shape[1] != 3:
         raise ValueError(f"pixel_values must have 3 (RGB) channels, got {pixel_values.shape[1]} channels")
-    if not pixel_values.is_floating_point():
-        raise TypeError(f"pixel_values must be a floating tensor, got {pixel_values.dtype}")
-    expected = next(model.parameters()).dtype
-    if pixel_values.dtype != expected:
-        raise TypeError(
-            f"pixel_values has dtype {pixel_values.dtype} but the model is {expected}; cast one of them"
-        )
+    check_pixel_dtype(pixel_values, model)
     height, width = pixel_values.shape[-2:]
     if height % multiple or width % multiple or height == 0 or width == 0:
         raise ValueError(

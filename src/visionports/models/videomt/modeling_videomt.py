@@ -16,6 +16,7 @@ from transformers import DINOv3ViTConfig, PreTrainedModel
 from transformers.models.dinov3_vit.modeling_dinov3_vit import DINOv3ViTLayer, DINOv3ViTRopePositionEmbedding
 from transformers.utils import ModelOutput
 
+from ...images import check_pixel_dtype
 from .configuration_videomt import VideomtConfig
 
 
@@ -339,13 +340,7 @@ def _validate_frames(pixel_values: torch.Tensor, model: nn.Module, multiple: int
         )
     if pixel_values.shape[0] == 0 or pixel_values.shape[1] == 0:
         raise ValueError(f"pixel_values holds no frames (shape {list(pixel_values.shape)})")
-    if not pixel_values.is_floating_point():
-        raise TypeError(f"pixel_values must be a floating tensor, got {pixel_values.dtype}")
-    expected = next(model.parameters()).dtype
-    if pixel_values.dtype != expected:
-        raise TypeError(
-            f"pixel_values has dtype {pixel_values.dtype} but the model is {expected}; cast one of them"
-        )
+    check_pixel_dtype(pixel_values, model)
     height, width = pixel_values.shape[-2:]
     if height % multiple or width % multiple:
         raise ValueError(f"frame height and width must be multiples of {multiple}, got {height}x{width}")
