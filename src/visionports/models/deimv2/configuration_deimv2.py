@@ -99,6 +99,9 @@ def _vit_preset(flavor: str, **kw: Any) -> dict[str, Any]:
 
 
 _LITE = {
+    "loss_types": ["mal", "boxes"],
+    "use_union_set_matching": False,
+    "matcher_change_epoch": 450,
     "encoder_type": "lite",
     "encoder_block": "elan4",
     "feat_strides": [16],
@@ -165,6 +168,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         decoder_layers=3,
         decoder_n_points=[6, 6],
         num_queries=300,
+        matcher_change_epoch=136,
         use_gateway=True,
         share_bbox_head=False,
         eval_image_size=[640, 640],
@@ -185,6 +189,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         decoder_ffn_dim=512,
         decoder_layers=4,
         eval_image_size=[640, 640],
+        matcher_change_epoch=100,
     ),
     "m": _vit_preset(
         "vit_tiny",
@@ -202,6 +207,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         decoder_ffn_dim=512,
         decoder_layers=4,
         eval_image_size=[640, 640],
+        matcher_change_epoch=80,
     ),
     "l": _vit_preset(
         "dinov3",
@@ -220,6 +226,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         decoder_ffn_dim=1792,
         decoder_layers=4,
         eval_image_size=[640, 640],
+        matcher_change_epoch=50,
     ),
     "x": _vit_preset(
         "dinov3",
@@ -238,8 +245,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         decoder_ffn_dim=2048,
         decoder_layers=6,
         eval_image_size=[640, 640],
+        matcher_change_epoch=45,
     ),
 }
+
+LOSS_TYPES = ("mal", "vfl", "focal", "boxes", "local")
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -259,6 +269,11 @@ class Deimv2Config(PreTrainedConfig):
     ``encoder_block`` ``"elan4"`` (RepNCSPELAN4) or ``"elan5"`` (RepNCSPELAN5).
     Decoder: ``d_model``, ``decoder_layers``, ``decoder_n_points`` per level, ``max_num_bins`` (reg_max),
     ``reg_scale``, ``use_gateway``, ``share_bbox_head``.
+    Training: ``loss_types`` (``mal``/``vfl``/``focal``, ``boxes`` = L1 + GIoU, ``local`` = FGL + DDF) with
+    ``weight_loss_*``; ``loss_gamma`` (MAL/VFL/focal), ``loss_alpha`` (VFL/focal only: MAL reads ``mal_alpha``,
+    ``None`` in every released recipe), ``use_union_set_matching`` for the box/local losses, the Hungarian
+    matcher's costs and the epoch (``matcher_change_epoch``) from which it ranks by ``score * IoU**alpha``;
+    ``num_denoising`` / ``label_noise_ratio`` / ``box_noise_scale`` for the contrastive denoising groups.
     ``eval_image_size`` is the original ``eval_spatial_size`` ([h, w]): the default input size of the
     processor. The model itself accepts any size that is a multiple of the largest stride.
     """
@@ -328,9 +343,31 @@ class Deimv2Config(PreTrainedConfig):
     lqe_top_k: int = 4
     anchor_grid_size: float = 0.05
     anchor_eps: float = 0.01
+    # training: denoising queries, criterion and matcher (values of the original recipe)
     num_denoising: int = 100
     label_noise_ratio: float = 0.5
     box_noise_scale: float = 1.0
+    loss_types: list[str] | tuple[str, ...] = ("mal", "boxes", "local")
+    weight_loss_mal: float = 1.0
+    weight_loss_vfl: float = 1.0
+    weight_loss_focal: float = 1.0
+    weight_loss_bbox: float = 5.0
+    weight_loss_giou: float = 2.0
+    weight_loss_fgl: float = 0.15
+    weight_loss_ddf: float = 1.5
+    loss_gamma: float = 1.5
+    loss_alpha: float = 0.75
+    mal_alpha: float | None = None
+    ddf_temperature: float = 5.0
+    use_union_set_matching: bool = True
+    matcher_class_cost: float = 2.0
+    matcher_bbox_cost: float = 5.0
+    matcher_giou_cost: float = 2.0
+    matcher_alpha: float = 0.25
+    matcher_gamma: float = 2.0
+    matcher_change: bool = True
+    matcher_iou_order_alpha: float = 4.0
+    matcher_change_epoch: int = 45
     # inference / processing defaults
     eval_image_size: list[int] | tuple[int, ...] = (320, 320)
     num_top_queries: int = 300
@@ -353,6 +390,7 @@ class Deimv2Config(PreTrainedConfig):
             "decoder_feat_strides",
             "decoder_n_points",
             "eval_image_size",
+            "loss_types",
         ):
             setattr(self, name, list(getattr(self, name)))
         self.hgnet_stages = [list(s) for s in self.hgnet_stages]
@@ -375,6 +413,9 @@ class Deimv2Config(PreTrainedConfig):
             errors.append("decoder_feat_strides needs one entry per feature level")
         if self.d_model % self.decoder_attention_heads:
             errors.append("d_model must be divisible by decoder_attention_heads")
+        unknown_losses = sorted(set(self.loss_types) - set(LOSS_TYPES))
+        if unknown_losses:
+            errors.append(f"loss_types has unknown entries {unknown_losses}; choose from {list(LOSS_TYPES)}")
         if self.layer_scale != 1:
             errors.append("only layer_scale == 1 is supported (every released DEIMv2 model uses it)")
         if self.backbone_type == "vit_sta" and self.vit_hidden_size % (4 * self.vit_num_heads):

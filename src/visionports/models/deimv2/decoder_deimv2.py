@@ -10,12 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_deimv2 import Deimv2Config
+from .denoising_deimv2 import DenoisingGroups, inverse_sigmoid, make_denoising_groups
 from .layers_deimv2 import Deimv2Gate, Deimv2MLP, Deimv2RMSNorm, Deimv2SelfAttention, Deimv2SwiGLUFFN
-
-
-def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    x = x.clip(min=0.0, max=1.0)
-    return torch.log(x.clip(min=eps) / (1 - x).clip(min=eps))
 
 
 def weighting_function(max_num_bins: int, up: torch.Tensor, reg_scale: torch.Tensor) -> torch.Tensor:
@@ -124,8 +120,9 @@ class Deimv2DecoderLayer(nn.Module):
         reference_boxes: torch.Tensor,
         values: list[torch.Tensor],
         spatial_shapes: list[tuple[int, int]],
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        hidden = self.norm1(hidden + self.self_attn(hidden + query_pos, hidden))
+        hidden = self.norm1(hidden + self.self_attn(hidden + query_pos, hidden, attention_mask))
         update = self.cross_attn(hidden + query_pos, reference_boxes, values, spatial_shapes)
         hidden = self.gateway(hidden, update) if self.gateway is not None else self.norm2(hidden + update)
         hidden = hidden + self.ffn(hidden)
@@ -152,6 +149,84 @@ class Deimv2LQE(nn.Module):
 
 
 @dataclass
+class Deimv2Predictions:
+    """One prediction head's outputs as the criterion reads them (boxes normalised cx, cy, w, h)."""
+
+    logits: torch.Tensor
+    boxes: torch.Tensor
+    corners: torch.Tensor | None = None
+    reference_boxes: torch.Tensor | None = None
+    teacher_corners: torch.Tensor | None = None
+    teacher_logits: torch.Tensor | None = None
+
+
+@dataclass
+class Deimv2TrainingOutputs:
+    """Everything the training criterion needs from one decoder pass.
+
+    ``final`` is the last layer; ``auxiliary`` the earlier layers (distilled from the last one);
+    ``first_layer`` the plain box head after layer 0; ``encoder`` the selected encoder proposals;
+    ``denoising`` / ``denoising_first_layer`` the same for the denoising queries (all layers), when used.
+    """
+
+    final: Deimv2Predictions
+    auxiliary: list[Deimv2Predictions]
+    first_layer: Deimv2Predictions
+    encoder: list[Deimv2Predictions]
+    up: torch.Tensor
+    reg_scale: torch.Tensor
+    denoising: list[Deimv2Predictions] | None = None
+    denoising_first_layer: Deimv2Predictions | None = None
+    denoising_positive_indices: tuple[torch.Tensor, ...] | None = None
+    denoising_num_groups: int = 0
+
+
+def _layer_predictions(
+    logits: list[torch.Tensor], boxes: list[torch.Tensor], corners: list[torch.Tensor], refs: list[torch.Tensor]
+) -> list[Deimv2Predictions]:
+    """Per-layer predictions, each distilled from the last layer's corners and logits."""
+    return [
+        Deimv2Predictions(l, b, c, r, teacher_corners=corners[-1], teacher_logits=logits[-1])
+        for l, b, c, r in zip(logits, boxes, corners, refs, strict=True)
+    ]
+
+
+def _split_training_outputs(
+    logits: list[torch.Tensor],
+    boxes: list[torch.Tensor],
+    corners: list[torch.Tensor],
+    refs: list[torch.Tensor],
+    first: Deimv2Predictions,
+    encoder: Deimv2Predictions,
+    denoising: DenoisingGroups | None,
+    up: torch.Tensor,
+    reg_scale: torch.Tensor,
+) -> Deimv2TrainingOutputs:
+    """Separate the denoising queries (first ``denoising.num_queries``) from the matching ones."""
+    split = denoising.num_queries if denoising is not None else 0
+
+    def part(tensors: list[torch.Tensor], dn: bool) -> list[torch.Tensor]:
+        return [t[:, :split] if dn else t[:, split:] for t in tensors]
+
+    match_logits, match_boxes = part(logits, False), part(boxes, False)
+    match_corners, match_refs = part(corners, False), part(refs, False)
+    out = Deimv2TrainingOutputs(
+        final=Deimv2Predictions(match_logits[-1], match_boxes[-1], match_corners[-1], match_refs[-1]),
+        auxiliary=_layer_predictions(match_logits, match_boxes, match_corners, match_refs)[:-1],
+        first_layer=Deimv2Predictions(first.logits[:, split:], first.boxes[:, split:]),
+        encoder=[encoder],
+        up=up,
+        reg_scale=reg_scale,
+    )
+    if denoising is not None:
+        out.denoising = _layer_predictions(part(logits, True), part(boxes, True), part(corners, True), part(refs, True))
+        out.denoising_first_layer = Deimv2Predictions(first.logits[:, :split], first.boxes[:, :split])
+        out.denoising_positive_indices = denoising.positive_indices
+        out.denoising_num_groups = denoising.num_groups
+    return out
+
+
+@dataclass
 class Deimv2DecoderResult:
     logits: torch.Tensor
     pred_boxes: torch.Tensor
@@ -162,6 +237,7 @@ class Deimv2DecoderResult:
     initial_queries: torch.Tensor
     initial_reference_logits: torch.Tensor
     pre_boxes: torch.Tensor
+    training: Deimv2TrainingOutputs | None = None
 
 
 class Deimv2Decoder(nn.Module):
@@ -189,7 +265,14 @@ class Deimv2Decoder(nn.Module):
     def bbox_head(self, index: int) -> nn.Module:
         return self.dec_bbox_head[0 if len(self.dec_bbox_head) == 1 else index]
 
-    def forward(self, features: list[torch.Tensor]) -> Deimv2DecoderResult:
+    def forward(
+        self, features: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
+    ) -> Deimv2DecoderResult:
+        """Decode the encoder maps.
+
+        With ``targets`` (``[{"labels", "boxes"}]``) every layer's predictions are kept for the criterion
+        (``result.training``), and in training mode the contrastive denoising queries are added.
+        """
         config = self.config
         spatial_shapes = [(f.shape[2], f.shape[3]) for f in features]
         memory = torch.cat([f.flatten(2).permute(0, 2, 1) for f in features], dim=1)
@@ -200,6 +283,18 @@ class Deimv2Decoder(nn.Module):
                 f"the input is too small: its feature maps give {memory.shape[1]} anchors but the model selects "
                 f"num_queries={config.num_queries}; use a larger image (default {config.eval_image_size})"
             )
+        denoising = None
+        if targets is not None and self.training:
+            denoising = make_denoising_groups(
+                [t["labels"] for t in targets],
+                [t["boxes"] for t in targets],
+                config.num_labels,
+                config.num_queries,
+                self.denoising_class_embed,
+                num_denoising=config.num_denoising,
+                label_noise_ratio=config.label_noise_ratio,
+                box_noise_scale=config.box_noise_scale,
+            )
         anchors, valid = generate_anchors(
             spatial_shapes, config.anchor_grid_size, config.anchor_eps, memory.device
         )
@@ -207,45 +302,78 @@ class Deimv2Decoder(nn.Module):
         masked = valid.to(memory.dtype) * memory
         enc_logits = self.enc_score_head(masked)
         _, topk = torch.topk(enc_logits.max(-1).values, config.num_queries, dim=-1)
-        queries = masked.gather(1, topk.unsqueeze(-1).expand(-1, -1, dim))
+        selected = masked.gather(1, topk.unsqueeze(-1).expand(-1, -1, dim))
         topk_anchors = anchors.expand(batch, -1, -1).gather(1, topk.unsqueeze(-1).expand(-1, -1, 4))
-        ref_logits = (self.enc_bbox_head(queries) + topk_anchors).detach()
-        queries = queries.detach()
+        proposal_logits = self.enc_bbox_head(selected) + topk_anchors
+        ref_logits = proposal_logits.detach()
+        queries = selected.detach()
+        hidden, decoder_ref_logits, attention_mask = queries, ref_logits, None
+        if denoising is not None:
+            hidden = torch.cat([denoising.content.to(queries.dtype), queries], dim=1)
+            decoder_ref_logits = torch.cat([denoising.reference_logits.to(ref_logits.dtype), ref_logits], dim=1)
+            attention_mask = denoising.attention_mask
 
         heads = config.decoder_attention_heads
         values = memory.reshape(batch, memory.shape[1], heads, dim // heads).permute(0, 2, 3, 1)
         values = list(values.split([h * w for h, w in spatial_shapes], dim=-1))
         project = weighting_function(config.max_num_bins, self.up, self.reg_scale)
 
-        ref_boxes = F.sigmoid(ref_logits)
+        all_layers = targets is not None
+        ref_boxes = F.sigmoid(decoder_ref_logits)
         query_pos = self.query_pos_head(ref_boxes).clamp(min=-10, max=10)
-        hidden = queries
         previous_hidden: torch.Tensor | int = 0
         previous_corners: torch.Tensor | int = 0
         hidden_states = []
+        layer_logits, layer_boxes, layer_corners, layer_refs = [], [], [], []
         for index, layer in enumerate(self.layers):
-            hidden = layer(hidden, query_pos, ref_boxes.unsqueeze(2), values, spatial_shapes)
+            hidden = layer(hidden, query_pos, ref_boxes.unsqueeze(2), values, spatial_shapes, attention_mask)
             hidden_states.append(hidden)
             if index == 0:
                 pre_boxes = F.sigmoid(self.pre_bbox_head(hidden) + inverse_sigmoid(ref_boxes))
+                pre_logits = self.dec_score_head[0](hidden) if all_layers else None
                 initial_boxes = pre_boxes.detach()
             corners = self.bbox_head(index)(hidden + previous_hidden) + previous_corners
             boxes = distance_to_box(initial_boxes, distribution_to_offsets(corners, project), self.reg_scale)
-            if index == self.eval_idx:
+            if all_layers or index == self.eval_idx:
                 logits = self.lqe_layers[index](self.dec_score_head[index](hidden), corners)
-                break
+                layer_logits.append(logits)
+                layer_boxes.append(boxes)
+                layer_corners.append(corners)
+                layer_refs.append(initial_boxes)
+                if not all_layers:
+                    break
             previous_corners = corners
             ref_boxes = boxes.detach()
             previous_hidden = hidden.detach()
 
+        training = None
+        if all_layers:
+            training = _split_training_outputs(
+                layer_logits,
+                layer_boxes,
+                layer_corners,
+                layer_refs,
+                Deimv2Predictions(pre_logits, pre_boxes),
+                Deimv2Predictions(enc_logits.gather(1, topk.unsqueeze(-1).expand(-1, -1, enc_logits.shape[-1])),
+                                  F.sigmoid(proposal_logits)),
+                denoising,
+                self.up,
+                self.reg_scale,
+            )
+            split = denoising.num_queries if denoising is not None else 0
+            hidden_states = [h[:, split:] for h in hidden_states]
+            logits, boxes = training.final.logits, training.final.boxes
+            pre_boxes = pre_boxes[:, split:]
+
         return Deimv2DecoderResult(
             logits=logits,
             pred_boxes=boxes,
-            last_hidden_state=hidden,
+            last_hidden_state=hidden_states[-1],
             hidden_states=tuple(hidden_states),
             enc_outputs_logits=enc_logits,
             enc_topk_indices=topk,
             initial_queries=queries,
             initial_reference_logits=ref_logits,
             pre_boxes=pre_boxes,
+            training=training,
         )

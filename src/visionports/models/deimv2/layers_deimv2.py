@@ -22,7 +22,10 @@ class Deimv2SelfAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, query_key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query_key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``attention_mask`` (bool, ``[L, L]``): ``True`` where a query may attend to a key."""
         batch, length, dim = value.shape
         heads = self.num_heads
 
@@ -30,7 +33,7 @@ class Deimv2SelfAttention(nn.Module):
             return t.reshape(batch, length, heads, dim // heads).transpose(1, 2)
 
         q, k, v = split(self.q_proj(query_key)), split(self.k_proj(query_key)), split(self.v_proj(value))
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 

@@ -14,9 +14,10 @@ from transformers.utils import ModelOutput
 from ...images import check_pixel_dtype
 from .backbone_deimv2 import build_backbone
 from .configuration_deimv2 import Deimv2Config
-from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention
+from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention, Deimv2TrainingOutputs
 from .encoder_deimv2 import build_encoder
 from .layers_deimv2 import Deimv2Gate
+from .loss_deimv2 import Deimv2Criterion, prepare_targets
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Deimv2ModelOutput(ModelOutput):
         decoder_hidden_states: each decoder layer's output (with ``output_hidden_states``).
         backbone_hidden_states: backbone feature maps (with ``output_hidden_states``).
         encoder_hidden_states: encoder feature maps, fine to coarse (with ``output_hidden_states``).
+        training_outputs: every decoder layer's predictions for the criterion (when targets are given).
     """
 
     logits: torch.Tensor | None = None
@@ -48,13 +50,19 @@ class Deimv2ModelOutput(ModelOutput):
     decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
     backbone_hidden_states: tuple[torch.Tensor, ...] | None = None
     encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    training_outputs: Deimv2TrainingOutputs | None = None
 
 
 @dataclass
 class Deimv2ObjectDetectionOutput(Deimv2ModelOutput):
-    """Outputs of :class:`Deimv2ForObjectDetection` (``loss`` is reserved for training)."""
+    """Outputs of :class:`Deimv2ForObjectDetection`.
+
+    With ``labels``: ``loss`` (sum of the weighted terms) and ``loss_dict`` (each weighted term by name,
+    e.g. ``loss_mal``, ``loss_bbox_aux_0``, ``loss_giou_pre``, ``loss_mal_enc_0``, ``loss_fgl_dn_1``).
+    """
 
     loss: torch.Tensor | None = None
+    loss_dict: dict[str, torch.Tensor] | None = None
 
 
 class Deimv2PreTrainedModel(PreTrainedModel):
@@ -139,8 +147,11 @@ class Deimv2Model(Deimv2PreTrainedModel):
         pixel_values: torch.Tensor,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        targets: list[dict[str, torch.Tensor]] | None = None,
         **kwargs,
     ) -> Deimv2ModelOutput | tuple:
+        """``targets`` (checked ``[{"labels", "boxes"}]``, see :func:`prepare_targets`) keeps the per-layer
+        predictions for the training criterion in ``training_outputs``."""
         validate_pixel_values(pixel_values, self, self.config.largest_stride)
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -148,7 +159,7 @@ class Deimv2Model(Deimv2PreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         backbone_maps = self.backbone(pixel_values)
         encoder_maps = self.encoder(backbone_maps)
-        result = self.decoder(encoder_maps)
+        result = self.decoder(encoder_maps, targets)
         output = Deimv2ModelOutput(
             logits=result.logits,
             pred_boxes=result.pred_boxes,
@@ -161,16 +172,24 @@ class Deimv2Model(Deimv2PreTrainedModel):
             decoder_hidden_states=result.hidden_states if output_hidden_states else None,
             backbone_hidden_states=tuple(backbone_maps) if output_hidden_states else None,
             encoder_hidden_states=tuple(encoder_maps) if output_hidden_states else None,
+            training_outputs=result.training,
         )
         return output if return_dict else output.to_tuple()
 
 
 class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
-    """DEIMv2 object detector: ``logits`` ``[B, Q, num_labels]`` and ``pred_boxes`` ``[B, Q, 4]`` (cx, cy, w, h)."""
+    """DEIMv2 object detector: ``logits`` ``[B, Q, num_labels]`` and ``pred_boxes`` ``[B, Q, 4]`` (cx, cy, w, h).
+
+    Training: pass ``labels=[{"class_labels": LongTensor[n], "boxes": FloatTensor[n, 4]}, ...]`` (boxes
+    normalised cx, cy, w, h) to get the original recipe's ``loss`` and ``loss_dict``. The matcher switches
+    its cost at ``config.matcher_change_epoch``: pass ``epoch=`` or set ``model.training_epoch`` (the
+    trainer's callback does).
+    """
 
     def __init__(self, config: Deimv2Config):
         super().__init__(config)
         self.model = Deimv2Model(config)
+        self.training_epoch = 0
         self.post_init()
 
     def forward(
@@ -179,13 +198,21 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
         labels: list[dict] | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        epoch: int | None = None,
         **kwargs,
     ) -> Deimv2ObjectDetectionOutput | tuple:
-        if labels is not None:
-            raise NotImplementedError(
-                "training losses are not implemented yet; call the model without labels"
-            )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        out = self.model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        targets = None
+        if labels is not None:
+            validate_pixel_values(pixel_values, self, self.config.largest_stride)
+            targets = prepare_targets(
+                labels, pixel_values.shape[0], self.config.num_labels, pixel_values.device, pixel_values.dtype
+            )
+        out = self.model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True, targets=targets)
         output = Deimv2ObjectDetectionOutput(**{k: v for k, v in out.items()})
+        if targets is not None:
+            criterion = Deimv2Criterion(self.config)
+            epoch = self.training_epoch if epoch is None else epoch
+            output.loss_dict = criterion(out.training_outputs, targets, epoch=int(epoch))
+            output.loss = sum(output.loss_dict.values())
         return output if return_dict else output.to_tuple()

@@ -52,8 +52,43 @@ def yml_overrides(original_config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def is_loss_case(inputs_or_case: Mapping[str, Any]) -> bool:
+    """Training-loss golden cases carry targets (inputs) / ``"kind": "loss"`` (case.json)."""
+    return "targets.labels" in inputs_or_case or inputs_or_case.get("kind") == "loss"
+
+
+def targets_from_inputs(inputs: Tensors) -> list[dict[str, torch.Tensor]]:
+    """``labels=`` of the model from the flat ``targets.labels/boxes/batch_index`` tensors of a loss case."""
+    batch = inputs["pixel_values"].shape[0]
+    index = inputs["targets.batch_index"]
+    return [
+        {"class_labels": inputs["targets.labels"][index == b], "boxes": inputs["targets.boxes"][index == b]}
+        for b in range(batch)
+    ]
+
+
+def run_loss_case(model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+    """The training forward of a loss case: train mode, seeded denoising draws, the case's epoch."""
+    was_training = model.training
+    model.train()
+    try:
+        labels = targets_from_inputs(inputs)
+        pixel_values = inputs["pixel_values"]
+        labels = [{"class_labels": t["class_labels"], "boxes": t["boxes"].to(pixel_values.dtype)} for t in labels]
+        torch.manual_seed(int(case.get("train_seed", 0)))
+        out = model(pixel_values, labels=labels, epoch=int(case.get("epoch", 0)))
+    finally:
+        model.train(was_training)
+    result: Tensors = {f"loss.{k}": v.detach() for k, v in out.loss_dict.items()}
+    result["loss.total"] = out.loss.detach()
+    result["pred_logits"], result["pred_boxes"] = out.logits.detach(), out.pred_boxes.detach()
+    return result
+
+
 class Deimv2Parity:
     def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
+        if is_loss_case(case):
+            return {"loss.total", *(f"loss.{name}" for name in case.get("loss_terms", []))}
         return set(FINALS)
 
     def tolerance(self, case: Mapping[str, Any], label: str) -> tuple[dict[str, float], float, float]:
@@ -75,6 +110,8 @@ class Deimv2Parity:
         return options
 
     def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        if is_loss_case(inputs):
+            return run_loss_case(model, inputs, case)
         captured: Tensors = {}
         body = model.model
         hooks = [body.decoder.pre_bbox_head.register_forward_hook(
