@@ -118,7 +118,8 @@ def test_bad_images_are_named() -> None:
 CASES = [
     c
     for c in golden_cases("deimv2")
-    if (c / "outputs.safetensors").is_file() and "orig_target_sizes" in load_file(str(c / "inputs.safetensors"))
+    if (c / "outputs.safetensors").is_file()
+    and "orig_target_sizes" in load_file(str(c / "inputs.safetensors"))
 ]
 
 

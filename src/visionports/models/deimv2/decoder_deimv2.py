@@ -182,12 +182,15 @@ class Deimv2TrainingOutputs:
 
 
 def _layer_predictions(
-    logits: list[torch.Tensor], boxes: list[torch.Tensor], corners: list[torch.Tensor], refs: list[torch.Tensor]
+    logits: list[torch.Tensor],
+    boxes: list[torch.Tensor],
+    corners: list[torch.Tensor],
+    refs: list[torch.Tensor],
 ) -> list[Deimv2Predictions]:
     """Per-layer predictions, each distilled from the last layer's corners and logits."""
     return [
-        Deimv2Predictions(l, b, c, r, teacher_corners=corners[-1], teacher_logits=logits[-1])
-        for l, b, c, r in zip(logits, boxes, corners, refs, strict=True)
+        Deimv2Predictions(s, b, c, r, teacher_corners=corners[-1], teacher_logits=logits[-1])
+        for s, b, c, r in zip(logits, boxes, corners, refs, strict=True)
     ]
 
 
@@ -219,7 +222,9 @@ def _split_training_outputs(
         reg_scale=reg_scale,
     )
     if denoising is not None:
-        out.denoising = _layer_predictions(part(logits, True), part(boxes, True), part(corners, True), part(refs, True))
+        out.denoising = _layer_predictions(
+            part(logits, True), part(boxes, True), part(corners, True), part(refs, True)
+        )
         out.denoising_first_layer = Deimv2Predictions(first.logits[:, :split], first.boxes[:, :split])
         out.denoising_positive_indices = denoising.positive_indices
         out.denoising_num_groups = denoising.num_groups
@@ -310,7 +315,9 @@ class Deimv2Decoder(nn.Module):
         hidden, decoder_ref_logits, attention_mask = queries, ref_logits, None
         if denoising is not None:
             hidden = torch.cat([denoising.content.to(queries.dtype), queries], dim=1)
-            decoder_ref_logits = torch.cat([denoising.reference_logits.to(ref_logits.dtype), ref_logits], dim=1)
+            decoder_ref_logits = torch.cat(
+                [denoising.reference_logits.to(ref_logits.dtype), ref_logits], dim=1
+            )
             attention_mask = denoising.attention_mask
 
         heads = config.decoder_attention_heads
@@ -354,8 +361,10 @@ class Deimv2Decoder(nn.Module):
                 layer_corners,
                 layer_refs,
                 Deimv2Predictions(pre_logits, pre_boxes),
-                Deimv2Predictions(enc_logits.gather(1, topk.unsqueeze(-1).expand(-1, -1, enc_logits.shape[-1])),
-                                  F.sigmoid(proposal_logits)),
+                Deimv2Predictions(
+                    enc_logits.gather(1, topk.unsqueeze(-1).expand(-1, -1, enc_logits.shape[-1])),
+                    F.sigmoid(proposal_logits),
+                ),
                 denoising,
                 self.up,
                 self.reg_scale,

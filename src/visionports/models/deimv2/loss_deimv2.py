@@ -29,19 +29,25 @@ def prepare_targets(
     if isinstance(labels, dict) or not isinstance(labels, Sequence):
         raise TypeError(f"labels must be a list of dicts (one per image), got {type(labels).__name__}")
     if len(labels) != batch_size:
-        raise ValueError(f"labels must hold one dict per image: got {len(labels)} for a batch of {batch_size}")
+        raise ValueError(
+            f"labels must hold one dict per image: got {len(labels)} for a batch of {batch_size}"
+        )
     targets = []
     for index, entry in enumerate(labels):
         name = f"labels[{index}]"
         if not isinstance(entry, dict):
-            raise TypeError(f"{name} must be a dict with 'class_labels' and 'boxes', got {type(entry).__name__}")
+            raise TypeError(
+                f"{name} must be a dict with 'class_labels' and 'boxes', got {type(entry).__name__}"
+            )
         classes = entry.get("class_labels", entry.get("labels"))
         boxes = entry.get("boxes")
         if classes is None or boxes is None:
             raise ValueError(f"{name} must have 'class_labels' and 'boxes', got keys {sorted(entry)}")
         classes, boxes = torch.as_tensor(classes), torch.as_tensor(boxes)
         if classes.ndim != 1 or classes.dtype.is_floating_point or classes.dtype == torch.bool:
-            raise ValueError(f"{name}['class_labels'] must be a 1-D integer tensor, got {classes.dtype} {list(classes.shape)}")
+            raise ValueError(
+                f"{name}['class_labels'] must be a 1-D integer tensor, got {classes.dtype} {list(classes.shape)}"
+            )
         if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] != classes.shape[0]:
             raise ValueError(
                 f"{name}['boxes'] must have shape [{classes.shape[0]}, 4] (normalised cx, cy, w, h), "
@@ -65,7 +71,11 @@ def prepare_targets(
 
 
 def fdr_targets(
-    reference: torch.Tensor, target_corners: torch.Tensor, max_num_bins: int, reg_scale: torch.Tensor, up: torch.Tensor
+    reference: torch.Tensor,
+    target_corners: torch.Tensor,
+    max_num_bins: int,
+    reg_scale: torch.Tensor,
+    up: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Edge distances of target boxes from reference boxes as (left bin, right weight, left weight) per edge."""
     eps = 0.1
@@ -101,7 +111,9 @@ def fdr_targets(
 def union_matching(matching: Matching, others: Sequence[Matching]) -> Matching:
     """One target per query across several matchings: the pair found most often wins (first seen on ties)."""
     for other in others:
-        matching = [(torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]])) for a, b in zip(matching, other, strict=True)]
+        matching = [
+            (torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]])) for a, b in zip(matching, other, strict=True)
+        ]
     result = []
     for rows, cols in matching:
         pairs = torch.stack([rows, cols], 1)
@@ -110,7 +122,10 @@ def union_matching(matching: Matching, others: Sequence[Matching]) -> Matching:
         for row, col in unique[torch.argsort(counts, descending=True)].tolist():
             chosen.setdefault(row, col)
         result.append(
-            (torch.tensor(list(chosen), dtype=torch.int64), torch.tensor(list(chosen.values()), dtype=torch.int64))
+            (
+                torch.tensor(list(chosen), dtype=torch.int64),
+                torch.tensor(list(chosen.values()), dtype=torch.int64),
+            )
         )
     return result
 
@@ -179,7 +194,9 @@ class Deimv2Criterion:
     def _one_hot_targets(self, logits: torch.Tensor, targets: Targets, matching: Matching) -> tuple:
         index = _flat_index(matching)
         classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
-        classes[index] = torch.cat([t["labels"][cols] for t, (_, cols) in zip(targets, matching, strict=True)])
+        classes[index] = torch.cat(
+            [t["labels"][cols] for t, (_, cols) in zip(targets, matching, strict=True)]
+        )
         return index, F.one_hot(classes, num_classes=self.num_classes + 1)[..., :-1]
 
     def _iou_scores(self, pred: Deimv2Predictions, targets: Targets, matching: Matching) -> tuple:
@@ -189,7 +206,9 @@ class Deimv2Criterion:
         score[index] = ious.to(score.dtype)
         return one_hot, score.unsqueeze(-1) * one_hot
 
-    def loss_mal(self, pred: Deimv2Predictions, targets: Targets, matching: Matching, num_boxes: float) -> dict:
+    def loss_mal(
+        self, pred: Deimv2Predictions, targets: Targets, matching: Matching, num_boxes: float
+    ) -> dict:
         one_hot, target_score = self._iou_scores(pred, targets, matching)
         pred_score = F.sigmoid(pred.logits).detach()
         target_score = target_score.pow(self.gamma)
@@ -200,14 +219,18 @@ class Deimv2Criterion:
         loss = F.binary_cross_entropy_with_logits(pred.logits, target_score, weight=weight, reduction="none")
         return {"loss_mal": loss.mean(1).sum() * pred.logits.shape[1] / num_boxes}
 
-    def loss_vfl(self, pred: Deimv2Predictions, targets: Targets, matching: Matching, num_boxes: float) -> dict:
+    def loss_vfl(
+        self, pred: Deimv2Predictions, targets: Targets, matching: Matching, num_boxes: float
+    ) -> dict:
         one_hot, target_score = self._iou_scores(pred, targets, matching)
         pred_score = F.sigmoid(pred.logits).detach()
         weight = self.alpha * pred_score.pow(self.gamma) * (1 - one_hot) + target_score
         loss = F.binary_cross_entropy_with_logits(pred.logits, target_score, weight=weight, reduction="none")
         return {"loss_vfl": loss.mean(1).sum() * pred.logits.shape[1] / num_boxes}
 
-    def loss_focal(self, pred: Deimv2Predictions, targets: Targets, matching: Matching, num_boxes: float) -> dict:
+    def loss_focal(
+        self, pred: Deimv2Predictions, targets: Targets, matching: Matching, num_boxes: float
+    ) -> dict:
         _, one_hot = self._one_hot_targets(pred.logits, targets, matching)
         one_hot = one_hot.to(pred.logits.dtype)
         prob = F.sigmoid(pred.logits)
@@ -219,7 +242,9 @@ class Deimv2Criterion:
         return {"loss_focal": loss.mean(1).sum() * pred.logits.shape[1] / num_boxes}
 
     # ------------------------------------------------------------------------------------------ box losses
-    def loss_boxes(self, pred: Deimv2Predictions, targets: Targets, matching: Matching, num_boxes: float) -> dict:
+    def loss_boxes(
+        self, pred: Deimv2Predictions, targets: Targets, matching: Matching, num_boxes: float
+    ) -> dict:
         index = _flat_index(matching)
         src = pred.boxes[index]
         tgt = _matched_target_boxes(targets, matching)
@@ -249,7 +274,9 @@ class Deimv2Criterion:
         reference = pred.reference_boxes[index].detach()
         with torch.no_grad():  # the original encodes the targets once per call (per kind) and reuses them
             if is_denoising and state.fgl_denoising is None:
-                state.fgl_denoising = fdr_targets(reference, center_to_corners(tgt), self.max_num_bins, reg_scale, up)
+                state.fgl_denoising = fdr_targets(
+                    reference, center_to_corners(tgt), self.max_num_bins, reg_scale, up
+                )
             if not is_denoising and state.fgl is None:
                 state.fgl = fdr_targets(reference, center_to_corners(tgt), self.max_num_bins, reg_scale, up)
         target_bins, weight_right, weight_left = state.fgl_denoising if is_denoising else state.fgl
@@ -284,7 +311,9 @@ class Deimv2Criterion:
             state.num_neg = ((~matched).sum() * batch_scale) ** 0.5
         positive = ddf[matched].mean() if matched.any() else 0
         negative = ddf[~matched].mean() if (~matched).any() else 0
-        losses["loss_ddf"] = (positive * state.num_pos + negative * state.num_neg) / (state.num_pos + state.num_neg)
+        losses["loss_ddf"] = (positive * state.num_pos + negative * state.num_neg) / (
+            state.num_pos + state.num_neg
+        )
         return losses
 
     # --------------------------------------------------------------------------------------------- driver
@@ -315,7 +344,9 @@ class Deimv2Criterion:
             terms.update({f"{k}{suffix}": v * self.weights[k] for k, v in values.items()})
         return terms
 
-    def __call__(self, outputs: Deimv2TrainingOutputs, targets: Targets, epoch: int = 0) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, outputs: Deimv2TrainingOutputs, targets: Targets, epoch: int = 0
+    ) -> dict[str, torch.Tensor]:
         def match(pred: Deimv2Predictions) -> Matching:
             return self.matcher(pred.logits, pred.boxes, targets, epoch)
 
@@ -334,33 +365,72 @@ class Deimv2Criterion:
         )
         for i, pred in enumerate(outputs.auxiliary):
             losses.update(
-                self._terms(pred, targets, (layer_matchings[i], union), counts, box_and_local, f"_aux_{i}", state, outputs)
+                self._terms(
+                    pred,
+                    targets,
+                    (layer_matchings[i], union),
+                    counts,
+                    box_and_local,
+                    f"_aux_{i}",
+                    state,
+                    outputs,
+                )
             )
         losses.update(
             self._terms(
-                outputs.first_layer, targets, (layer_matchings[-1], union), counts, box_and_local, "_pre", state, outputs
+                outputs.first_layer,
+                targets,
+                (layer_matchings[-1], union),
+                counts,
+                box_and_local,
+                "_pre",
+                state,
+                outputs,
             )
         )
         for i, pred in enumerate(outputs.encoder):
             losses.update(
-                self._terms(pred, targets, (encoder_matchings[i], union), counts, ("boxes",), f"_enc_{i}", state, outputs)
+                self._terms(
+                    pred,
+                    targets,
+                    (encoder_matchings[i], union),
+                    counts,
+                    ("boxes",),
+                    f"_enc_{i}",
+                    state,
+                    outputs,
+                )
             )
         if outputs.denoising is not None:
-            dn_matching = self.denoising_matching(outputs.denoising_positive_indices, outputs.denoising_num_groups, targets)
+            dn_matching = self.denoising_matching(
+                outputs.denoising_positive_indices, outputs.denoising_num_groups, targets
+            )
             dn_counts = (num_boxes * outputs.denoising_num_groups,) * 2
             for i, pred in enumerate(outputs.denoising):
                 losses.update(
-                    self._terms(pred, targets, (dn_matching, None), dn_counts, (), f"_dn_{i}", state, outputs, True)
+                    self._terms(
+                        pred, targets, (dn_matching, None), dn_counts, (), f"_dn_{i}", state, outputs, True
+                    )
                 )
             losses.update(
                 self._terms(
-                    outputs.denoising_first_layer, targets, (dn_matching, None), dn_counts, (), "_dn_pre", state, outputs, True
+                    outputs.denoising_first_layer,
+                    targets,
+                    (dn_matching, None),
+                    dn_counts,
+                    (),
+                    "_dn_pre",
+                    state,
+                    outputs,
+                    True,
                 )
             )
         return {k: torch.nan_to_num(v, nan=0.0) for k, v in losses.items()}
 
     @staticmethod
-    def denoising_matching(positive_indices: Sequence[torch.Tensor], num_groups: int, targets: Targets) -> Matching:
+    def denoising_matching(
+        positive_indices: Sequence[torch.Tensor], num_groups: int, targets: Targets
+    ) -> Matching:
         """Each image's positive denoising queries matched to its targets, group after group."""
         matching = []
         for index, target in enumerate(targets):

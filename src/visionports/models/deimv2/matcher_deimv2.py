@@ -46,7 +46,11 @@ class Deimv2HungarianMatcher:
 
     @torch.no_grad()
     def cost_matrix(
-        self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict[str, torch.Tensor]], epoch: int = 0
+        self,
+        logits: torch.Tensor,
+        boxes: torch.Tensor,
+        targets: list[dict[str, torch.Tensor]],
+        epoch: int = 0,
     ) -> torch.Tensor:
         """Cost of every (query, target) pair of the batch, ``[B, Q, sum(n_i)]`` on the CPU."""
         batch, num_queries = logits.shape[:2]
@@ -63,13 +67,19 @@ class Deimv2HungarianMatcher:
             positive = self.alpha * ((1 - prob) ** self.gamma) * (-(prob + 1e-8).log())
             cost_class = positive - negative
             cost_bbox = torch.cdist(pred_boxes, target_boxes, p=1)
-            cost_giou = -pairwise_generalized_iou(center_to_corners(pred_boxes), center_to_corners(target_boxes))
+            cost_giou = -pairwise_generalized_iou(
+                center_to_corners(pred_boxes), center_to_corners(target_boxes)
+            )
             cost = self.bbox_cost * cost_bbox + self.class_cost * cost_class + self.giou_cost * cost_giou
         return torch.nan_to_num(cost.view(batch, num_queries, -1).cpu(), nan=1.0)
 
     @torch.no_grad()
     def __call__(
-        self, logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict[str, torch.Tensor]], epoch: int = 0
+        self,
+        logits: torch.Tensor,
+        boxes: torch.Tensor,
+        targets: list[dict[str, torch.Tensor]],
+        epoch: int = 0,
     ) -> Matching:
         """Per image ``(query_indices, target_indices)`` (int64, on the CPU)."""
         assign = _linear_sum_assignment()
@@ -78,7 +88,9 @@ class Deimv2HungarianMatcher:
         matching = []
         for index, block in enumerate(cost.split(sizes, -1)):
             rows, cols = assign(block[index])
-            matching.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+            matching.append(
+                (torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64))
+            )
         return matching
 
 

@@ -208,7 +208,9 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
             targets = prepare_targets(
                 labels, pixel_values.shape[0], self.config.num_labels, pixel_values.device, pixel_values.dtype
             )
-        out = self.model(pixel_values, output_hidden_states=output_hidden_states, return_dict=True, targets=targets)
+        out = self.model(
+            pixel_values, output_hidden_states=output_hidden_states, return_dict=True, targets=targets
+        )
         output = Deimv2ObjectDetectionOutput(**{k: v for k, v in out.items()})
         if targets is not None:
             criterion = Deimv2Criterion(self.config)

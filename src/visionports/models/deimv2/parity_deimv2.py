@@ -74,7 +74,9 @@ def run_loss_case(model: PreTrainedModel, inputs: Tensors, case: Mapping[str, An
     try:
         labels = targets_from_inputs(inputs)
         pixel_values = inputs["pixel_values"]
-        labels = [{"class_labels": t["class_labels"], "boxes": t["boxes"].to(pixel_values.dtype)} for t in labels]
+        labels = [
+            {"class_labels": t["class_labels"], "boxes": t["boxes"].to(pixel_values.dtype)} for t in labels
+        ]
         torch.manual_seed(int(case.get("train_seed", 0)))
         out = model(pixel_values, labels=labels, epoch=int(case.get("epoch", 0)))
     finally:
