@@ -260,6 +260,74 @@ def evaluate(model: str, model_dir: Path, data_dir: Path, split: str, batch_size
     click.echo(format_metrics(metrics))
 
 
+@main.command()
+@click.argument("model", type=click.Choice(["deimv2"], case_sensitive=False))
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A converted (or fine-tuned) detector folder to start from.")  # fmt: skip
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="COCO-format folder: annotations/instances_train.json (+ _val.json) and the images.")  # fmt: skip
+@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the fine-tuned model (EMA weights) and checkpoints/.")  # fmt: skip
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), help="Base learning rate [variant's recipe]."
+)
+@click.option(
+    "--backbone-lr", type=click.FloatRange(min=0), help="Backbone learning rate [recipe ratio to --lr]."
+)
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="AdamW weight decay [variant's recipe].")
+@click.option(
+    "--warmup-steps", type=click.IntRange(min=0), help="Quadratic warm-up steps [min(recipe, 10%)]."
+)
+@click.option(
+    "--flat-epochs", type=click.IntRange(min=0), help="Epochs at full learning rate [half the run]."
+)
+@click.option("--no-aug-epochs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Final epochs at the minimum learning rate.")  # fmt: skip
+@click.option("--lr-gamma", type=click.FloatRange(0, 1), help="Minimum / base learning rate [recipe].")
+@click.option("--ema-decay", default=0.9999, show_default=True, type=click.FloatRange(0, 1, max_open=True))
+@click.option("--ema-warmups", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--hflip", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Probability of a horizontal flip (0: augmentation-free).")  # fmt: skip
+@click.option(
+    "--max-steps", default=-1, show_default=True, type=int, help="Stop after this many steps (-1: epochs)."
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--evaluate/--no-evaluate", default=True, show_default=True,
+              help="Print the COCO AP table on annotations/instances_val.json when present.")  # fmt: skip
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --output folder.")
+def train(model: str, model_dir: Path, data_dir: Path, output: Path, epochs: int, batch_size: int,
+          lr: float | None, backbone_lr: float | None, weight_decay: float | None, warmup_steps: int | None,
+          flat_epochs: int | None, no_aug_epochs: int, lr_gamma: float | None, ema_decay: float,
+          ema_warmups: int, hflip: float, max_steps: int, seed: int, evaluate: bool,
+          overwrite: bool) -> None:  # fmt: skip
+    """Fine-tune a detector on a COCO-format data set (transformers Trainer, EMA, the original recipe)."""
+    from .coco_dataset import CocoFormatError
+    from .coco_evaluation import evaluate_folder, format_metrics
+    from .images import ImageInputError
+    from .models.deimv2.train_deimv2 import FineTuneOptions, fine_tune
+
+    options = FineTuneOptions(
+        epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay,
+        warmup_steps=warmup_steps, flat_epochs=flat_epochs, no_aug_epochs=no_aug_epochs, lr_gamma=lr_gamma,
+        ema_decay=ema_decay, ema_warmups=ema_warmups, horizontal_flip=hflip, max_steps=max_steps, seed=seed,
+    )  # fmt: skip
+    try:
+        summary = fine_tune(model_dir, data_dir, output, options, overwrite=overwrite)
+    except (CocoFormatError, ImageInputError, ValueError, ImportError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(
+        f"deimv2: {summary['steps']} steps on {summary['num_images']} images ({summary['num_classes']} classes), "
+        f"mean loss {summary['train_loss']:.3f} -> {output}"
+    )
+    if evaluate and (Path(data_dir) / "annotations" / "instances_val.json").is_file():
+        try:
+            click.echo(format_metrics(evaluate_folder(output, data_dir, "val", batch_size=batch_size)))
+        except (CocoFormatError, ImageInputError, ValueError) as err:
+            raise click.ClickException(str(err)) from err
+
+
 @main.command("segment-video")
 @click.argument("video", required=False, type=click.Path(path_type=Path))
 @click.option(

@@ -186,6 +186,8 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
     trainer's callback does).
     """
 
+    accepts_loss_kwargs = False  # the loss is normalised by the number of boxes, not by the trainer
+
     def __init__(self, config: Deimv2Config):
         super().__init__(config)
         self.model = Deimv2Model(config)

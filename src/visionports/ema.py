@@ -1,0 +1,66 @@
+"""Exponential moving average of a model's weights, as a ``transformers`` trainer callback."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+
+
+class ModelEMA:
+    """Keeps ``ema = d * ema + (1 - d) * weights`` for every floating tensor of the state dict.
+
+    The decay ramps up as ``decay * (1 - exp(-updates / warmups))`` so that early updates follow the
+    weights closely (``warmups=0``: constant decay).
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.9999, warmups: int = 1000):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        if warmups < 0:
+            raise ValueError(f"warmups must be >= 0, got {warmups}")
+        self.module = copy.deepcopy(model).eval()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+        self.decay, self.warmups, self.updates = decay, warmups, 0
+
+    def current_decay(self) -> float:
+        if self.warmups == 0:
+            return self.decay
+        return self.decay * (1 - math.exp(-self.updates / self.warmups))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = self.current_decay()
+        weights = model.state_dict()
+        for name, value in self.module.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(decay).add_(weights[name].detach(), alpha=1 - decay)
+
+
+class EMACallback(TrainerCallback):
+    """Updates a :class:`ModelEMA` after every optimiser step; saves it with each checkpoint (``ema/``)."""
+
+    def __init__(self, decay: float = 0.9999, warmups: int = 1000, processor=None):
+        self.decay, self.warmups, self.processor = decay, warmups, processor
+        self.ema: ModelEMA | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.ema is None:
+            self.ema = ModelEMA(model, self.decay, self.warmups)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.ema.update(model)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = f"{args.output_dir}/checkpoint-{state.global_step}/ema"
+        self.ema.module.save_pretrained(folder)
+        if self.processor is not None:
+            self.processor.save_pretrained(folder)
+
+
+__all__ = ["EMACallback", "ModelEMA"]

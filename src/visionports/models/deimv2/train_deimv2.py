@@ -1,0 +1,216 @@
+"""Fine-tuning DEIMv2 on a COCO-format folder with ``transformers.Trainer``.
+
+The recipe of the original: AdamW (betas 0.9/0.999), a lower learning rate for the backbone, no weight
+decay on norms and biases, gradient clipping at 0.1, a flat-then-cosine schedule with quadratic warm-up,
+EMA of the weights (the EMA model is what gets saved), and the matcher switch at ``matcher_change_epoch``.
+Training is augmentation-free (optionally with horizontal flips), as the recipe's final epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from ...coco_dataset import CocoSplit, load_coco_split
+from ...detection_data import CocoDetectionDataset, collate_detection
+from ...ema import EMACallback
+from ...files import make_temporary_sibling_dir, require_model_folder
+
+# Per released variant: (base lr, backbone lr, weight decay, warm-up iterations, lr_gamma), from the ymls.
+RECIPES: dict[str, tuple[float, float, float, int, float]] = {
+    "atto": (2e-3, 1e-3, 1e-4, 4000, 0.5),
+    "femto": (1.6e-3, 8e-4, 1e-4, 4000, 0.5),
+    "pico": (1.6e-3, 8e-4, 1e-4, 4000, 0.5),
+    "n": (8e-4, 4e-4, 1e-4, 2000, 1.0),
+    "s": (5e-4, 2.5e-5, 1e-4, 2000, 0.5),
+    "m": (5e-4, 2.5e-5, 1e-4, 2000, 0.5),
+    "l": (5e-4, 1.25e-5, 1.25e-4, 2000, 0.5),
+    "x": (5e-4, 1e-5, 1.25e-4, 2000, 0.5),
+}
+
+
+@dataclass
+class FineTuneOptions:
+    """Fine-tuning settings; ``None`` values take the variant's recipe (see :data:`RECIPES`)."""
+
+    epochs: int = 12
+    batch_size: int = 4
+    lr: float | None = None
+    backbone_lr: float | None = None
+    weight_decay: float | None = None
+    warmup_steps: int | None = None
+    flat_epochs: int | None = None
+    no_aug_epochs: int = 0
+    lr_gamma: float | None = None
+    max_grad_norm: float = 0.1
+    ema_decay: float = 0.9999
+    ema_warmups: int = 1000
+    horizontal_flip: float = 0.0
+    max_steps: int = -1
+    save_every_epochs: int = 1
+    seed: int = 0
+    progress: bool = True
+
+
+def flat_cosine_factor(step: int, total: int, warmup: int, flat: int, no_aug: int, gamma: float) -> float:
+    """Learning-rate multiplier: quadratic warm-up, flat, cosine down to ``gamma``, then ``gamma``."""
+    if step <= warmup:
+        return (step / warmup) ** 2 if warmup > 0 else 1.0
+    if step <= flat:
+        return 1.0
+    if step >= total - no_aug:
+        return gamma
+    progress = (step - flat) / max(total - flat - no_aug, 1)
+    return gamma + (1 - gamma) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def parameter_groups(
+    model: torch.nn.Module, lr: float, backbone_lr: float, weight_decay: float
+) -> list[dict]:
+    """Backbone vs the rest (learning rate) x matrices vs norms/biases (weight decay)."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            key = (".backbone." in f".{name}", parameter.ndim <= 1)
+            groups.setdefault(key, []).append(parameter)
+    return [
+        {
+            "params": params,
+            "lr": backbone_lr if backbone else lr,
+            "weight_decay": 0.0 if flat else weight_decay,
+        }
+        for (backbone, flat), params in sorted(groups.items())
+    ]
+
+
+def load_for_data(model_dir: str | Path, split: CocoSplit):
+    """The detector and its processor, with the classification heads sized to ``split``'s categories.
+
+    Labels are the split's sorted category ids, ``0 .. C-1`` (no background class: DEIMv2 scores every
+    class with a sigmoid); heads whose size changes are re-initialised, all other weights are kept.
+    """
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    model_dir = require_model_folder(model_dir)
+    names = dict(enumerate(split.category_names))
+    model = AutoModelForObjectDetection.from_pretrained(
+        model_dir,
+        id2label=names,
+        label2id={v: k for k, v in names.items()},
+        ignore_mismatched_sizes=True,
+    )
+    if model.config.model_type != "visionports_deimv2":
+        raise ValueError(f"{model_dir} holds a {model.config.model_type} model, not a DEIMv2 detector")
+    model.config.category_ids = list(split.category_ids)
+    return model, AutoImageProcessor.from_pretrained(model_dir)
+
+
+class _EpochCallback(TrainerCallback):
+    """Tells the criterion the current epoch (the matcher changes its cost at ``matcher_change_epoch``)."""
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        model.training_epoch = int(round(state.epoch or 0))
+
+
+def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, options: FineTuneOptions,
+              overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune the detector in ``model_dir`` on ``data_dir`` (COCO format); write the EMA model to ``output``.
+
+    ``output`` receives a ``from_pretrained`` folder (model, config, image processor) and ``checkpoints/``
+    (the trainer's ``checkpoint-N`` folders, each with its EMA model under ``ema/``). Returns a summary.
+    """
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} exists and is not empty; pass --overwrite to replace it")
+    split = load_coco_split(data_dir, "train")
+    if not split.images:
+        raise ValueError(f"{split.annotation_file} lists no images")
+    model, processor = load_for_data(model_dir, split)
+    variant = model.config.variant or "atto"
+    recipe_lr, recipe_backbone_lr, weight_decay, warmup, gamma = RECIPES.get(variant, RECIPES["atto"])
+    lr = options.lr if options.lr is not None else recipe_lr
+    # the backbone keeps the recipe's ratio to the base learning rate unless given
+    backbone_lr = (
+        options.backbone_lr if options.backbone_lr is not None else lr * recipe_backbone_lr / recipe_lr
+    )
+    weight_decay = options.weight_decay if options.weight_decay is not None else weight_decay
+    gamma = options.lr_gamma if options.lr_gamma is not None else gamma
+
+    dataset = CocoDetectionDataset(split, processor, options.horizontal_flip, options.seed)
+    steps_per_epoch = math.ceil(len(dataset) / options.batch_size)
+    total = options.max_steps if options.max_steps > 0 else steps_per_epoch * options.epochs
+    warmup = options.warmup_steps if options.warmup_steps is not None else min(warmup, total // 10)
+    flat = steps_per_epoch * options.flat_epochs if options.flat_epochs is not None else total // 2
+    no_aug = steps_per_epoch * options.no_aug_epochs
+
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, lr, backbone_lr, weight_decay), lr=lr, betas=(0.9, 0.999)
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: flat_cosine_factor(step, total, warmup, flat, no_aug, gamma)
+    )
+    if overwrite and output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    arguments = TrainingArguments(
+        output_dir=str(output / "checkpoints"),
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps,
+        per_device_train_batch_size=options.batch_size,
+        max_grad_norm=options.max_grad_norm,
+        logging_steps=max(1, steps_per_epoch // 4),
+        save_strategy="steps",
+        save_steps=max(1, steps_per_epoch * options.save_every_epochs),
+        save_total_limit=2,
+        remove_unused_columns=False,
+        report_to="none",
+        seed=options.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=not options.progress,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    ema = EMACallback(options.ema_decay, options.ema_warmups, processor)
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=dataset,
+        data_collator=collate_detection,
+        processing_class=processor,
+        optimizers=(optimizer, scheduler),
+        callbacks=[ema, _EpochCallback()],
+    )
+    result = trainer.train()
+
+    final = make_temporary_sibling_dir(output / "model")
+    try:
+        ema.ema.module.save_pretrained(final)
+        processor.save_pretrained(final)
+        for item in final.iterdir():
+            item.replace(output / item.name)
+    finally:
+        shutil.rmtree(final, ignore_errors=True)
+    return {
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "num_images": len(dataset),
+        "num_classes": model.config.num_labels,
+        "lr": lr,
+        "backbone_lr": backbone_lr,
+        "output": str(output),
+    }
+
+
+__all__ = [
+    "RECIPES",
+    "FineTuneOptions",
+    "fine_tune",
+    "flat_cosine_factor",
+    "load_for_data",
+    "parameter_groups",
+]
