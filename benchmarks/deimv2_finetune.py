@@ -1,6 +1,6 @@
 """Fine-tune DEIMv2-Atto on the synthetic shapes data set on CPU and print COCO AP before/after.
 
-    python benchmarks/deimv2_finetune.py [--train 256] [--val 64] [--size 192] [--epochs 24] [--start FOLDER]
+    python benchmarks/deimv2_finetune.py [--train 512] [--val 64] [--size 192] [--epochs 14] [--start FOLDER]
 
 Without ``--start`` the detector starts from the original recipe's initialisation (no pretrained weights
 are reachable offline); with it, from a converted folder (e.g. a released Atto checkpoint). Everything
@@ -38,10 +38,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--train", type=int, default=256, help="training images")
+    parser.add_argument("--train", type=int, default=512, help="training images")
     parser.add_argument("--val", type=int, default=64, help="validation images")
     parser.add_argument("--size", type=int, default=192, help="image size (multiple of 32)")
-    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=None, help="base learning rate [Atto recipe 2e-3]")
     parser.add_argument("--start", type=Path, default=None, help="converted detector folder to start from")
@@ -65,7 +65,7 @@ def main() -> None:
         )
         began = time.perf_counter()
         options = FineTuneOptions(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, ema_warmups=100, seed=args.seed
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
         )
         summary = fine_tune(start, data, root / "tuned", options)
         seconds = time.perf_counter() - began
