@@ -141,6 +141,14 @@ def run(src_case, out_name, preset, batch, epoch, train_seed, target_seed, image
                 "pred_boxes": "final boxes of the training forward",
             },
             "original_float32_vs_float64": noise,
+            "tolerance": {
+                "float32": {
+                    "rtol": 1e-3,
+                    "per_tensor_atol": {"pred_logits": 1e-3, "pred_boxes": 1e-4},
+                    "note": "relative: random-weight float32 noise of the original (original_float32_vs_float64)",
+                },
+                "float64": {"rtol": 1e-9, "per_tensor_atol": {"pred_logits": 1e-10, "pred_boxes": 1e-12}},
+            },
             "loss_terms": sorted(
                 k[5:] for k in results[torch.float32] if k.startswith("loss.") and k != "loss.total"
             ),
