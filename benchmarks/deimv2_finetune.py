@@ -64,9 +64,7 @@ def main() -> None:
             else None
         )
         began = time.perf_counter()
-        options = FineTuneOptions(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
-        )
+        options = FineTuneOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
         summary = fine_tune(start, data, root / "tuned", options)
         seconds = time.perf_counter() - began
         if before is None:  # heads are re-sized to the data set inside fine_tune: score that start as well
