@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from visionports.coco_evaluation import evaluate_folder, format_metrics
+from visionports.coco_dataset import load_coco_split
+from visionports.coco_evaluation import coco_ap, evaluate_folder, format_metrics, predict_split
 from visionports.models.deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor
-from visionports.models.deimv2.train_deimv2 import FineTuneOptions, fine_tune
+from visionports.models.deimv2.train_deimv2 import FineTuneOptions, fine_tune, load_for_data
 from visionports.synthetic_coco import make_synthetic_coco
 
 
@@ -58,26 +59,15 @@ def main() -> None:
             root / "shapes", args.train, args.val, (args.size, args.size), 3, args.seed
         )
         start = args.start or initial_folder(root, args.size, args.seed)
-        before = (
-            evaluate_folder(start, data, "val", batch_size=args.batch_size, progress=False)
-            if args.start
-            else None
-        )
         began = time.perf_counter()
         options = FineTuneOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
         summary = fine_tune(start, data, root / "tuned", options)
         seconds = time.perf_counter() - began
-        if before is None:  # heads are re-sized to the data set inside fine_tune: score that start as well
-            from visionports.coco_dataset import load_coco_split
-            from visionports.coco_evaluation import coco_ap, predict_split
-            from visionports.models.deimv2.train_deimv2 import load_for_data
-
-            val = load_coco_split(data, "val")
-            torch.manual_seed(args.seed)
-            model, processor = load_for_data(start, load_coco_split(data, "train"))
-            before = coco_ap(
-                val, predict_split(model.eval(), processor, val, args.batch_size, progress=False)
-            )
+        # "before": the same start with its heads sized to the data set, as fine_tune loads it
+        val = load_coco_split(data, "val")
+        torch.manual_seed(args.seed)
+        model, processor = load_for_data(start, load_coco_split(data, "train"))
+        before = coco_ap(val, predict_split(model.eval(), processor, val, args.batch_size, progress=False))
         after = evaluate_folder(root / "tuned", data, "val", batch_size=args.batch_size, progress=False)
 
     print(f"\nDEIMv2-Atto fine-tuning on synthetic shapes: {args.train} train / {args.val} val images at "

@@ -8,10 +8,12 @@ from __future__ import annotations
 import torch
 
 
-def center_to_corners(boxes: torch.Tensor) -> torch.Tensor:
-    """``(cx, cy, w, h)`` -> ``(x0, y0, x1, y1)``; negative widths/heights are treated as zero."""
+def center_to_corners(boxes: torch.Tensor, clamp_size: bool = False) -> torch.Tensor:
+    """``(cx, cy, w, h)`` -> ``(x0, y0, x1, y1)``; ``clamp_size`` treats negative widths/heights as zero."""
     cx, cy, w, h = boxes.unbind(-1)
-    half_w, half_h = 0.5 * w.clamp(min=0.0), 0.5 * h.clamp(min=0.0)
+    if clamp_size:
+        w, h = w.clamp(min=0.0), h.clamp(min=0.0)
+    half_w, half_h = 0.5 * w, 0.5 * h
     return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
 
 

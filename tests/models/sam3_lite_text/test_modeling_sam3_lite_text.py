@@ -13,13 +13,13 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModel
 
 from golden import FIXTURES
+from visionports.boxes import center_to_corners
 from visionports.cli import main
 from visionports.models.sam3_lite_text import (
     Sam3LiteTextImageProcessor,
     Sam3LiteTextModel,
     Sam3LiteTextTokenizer,
 )
-from visionports.models.sam3_lite_text.image_processing_sam3_lite_text import boxes_to_corners
 
 CASE = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5"
 
@@ -83,7 +83,7 @@ def test_post_processing_matches_the_original() -> None:
     for k in (0, 1):
         raw = {"pred_logits": outputs[f"p{k}_pred_logits"], "presence_logits": outputs[f"p{k}_presence_logit_dec"],
                "pred_boxes": outputs[f"p{k}_pred_boxes"], "pred_masks": outputs[f"p{k}_pred_masks"]}  # fmt: skip
-        assert torch.equal(boxes_to_corners(raw["pred_boxes"]), outputs[f"p{k}_pred_boxes_xyxy"])
+        assert torch.equal(center_to_corners(raw["pred_boxes"]), outputs[f"p{k}_pred_boxes_xyxy"])
         result = processor.post_process_instance_segmentation(
             raw, threshold=thresholds[k], target_sizes=[(112, 112)]
         )[0]

@@ -166,7 +166,8 @@ class Deimv2TrainingOutputs:
 
     ``final`` is the last layer; ``auxiliary`` the earlier layers (distilled from the last one);
     ``first_layer`` the plain box head after layer 0; ``encoder`` the selected encoder proposals;
-    ``denoising`` / ``denoising_first_layer`` the same for the denoising queries (all layers), when used.
+    ``denoising`` / ``denoising_first_layer`` the same for the denoising queries (all layers), when used;
+    ``targets`` the checked ``[{"labels", "boxes"}]`` they were computed for.
     """
 
     final: Deimv2Predictions
@@ -175,6 +176,7 @@ class Deimv2TrainingOutputs:
     encoder: list[Deimv2Predictions]
     up: torch.Tensor
     reg_scale: torch.Tensor
+    targets: list[dict[str, torch.Tensor]]
     denoising: list[Deimv2Predictions] | None = None
     denoising_first_layer: Deimv2Predictions | None = None
     denoising_positive_indices: tuple[torch.Tensor, ...] | None = None
@@ -204,6 +206,7 @@ def _split_training_outputs(
     denoising: DenoisingGroups | None,
     up: torch.Tensor,
     reg_scale: torch.Tensor,
+    targets: list[dict[str, torch.Tensor]],
 ) -> Deimv2TrainingOutputs:
     """Separate the denoising queries (first ``denoising.num_queries``) from the matching ones."""
     split = denoising.num_queries if denoising is not None else 0
@@ -220,6 +223,7 @@ def _split_training_outputs(
         encoder=[encoder],
         up=up,
         reg_scale=reg_scale,
+        targets=targets,
     )
     if denoising is not None:
         out.denoising = _layer_predictions(
@@ -368,6 +372,7 @@ class Deimv2Decoder(nn.Module):
                 denoising,
                 self.up,
                 self.reg_scale,
+                targets,
             )
             split = denoising.num_queries if denoising is not None else 0
             hidden_states = [h[:, split:] for h in hidden_states]

@@ -90,7 +90,7 @@ def make_denoising_groups(
         query_class = torch.where(flip & is_real, random_class, query_class)
 
     if box_noise_scale > 0:
-        corners = center_to_corners(query_box)
+        corners = center_to_corners(query_box, clamp_size=True)
         span = torch.tile(query_box[..., 2:] * 0.5, [1, 1, 2]) * box_noise_scale
         sign = torch.randint_like(query_box, 0, 2) * 2.0 - 1.0
         magnitude = torch.rand_like(query_box)

@@ -6,7 +6,7 @@ decoder layer, the auxiliary layers, the first-layer head, the encoder proposals
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -140,7 +140,9 @@ def _matched_target_boxes(targets: Targets, matching: Matching) -> torch.Tensor:
 
 
 def _matched_ious(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
-    iou, _ = pairwise_iou(center_to_corners(pred_boxes), center_to_corners(target_boxes))
+    iou, _ = pairwise_iou(
+        center_to_corners(pred_boxes, clamp_size=True), center_to_corners(target_boxes, clamp_size=True)
+    )
     return torch.diag(iou).detach()
 
 
@@ -152,7 +154,6 @@ class _CallState:
     fgl_denoising: tuple[torch.Tensor, ...] | None = None
     num_pos: torch.Tensor | None = None
     num_neg: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class Deimv2Criterion:
@@ -248,7 +249,11 @@ class Deimv2Criterion:
         index = _flat_index(matching)
         src = pred.boxes[index]
         tgt = _matched_target_boxes(targets, matching)
-        giou = torch.diag(pairwise_generalized_iou(center_to_corners(src), center_to_corners(tgt)))
+        giou = torch.diag(
+            pairwise_generalized_iou(
+                center_to_corners(src, clamp_size=True), center_to_corners(tgt, clamp_size=True)
+            )
+        )
         return {
             "loss_bbox": F.l1_loss(src, tgt, reduction="none").sum() / num_boxes,
             "loss_giou": (1 - giou).sum() / num_boxes,
@@ -272,14 +277,17 @@ class Deimv2Criterion:
         tgt = _matched_target_boxes(targets, matching)
         corners = pred.corners[index].reshape(-1, bins)
         reference = pred.reference_boxes[index].detach()
-        with torch.no_grad():  # the original encodes the targets once per call (per kind) and reuses them
-            if is_denoising and state.fgl_denoising is None:
-                state.fgl_denoising = fdr_targets(
-                    reference, center_to_corners(tgt), self.max_num_bins, reg_scale, up
+        encoded = state.fgl_denoising if is_denoising else state.fgl
+        if encoded is None:  # the original encodes the targets once per call (per kind) and reuses them
+            with torch.no_grad():
+                encoded = fdr_targets(
+                    reference, center_to_corners(tgt, clamp_size=True), self.max_num_bins, reg_scale, up
                 )
-            if not is_denoising and state.fgl is None:
-                state.fgl = fdr_targets(reference, center_to_corners(tgt), self.max_num_bins, reg_scale, up)
-        target_bins, weight_right, weight_left = state.fgl_denoising if is_denoising else state.fgl
+            if is_denoising:
+                state.fgl_denoising = encoded
+            else:
+                state.fgl = encoded
+        target_bins, weight_right, weight_left = encoded
         ious = _matched_ious(pred.boxes[index], tgt)
         edge_weight = ious.unsqueeze(-1).repeat(1, 1, 4).reshape(-1).detach()
         left = target_bins.long()

@@ -59,7 +59,10 @@ class Deimv2HungarianMatcher:
         target_labels = torch.cat([t["labels"] for t in targets])
         target_boxes = torch.cat([t["boxes"] for t in targets])
         if self.change and epoch >= self.change_epoch:
-            iou, _ = pairwise_iou(center_to_corners(pred_boxes), center_to_corners(target_boxes))
+            iou, _ = pairwise_iou(
+                center_to_corners(pred_boxes, clamp_size=True),
+                center_to_corners(target_boxes, clamp_size=True),
+            )
             cost = -(prob[:, target_labels] * torch.pow(iou, self.iou_order_alpha))
         else:
             prob = prob[:, target_labels]
@@ -68,7 +71,8 @@ class Deimv2HungarianMatcher:
             cost_class = positive - negative
             cost_bbox = torch.cdist(pred_boxes, target_boxes, p=1)
             cost_giou = -pairwise_generalized_iou(
-                center_to_corners(pred_boxes), center_to_corners(target_boxes)
+                center_to_corners(pred_boxes, clamp_size=True),
+                center_to_corners(target_boxes, clamp_size=True),
             )
             cost = self.bbox_cost * cost_bbox + self.class_cost * cost_class + self.giou_cost * cost_giou
         return torch.nan_to_num(cost.view(batch, num_queries, -1).cpu(), nan=1.0)

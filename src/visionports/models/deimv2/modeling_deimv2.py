@@ -147,12 +147,18 @@ class Deimv2Model(Deimv2PreTrainedModel):
         pixel_values: torch.Tensor,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        targets: list[dict[str, torch.Tensor]] | None = None,
+        labels: list[dict] | None = None,
         **kwargs,
     ) -> Deimv2ModelOutput | tuple:
-        """``targets`` (checked ``[{"labels", "boxes"}]``, see :func:`prepare_targets`) keeps the per-layer
-        predictions for the training criterion in ``training_outputs``."""
+        """``labels`` (``[{"class_labels", "boxes"}]``, checked by :func:`prepare_targets`) adds the denoising
+        queries in training mode and keeps the per-layer predictions, with the checked targets, for the
+        training criterion in ``training_outputs``."""
         validate_pixel_values(pixel_values, self, self.config.largest_stride)
+        targets = None
+        if labels is not None:
+            targets = prepare_targets(
+                labels, pixel_values.shape[0], self.config.num_labels, pixel_values.device, pixel_values.dtype
+            )
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -204,19 +210,14 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
         **kwargs,
     ) -> Deimv2ObjectDetectionOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        targets = None
-        if labels is not None:
-            validate_pixel_values(pixel_values, self, self.config.largest_stride)
-            targets = prepare_targets(
-                labels, pixel_values.shape[0], self.config.num_labels, pixel_values.device, pixel_values.dtype
-            )
         out = self.model(
-            pixel_values, output_hidden_states=output_hidden_states, return_dict=True, targets=targets
+            pixel_values, output_hidden_states=output_hidden_states, return_dict=True, labels=labels
         )
         output = Deimv2ObjectDetectionOutput(**{k: v for k, v in out.items()})
-        if targets is not None:
+        if labels is not None:
             criterion = Deimv2Criterion(self.config)
             epoch = self.training_epoch if epoch is None else epoch
-            output.loss_dict = criterion(out.training_outputs, targets, epoch=int(epoch))
+            training = out.training_outputs
+            output.loss_dict = criterion(training, training.targets, epoch=int(epoch))
             output.loss = sum(output.loss_dict.values())
         return output if return_dict else output.to_tuple()

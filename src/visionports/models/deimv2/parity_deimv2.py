@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from .postprocessing_deimv2 import center_to_corners, select_detections, to_coco_category_ids
+from ...boxes import center_to_corners
+from .postprocessing_deimv2 import select_detections, to_coco_category_ids
 
 Tensors = dict[str, torch.Tensor]
 
@@ -72,13 +73,9 @@ def run_loss_case(model: PreTrainedModel, inputs: Tensors, case: Mapping[str, An
     was_training = model.training
     model.train()
     try:
-        labels = targets_from_inputs(inputs)
-        pixel_values = inputs["pixel_values"]
-        labels = [
-            {"class_labels": t["class_labels"], "boxes": t["boxes"].to(pixel_values.dtype)} for t in labels
-        ]
+        labels = targets_from_inputs(inputs)  # floating inputs are already in the run's dtype
         torch.manual_seed(int(case.get("train_seed", 0)))
-        out = model(pixel_values, labels=labels, epoch=int(case.get("epoch", 0)))
+        out = model(inputs["pixel_values"], labels=labels, epoch=int(case.get("epoch", 0)))
     finally:
         model.train(was_training)
     result: Tensors = {f"loss.{k}": v.detach() for k, v in out.loss_dict.items()}

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ...boxes import center_to_corners
 from ...coco import COCO_CATEGORY_IDS
-
-
-def center_to_corners(boxes: torch.Tensor) -> torch.Tensor:
-    """(cx, cy, w, h) -> (x1, y1, x2, y2); widths are not clamped (as the original)."""
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
 
 
 def select_detections(

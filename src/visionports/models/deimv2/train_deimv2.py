@@ -132,8 +132,9 @@ def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, o
     if not split.images:
         raise ValueError(f"{split.annotation_file} lists no images")
     model, processor = load_for_data(model_dir, split)
-    variant = model.config.variant or "atto"
-    recipe_lr, recipe_backbone_lr, weight_decay, warmup, gamma = RECIPES.get(variant, RECIPES["atto"])
+    recipe_lr, recipe_backbone_lr, weight_decay, warmup, gamma = RECIPES.get(
+        model.config.variant, RECIPES["atto"]
+    )
     lr = options.lr if options.lr is not None else recipe_lr
     # the backbone keeps the recipe's ratio to the base learning rate unless given
     backbone_lr = (

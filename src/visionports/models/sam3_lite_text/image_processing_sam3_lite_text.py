@@ -11,13 +11,8 @@ import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 
+from ...boxes import center_to_corners
 from ...images import as_image_list, to_rgb
-
-
-def boxes_to_corners(boxes: torch.Tensor) -> torch.Tensor:
-    """(cx, cy, w, h) -> (x0, y0, x1, y1)."""
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
 
 
 class Sam3LiteTextImageProcessor(BaseImageProcessor):
@@ -91,6 +86,6 @@ class Sam3LiteTextImageProcessor(BaseImageProcessor):
             scale = torch.tensor([width, height, width, height], dtype=boxes.dtype)
             kept_masks = F.interpolate(masks[b][keep][:, None], size=(height, width), mode="bilinear",
                                        align_corners=False).sigmoid()  # fmt: skip
-            results.append({"scores": scores[keep], "boxes": boxes_to_corners(boxes[b][keep]) * scale,
+            results.append({"scores": scores[keep], "boxes": center_to_corners(boxes[b][keep]) * scale,
                             "mask_probs": kept_masks[:, 0], "masks": kept_masks[:, 0] > mask_threshold})  # fmt: skip
         return results
