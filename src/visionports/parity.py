@@ -41,6 +41,19 @@ class ParityAdapter(Protocol):
 
     def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> ParityReport | None: ...
 
+    def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        """Model inputs made by ``processor`` from the case's raw inputs (``image_uint8`` / ``frames_uint8``),
+        named as the case names its prepared tensors (an input such as ``pixel_values`` or an output such as
+        ``padded_pixel_values``); ``{}`` when the case carries no raw input."""
+        ...
+
+    def postprocess(
+        self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
+    ) -> Tensors:
+        """``processor``'s user-facing post-processing of ``run``'s outputs, named as the case's post-processed
+        outputs; ``{}`` when the case records none."""
+        ...
+
     def tolerance(self, case: Mapping[str, Any], label: str) -> tuple[dict[str, float], float, float]:
         """Per-tensor absolute tolerances, the default one and a relative tolerance, for ``label``
         (``float32`` / ``float64``), as the case states them."""

@@ -153,6 +153,16 @@ class Deimv2Parity:
                            "post.query_indices": post["query_indices"]})  # fmt: skip
         return result
 
+    def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        """Model inputs made by the family's processor from the case's raw inputs; {} when it has none."""
+        return {}
+
+    def postprocess(
+        self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
+    ) -> Tensors:
+        """The processor's user-facing post-processing of ``run``'s outputs; {} when the case records none."""
+        return {}
+
     def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """Undo a legitimate re-ordering of near-tied queries/detections (same sets, other order)."""
         ours = dict(ours)

@@ -119,6 +119,16 @@ class Sam3LiteTextParity:
                            p + "post_masks_prob": post["mask_probs"][:, None], p + "post_masks": post["masks"][:, None]})  # fmt: skip
         return result
 
+    def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        """Model inputs made by the family's processor from the case's raw inputs; {} when it has none."""
+        return {}
+
+    def postprocess(
+        self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
+    ) -> Tensors:
+        """The processor's user-facing post-processing of ``run``'s outputs; {} when the case records none."""
+        return {}
+
     def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         return ours
 

@@ -130,5 +130,15 @@ class VideomtParity:
         last = output.hidden_states[-1][:, :, :num_queries]
         return model.norm(last) if model.config.norm_queries else last
 
+    def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        """Model inputs made by the family's processor from the case's raw inputs; {} when it has none."""
+        return {}
+
+    def postprocess(
+        self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
+    ) -> Tensors:
+        """The processor's user-facing post-processing of ``run``'s outputs; {} when the case records none."""
+        return {}
+
     def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         return ours
