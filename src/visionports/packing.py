@@ -7,6 +7,7 @@ are ordered ``(py, px, c)``, channel fastest. ``grid_thw`` holds ``(1, h, w)`` p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -113,34 +114,77 @@ def resolve_backend(requested: str | None, q: torch.Tensor) -> str:
         return "flash" if _flash_available(q) is None else "sdpa"
     if requested in ("sdpa", "eager"):
         return requested
-    raise ValueError(f"unknown attn_implementation {requested!r}; use sdpa, eager or flash_attention_2")
+    raise ValueError(
+        f"unknown attn_implementation {requested!r} for a packed encoder; use eager, sdpa or flash_attention_2"
+    )
+
+
+class Segments(NamedTuple):
+    """Where each image's tokens lie in a packed sequence: computed once per forward, shared by every layer."""
+
+    cu_seqlens: torch.Tensor  # int32 [num_images + 1], on the activations' device
+    max_seqlen: int
+    lengths: list[int]
+
+
+def segments_from_grid_thw(
+    grid_thw: torch.Tensor, num_prefix_tokens: int = 0, device: torch.device | None = None
+) -> Segments:
+    """``Segments`` for ``grid_thw``, with ``cu_seqlens`` on ``device`` (default: ``grid_thw``'s)."""
+    cu_seqlens, max_seqlen = cu_seqlens_from_grid_thw(grid_thw, num_prefix_tokens)
+    return Segments(
+        cu_seqlens.to(device or grid_thw.device), max_seqlen, segment_lengths(grid_thw, num_prefix_tokens)
+    )
+
+
+def _block_diagonal(blocks: list[torch.Tensor]) -> torch.Tensor:
+    """``[heads, L_i, L_i]`` blocks -> ``[heads, T, T]`` with zeros between different images."""
+    total = sum(block.shape[-1] for block in blocks)
+    out = blocks[0].new_zeros(blocks[0].shape[0], total, total)
+    start = 0
+    for block in blocks:
+        end = start + block.shape[-1]
+        out[:, start:end, start:end] = block
+        start = end
+    return out
 
 
 def packed_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    cu_seqlens: torch.Tensor,
-    max_seqlen: int,
-    lengths: list[int],
+    segments: Segments,
     scale: float,
     backend: str,
-) -> torch.Tensor:
-    """Attention of ``[T, heads, d]`` q/k/v restricted to each segment; returns ``[T, heads, d]``."""
+    dropout: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention of ``[T, heads, d]`` q/k/v restricted to each segment: ``([T, heads, d], weights)``.
+
+    ``weights`` is only formed by the eager backend when ``need_weights``: the ``[heads, T, T]`` attention
+    probabilities of the packed sequence, block-diagonal (exactly 0 between different images). ``dropout`` is
+    the attention-probability dropout (pass 0.0 in eval).
+    """
     if backend == "flash":
         from flash_attn import flash_attn_varlen_func
 
-        return flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, dropout_p=0.0,
-                                      softmax_scale=scale, causal=False)  # fmt: skip
-    outs = []
-    for qs, ks, vs in zip(q.split(lengths), k.split(lengths), v.split(lengths), strict=True):
+        cu, longest = segments.cu_seqlens, segments.max_seqlen
+        out = flash_attn_varlen_func(q, k, v, cu, cu, longest, longest, dropout_p=dropout, softmax_scale=scale,
+                                     causal=False)  # fmt: skip
+        return out, None
+    outs, blocks = [], []
+    for qs, ks, vs in zip(
+        q.split(segments.lengths), k.split(segments.lengths), v.split(segments.lengths), strict=True
+    ):
         qs, ks, vs = (t.transpose(0, 1)[None] for t in (qs, ks, vs))  # [1, heads, L, d]
         if backend == "sdpa":
-            out = F.scaled_dot_product_attention(qs, ks, vs, scale=scale)
+            out = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, scale=scale)
         else:
-            weights = torch.softmax((qs @ ks.transpose(-1, -2)) * scale, dim=-1, dtype=torch.float32).to(
-                qs.dtype
-            )
+            logits = (qs @ ks.transpose(-1, -2)) * scale
+            weights = torch.softmax(logits, dim=-1, dtype=torch.float32).to(qs.dtype)
+            weights = F.dropout(weights, p=dropout, training=dropout > 0)
             out = weights @ vs
+            if need_weights:
+                blocks.append(weights[0])
         outs.append(out[0].transpose(0, 1))
-    return torch.cat(outs)
+    return torch.cat(outs), (_block_diagonal(blocks) if blocks else None)

@@ -9,59 +9,78 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import Aimv2VisionConfig, PreTrainedModel
+from torch import nn
+from transformers import Aimv2VisionConfig
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.aimv2.modeling_aimv2 import (
     Aimv2AttentionPoolingHead,
-    Aimv2Encoder,
+    Aimv2EncoderLayer,
+    Aimv2PreTrainedModel,
     Aimv2RMSNorm,
     Aimv2VisionEmbeddings,
     build_2d_sinusoidal_position_embedding,
 )
 
-from ...packing import (
-    cu_seqlens_from_grid_thw,
-    packed_attention,
-    resolve_backend,
-    segment_lengths,
-    validate_packed,
-)
+from ...packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
+from .common import PackedEncoderMixin, attention_dropout, split_heads
 from .loading import RefuseMissingWeightsMixin
 
-
-def _requested_backend(config) -> str | None:
-    """``None`` (automatic) unless a backend other than transformers' default "sdpa" was asked for."""
-    value = getattr(config, "_attn_implementation", None)
-    return None if value in (None, "auto", "sdpa") else value
+__all__ = ["Aimv2PackedVisionModel"]
 
 
-class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
+class _PackedLayer(Aimv2EncoderLayer):
+    """Upstream's pre-norm block (same parameters) over packed rows ``[N, D]``; attention bounded per image."""
+
+    def forward(  # type: ignore[override]
+        self, hidden_states: torch.Tensor, segments: Segments, backend: str, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention = self.attention
+        normed = self.rms_norm1(hidden_states)
+        q, k, v = (split_heads(proj(normed), attention.num_heads)
+                   for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
+        mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, attention_dropout(attention),
+                                          need_weights)  # fmt: skip
+        hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
+        hidden_states = hidden_states + self.ffn(self.rms_norm2(hidden_states))
+        return hidden_states, weights
+
+
+class _PackedEncoder(nn.Module):
+    """Holds ``layers`` so the keys read ``encoder.layers.N.*`` as upstream."""
+
+    def __init__(self, config: Aimv2VisionConfig):
+        super().__init__()
+        self.layers = nn.ModuleList([_PackedLayer(config) for _ in range(config.num_hidden_layers)])
+
+
+class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Aimv2PreTrainedModel):
     """``forward(hidden_states [N, p*p*C], grid_thw [n, 3])`` -> rows ``[N, D]`` (no CLS: ``num_prefix_tokens = 0``)
-    and ``pooler_output [n, D]`` when ``config.use_head``. Fixed-size checkpoints accept only ``(1, S, S)`` grids."""
+    and ``pooler_output [n, D]`` when ``config.use_head``. Fixed-size checkpoints accept only ``(1, S, S)`` grids.
+    Attention backends and output conventions: ``visionports.models.packed.common``."""
 
     config_class = Aimv2VisionConfig
     config: Aimv2VisionConfig
     base_model_prefix = (
         "vision_model"  # a two-tower Aimv2Model folder keeps the vision tower under this prefix
     )
-    main_input_name = "hidden_states"
-    _supports_sdpa = True
-    _supports_flash_attn = True
-    num_prefix_tokens = 0
+    _no_split_modules = ["_PackedLayer", "Aimv2AttentionPoolingHead", "Aimv2VisionEmbeddings"]
 
     def __init__(self, config: Aimv2VisionConfig):
         super().__init__(config)
         self.embeddings = Aimv2VisionEmbeddings(config)
-        self.encoder = Aimv2Encoder(config)
+        self.encoder = _PackedEncoder(config)
         self.rms_norm = Aimv2RMSNorm(config.hidden_size, config.rms_norm_eps)
         if config.use_head:
             self.head = Aimv2AttentionPoolingHead(config)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embed
+
     def _patch_rows(self, hidden_states: torch.Tensor) -> torch.Tensor:
         conv = self.embeddings.patch_embed
         weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.weight.shape[0], -1)  # (py, px, c) rows
-        return F.linear(hidden_states, weight, conv.bias)
+        return F.linear(hidden_states.to(weight.dtype), weight, conv.bias)
 
     def _positions(self, grid_thw: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         parts = []
@@ -75,53 +94,43 @@ class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
                 parts.append(self.embeddings.position_embedding.weight)
         return torch.cat(parts)
 
+    def _check_fixed_size(self, grid_thw: torch.Tensor) -> None:
+        config = self.config
+        if config.is_native:
+            return
+        side = config.image_size // config.patch_size
+        for i, (_, h, w) in enumerate(grid_thw.tolist()):
+            if (h, w) != (side, side):
+                raise ValueError(
+                    f"grid_thw[{i}] is {(1, h, w)} but this fixed-size AIMv2 takes only (1, {side}, {side}) "
+                    f"({config.image_size}x{config.image_size} images); use a native checkpoint for other sizes"
+                )
+
     def forward(
         self,
         hidden_states: torch.Tensor,
         grid_thw: torch.Tensor,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         config = self.config
         validate_packed(hidden_states, grid_thw, config.patch_size, config.num_channels)
-        if not config.is_native:
-            side = config.image_size // config.patch_size
-            for i, (_, h, w) in enumerate(grid_thw.tolist()):
-                if (h, w) != (side, side):
-                    raise ValueError(
-                        f"grid_thw[{i}] is {(1, h, w)} but this fixed-size AIMv2 takes only (1, {side}, {side}) "
-                        f"({config.image_size}x{config.image_size} images); use a native checkpoint for other sizes"
-                    )
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        self._check_fixed_size(grid_thw)
+        want_attentions, want_hidden, as_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        lengths = segment_lengths(grid_thw)
-        cu_seqlens, max_seqlen = cu_seqlens_from_grid_thw(grid_thw.to(hidden_states.device))
         x = self.embeddings.rms_norm(self._patch_rows(hidden_states))
         x = x + self._positions(grid_thw, x)
-        states = [x] if output_hidden_states else None
-        heads = config.num_attention_heads
-        head_dim = config.hidden_size // heads
-        backend = None
-        for layer in self.encoder.layers:
-            attention = layer.attention
-            normed = layer.rms_norm1(x)
-            q, k, v = (
-                proj(normed).view(-1, heads, head_dim)
-                for proj in (attention.q_proj, attention.k_proj, attention.v_proj)
-            )
-            backend = backend or resolve_backend(_requested_backend(config), q)
-            mixed = packed_attention(q, k, v, cu_seqlens, max_seqlen, lengths, attention.scale, backend)
-            x = x + attention.out_proj(mixed.reshape(-1, config.hidden_size))
-            x = x + layer.ffn(layer.rms_norm2(x))
-            if output_hidden_states:
-                states.append(x)
+        segments = segments_from_grid_thw(grid_thw, device=x.device)
+        backend = self.attention_backend(x)
+        x, hidden, attentions = self.run_layers(self.encoder.layers, x, segments, backend, want_attentions,
+                                                want_hidden)  # fmt: skip
         last = self.rms_norm(x)
         pooled = None
         if config.use_head:
-            pooled = torch.cat([self.head(segment[None]) for segment in last.split(lengths)])
+            pooled = torch.cat([self.head(segment[None]) for segment in last.split(segments.lengths)])
         output = BaseModelOutputWithPooling(
-            last_hidden_state=last, pooler_output=pooled, hidden_states=tuple(states) if states else None
+            last_hidden_state=last, pooler_output=pooled, hidden_states=hidden, attentions=attentions
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if as_dict else output.to_tuple()

@@ -8,8 +8,9 @@ and register tokens, so every image owns ``1 + num_register_tokens + h * w`` out
 Position encoding: the RoPE table of every image is built from that image's own ``(h, w)``. In ``eval()`` it is
 the deterministic table of the standard model. In ``train()`` the ``pos_embed_shift/jitter/rescale``
 augmentation is drawn independently for each image (the standard model draws once per batch, and a batch there
-is made of same-size images, so one draw per image is the packed counterpart). Drop-path and attention dropout
-are not applied: this class is meant for inference and for parity with the standard model in eval mode.
+is made of same-size images, so one draw per image is the packed counterpart). Likewise drop-path
+(``drop_path_rate``) drops a whole image's residual branch, one draw per image and layer, as the standard model
+drops one sample of a batch. Attention backends and output conventions: ``visionports.models.packed.common``.
 """
 
 from __future__ import annotations
@@ -19,24 +20,18 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DINOv3ViTConfig, PreTrainedModel
-from transformers import initialization as init
+from transformers import DINOv3ViTConfig
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.dinov3_vit.modeling_dinov3_vit import (
     DINOv3ViTEmbeddings,
     DINOv3ViTLayer,
-    DINOv3ViTLayerScale,
+    DINOv3ViTPreTrainedModel,
     augment_patches_center_coordinates,
     get_patches_center_coordinates,
 )
 
-from ...packing import (
-    cu_seqlens_from_grid_thw,
-    packed_attention,
-    resolve_backend,
-    segment_lengths,
-    validate_packed,
-)
+from ...packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
+from .common import PackedEncoderMixin, attention_dropout, split_heads
 from .loading import RefuseMissingWeightsMixin
 
 __all__ = ["Dinov3PackedVisionModel"]
@@ -48,25 +43,59 @@ def _half_turn(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-second, first), dim=-1)
 
 
+def _drop_images(branch: torch.Tensor, lengths: list[int], rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per image of the pack: each image's branch is kept (scaled by 1/keep) or zeroed."""
+    if rate == 0.0 or not training:
+        return branch
+    keep = 1.0 - rate
+    draws = torch.floor(torch.rand(len(lengths), dtype=branch.dtype, device=branch.device) + keep)
+    mask = draws.repeat_interleave(torch.tensor(lengths, device=branch.device))[:, None]
+    return branch.div(keep) * mask
+
+
+class _PackedLayer(DINOv3ViTLayer):
+    """Upstream's block (same parameters, layer scales, drop-path rate) over packed rows; RoPE on patch rows."""
+
+    def forward(  # type: ignore[override]
+        self,
+        hidden_states: torch.Tensor,
+        segments: Segments,
+        backend: str,
+        need_weights: bool,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention = self.attention
+        normed = self.norm1(hidden_states)
+        q, k, v = (split_heads(proj(normed), attention.num_heads)
+                   for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
+        q = q * cos + _half_turn(q) * sin
+        k = k * cos + _half_turn(k) * sin
+        mixed, weights = packed_attention(q, k, v, segments, attention.scaling, backend,
+                                          attention_dropout(attention), need_weights)  # fmt: skip
+        rate = self.drop_path.drop_prob if hasattr(self.drop_path, "drop_prob") else 0.0
+        branch = self.layer_scale1(attention.o_proj(mixed.flatten(1)))
+        hidden_states = hidden_states + _drop_images(branch, segments.lengths, rate, self.training)
+        branch = self.layer_scale2(self.mlp(self.norm2(hidden_states)))
+        hidden_states = hidden_states + _drop_images(branch, segments.lengths, rate, self.training)
+        return hidden_states, weights
+
+
 class _PackedEncoder(nn.Module):
-    """Holds the standard layers under the standard names (``model.layer.N``)."""
+    """Holds the layers under the standard names (``model.layer.N``)."""
 
     def __init__(self, config: DINOv3ViTConfig):
         super().__init__()
-        self.layer = nn.ModuleList([DINOv3ViTLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layer = nn.ModuleList([_PackedLayer(config) for _ in range(config.num_hidden_layers)])
 
 
-class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
+class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, DINOv3ViTPreTrainedModel):
     """``DINOv3ViTModel`` taking ``hidden_states [sum h*w, p*p*C]`` + ``grid_thw [n, 3]``."""
 
     config_class = DINOv3ViTConfig
     config: DINOv3ViTConfig
     base_model_prefix = "model"
-    main_input_name = "hidden_states"
-    input_modalities = ("image",)
-    _no_split_modules = ["DINOv3ViTEmbeddings", "DINOv3ViTLayer"]
-    _supports_sdpa = True
-    _supports_flash_attn = True
+    _no_split_modules = ["DINOv3ViTEmbeddings", "_PackedLayer"]
 
     def __init__(self, config: DINOv3ViTConfig):
         super().__init__(config)
@@ -77,24 +106,6 @@ class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.post_init()
-
-    @torch.no_grad()
-    def _init_weights(self, module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            init.trunc_normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, DINOv3ViTEmbeddings):
-            init.trunc_normal_(module.cls_token, mean=0.0, std=std)
-            if module.register_tokens.numel():
-                init.trunc_normal_(module.register_tokens, mean=0.0, std=std)
-            init.zeros_(module.mask_token)
-        elif isinstance(module, DINOv3ViTLayerScale):
-            init.constant_(module.lambda1, self.config.layerscale_value)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embeddings
@@ -151,74 +162,28 @@ class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
         # The standard model hands cos/sin to the layers in the activations' dtype; do the same for parity.
         return torch.cat(cos_parts).to(dtype), torch.cat(sin_parts).to(dtype)
 
-    # ----------------------------------------------------------------- layers
-
-    def _attention(
-        self,
-        layer: DINOv3ViTLayer,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        cu_seqlens: torch.Tensor,
-        max_seqlen: int,
-        lengths: list[int],
-        requested: str | None,
-    ) -> torch.Tensor:
-        attn = layer.attention
-        shape = (x.shape[0], self.num_heads, self.head_dim)
-        q = attn.q_proj(x).view(shape)
-        k = attn.k_proj(x).view(shape)
-        v = attn.v_proj(x).view(shape)
-        cos, sin = cos[:, None, :], sin[:, None, :]
-        q = q * cos + _half_turn(q) * sin
-        k = k * cos + _half_turn(k) * sin
-        backend = resolve_backend(requested, q)
-        out = packed_attention(q, k, v, cu_seqlens, max_seqlen, lengths, attn.scaling, backend)
-        return attn.o_proj(out.reshape(x.shape[0], -1))
-
-    def _requested_backend(self) -> str | None:
-        impl = getattr(self.config, "_attn_implementation", None)
-        # transformers fills in "sdpa" by default: treat it like no request (flash when it can run, else
-        # exact per-segment SDPA). A forced flash request must be able to run; "eager" is honoured.
-        return None if impl in (None, "sdpa") else impl
-
     def forward(
         self,
         hidden_states: torch.Tensor,
         grid_thw: torch.Tensor,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
-        patch_size = self._patch_size()
-        validate_packed(hidden_states, grid_thw, patch_size, self.config.num_channels)
-        output_hidden_states = bool(output_hidden_states)
-        return_dict = True if return_dict is None else return_dict
-
+        validate_packed(hidden_states, grid_thw, self._patch_size(), self.config.num_channels)
+        want_attentions, want_hidden, as_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         grids = [tuple(int(v) for v in row) for row in grid_thw.tolist()]
         x = self._embed(hidden_states, grids)
         cos, sin = self._rope_tables(grids, x.device, x.dtype)
-
-        # Segment bookkeeping once per forward (no per-layer host syncs).
-        cu_seqlens, max_seqlen = cu_seqlens_from_grid_thw(grid_thw.to(x.device), self.num_prefix_tokens)
-        lengths = segment_lengths(grid_thw, self.num_prefix_tokens)
-        requested = self._requested_backend()
-
-        all_hidden = (x,) if output_hidden_states else None
-        for layer in self.model.layer:
-            attn_out = self._attention(
-                layer, layer.norm1(x), cos, sin, cu_seqlens, max_seqlen, lengths, requested
-            )
-            x = x + layer.layer_scale1(attn_out)
-            x = x + layer.layer_scale2(layer.mlp(layer.norm2(x)))
-            if output_hidden_states:
-                all_hidden = all_hidden + (x,)
-
+        segments = segments_from_grid_thw(grid_thw, self.num_prefix_tokens, device=x.device)
+        backend = self.attention_backend(x)
+        x, hidden, attentions = self.run_layers(self.model.layer, x, segments, backend, want_attentions, want_hidden,
+                                                cos[:, None, :], sin[:, None, :])  # fmt: skip
         sequence = self.norm(x)
-        starts = cu_seqlens[:-1].long()
-        pooled = sequence.index_select(0, starts)
-        if not return_dict:
-            return tuple(v for v in (sequence, pooled, all_hidden) if v is not None)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=sequence, pooler_output=pooled, hidden_states=all_hidden
+        pooled = sequence.index_select(0, segments.cu_seqlens[:-1].long())  # each image's CLS row
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=sequence, pooler_output=pooled, hidden_states=hidden, attentions=attentions
         )
+        return output if as_dict else output.to_tuple()

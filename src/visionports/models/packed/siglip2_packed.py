@@ -8,69 +8,37 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, Siglip2VisionConfig
+from transformers import Siglip2VisionConfig
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.siglip2.modeling_siglip2 import (
-    Siglip2Attention,
     Siglip2EncoderLayer,
     Siglip2MultiheadAttentionPoolingHead,
     Siglip2PreTrainedModel,
     Siglip2VisionEmbeddings,
 )
 
-from ...packing import (
-    cu_seqlens_from_grid_thw,
-    packed_attention,
-    resolve_backend,
-    segment_lengths,
-    validate_packed,
-)
+from ...packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
+from .common import PackedEncoderMixin, attention_dropout, split_heads
 from .loading import RefuseMissingWeightsMixin
 
 __all__ = ["Siglip2PackedVisionModel"]
 
-# transformers fills ``_attn_implementation`` with "sdpa" when nothing was asked for; both mean "pick for me".
-_AUTO_VALUES = (None, "sdpa", "auto")
-
-
-class _PackedSelfAttention(Siglip2Attention):
-    """Same projections as upstream; attention runs over all rows at once, bounded by ``cu_seqlens``."""
-
-    def forward(  # type: ignore[override]
-        self,
-        hidden_states: torch.Tensor,
-        cu_seqlens: torch.Tensor,
-        max_seqlen: int,
-        lengths: list[int],
-        backend: str,
-    ) -> torch.Tensor:
-        rows = hidden_states.shape[0]
-        q = self.q_proj(hidden_states).view(rows, self.num_heads, self.head_dim)
-        k = self.k_proj(hidden_states).view(rows, self.num_heads, self.head_dim)
-        v = self.v_proj(hidden_states).view(rows, self.num_heads, self.head_dim)
-        attended = packed_attention(q, k, v, cu_seqlens, max_seqlen, lengths, self.scale, backend)
-        return self.out_proj(attended.reshape(rows, self.embed_dim))
-
 
 class _PackedEncoderLayer(Siglip2EncoderLayer):
-    """Pre-norm block with upstream's parameter layout, working on ``[N, D]`` packed rows."""
-
-    def __init__(self, config: Siglip2VisionConfig):
-        super().__init__(config)
-        self.self_attn = _PackedSelfAttention(config)
+    """Upstream's pre-norm block (same parameters) over packed rows ``[N, D]``; attention bounded per image."""
 
     def forward(  # type: ignore[override]
-        self,
-        hidden_states: torch.Tensor,
-        cu_seqlens: torch.Tensor,
-        max_seqlen: int,
-        lengths: list[int],
-        backend: str,
-    ) -> torch.Tensor:
-        hidden_states = hidden_states + self.self_attn(
-            self.layer_norm1(hidden_states), cu_seqlens, max_seqlen, lengths, backend
-        )
-        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        self, hidden_states: torch.Tensor, segments: Segments, backend: str, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention = self.self_attn
+        normed = self.layer_norm1(hidden_states)
+        q, k, v = (split_heads(proj(normed), attention.num_heads)
+                   for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
+        mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, attention_dropout(attention),
+                                          need_weights)  # fmt: skip
+        hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
+        hidden_states = hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        return hidden_states, weights
 
 
 class _PackedEncoder(nn.Module):
@@ -81,24 +49,21 @@ class _PackedEncoder(nn.Module):
         self.layers = nn.ModuleList([_PackedEncoderLayer(config) for _ in range(config.num_hidden_layers)])
 
 
-class Siglip2PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
-    """SigLIP2 naflex vision encoder taking ``hidden_states [N, p*p*C]`` rows and ``grid_thw [n, 3]``."""
+class Siglip2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Siglip2PreTrainedModel):
+    """SigLIP2 naflex vision encoder taking ``hidden_states [N, p*p*C]`` rows and ``grid_thw [n, 3]``.
+
+    Attention backends and output conventions: ``visionports.models.packed.common``. Unlike upstream SigLIP2
+    (no flash path at all), flash varlen is available here: it needs no padding mask.
+    """
 
     config_class = Siglip2VisionConfig
     config: Siglip2VisionConfig
     base_model_prefix = "vision_model"
-    main_input_name = "hidden_states"
-    input_modalities = ("image",)
-    supports_gradient_checkpointing = False
     _no_split_modules = [
         "Siglip2VisionEmbeddings",
         "_PackedEncoderLayer",
         "Siglip2MultiheadAttentionPoolingHead",
     ]
-    _supports_sdpa = True
-    _supports_flash_attn = True
-
-    num_prefix_tokens = 0
 
     def __init__(self, config: Siglip2VisionConfig):
         super().__init__(config)
@@ -109,11 +74,6 @@ class Siglip2PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
         if self.use_head:
             self.head = Siglip2MultiheadAttentionPoolingHead(config)
         self.post_init()
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        # Same initialisation as upstream (our attention/layer classes subclass upstream's).
-        Siglip2PreTrainedModel._init_weights(self, module)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embedding
@@ -130,43 +90,39 @@ class Siglip2PackedVisionModel(RefuseMissingWeightsMixin, PreTrainedModel):
             parts.append(resized[0])
         return torch.cat(parts).to(dtype)
 
-    def _requested_backend(self) -> str | None:
-        requested = getattr(self.config, "_attn_implementation", None)
-        return None if requested in _AUTO_VALUES else requested
-
     def forward(
         self,
         hidden_states: torch.Tensor,
         grid_thw: torch.Tensor,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
     ) -> BaseModelOutputWithPooling | tuple:
         validate_packed(hidden_states, grid_thw, self.config.patch_size, self.config.num_channels)
+        want_attentions, want_hidden, as_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         grid_thw = grid_thw.to(device="cpu", dtype=torch.long)  # one host copy; lengths are computed once
-        lengths = segment_lengths(grid_thw, self.num_prefix_tokens)
-        cu_seqlens, max_seqlen = cu_seqlens_from_grid_thw(grid_thw, self.num_prefix_tokens)
 
         patch_embedding = self.embeddings.patch_embedding
         x = patch_embedding(hidden_states.to(dtype=patch_embedding.weight.dtype))
         x = x + self._position_embeddings(grid_thw, x.dtype)
-        cu_seqlens = cu_seqlens.to(x.device)
-
-        backend = resolve_backend(self._requested_backend(), x)
-        all_hidden = [x] if output_hidden_states else None
-        for layer in self.encoder.layers:
-            x = layer(x, cu_seqlens, max_seqlen, lengths, backend)
-            if all_hidden is not None:
-                all_hidden.append(x)
+        segments = segments_from_grid_thw(grid_thw, device=x.device)
+        backend = self.attention_backend(x)
+        x, hidden, attentions = self.run_layers(self.encoder.layers, x, segments, backend, want_attentions,
+                                                want_hidden)  # fmt: skip
 
         last_hidden_state = self.post_layernorm(x)
         pooler_output = None
         if self.use_head:
             # the probe attends over one image's rows at a time: no mask needed, nothing crosses images
-            pooler_output = torch.cat([self.head(rows[None]) for rows in last_hidden_state.split(lengths)])
-
-        hidden_tuple = tuple(all_hidden) if all_hidden is not None else None
-        if not return_dict:
-            return tuple(v for v in (last_hidden_state, pooler_output, hidden_tuple) if v is not None)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=last_hidden_state, pooler_output=pooler_output, hidden_states=hidden_tuple
+            pooler_output = torch.cat(
+                [self.head(rows[None]) for rows in last_hidden_state.split(segments.lengths)]
+            )
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=last_hidden_state,
+            pooler_output=pooler_output,
+            hidden_states=hidden,
+            attentions=attentions,
         )
+        return output if as_dict else output.to_tuple()

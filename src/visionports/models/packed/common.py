@@ -1,0 +1,105 @@
+"""What the three packed encoders share: the attention switch, output flags and the layer loop.
+
+Attention backends (transformers' ``attn_implementation``):
+
+- ``"eager"``: per-image matmul-softmax; the only backend that forms attention weights.
+- ``"sdpa"``: per-image ``F.scaled_dot_product_attention`` (exact, everywhere).
+- ``"flash_attention_2"``: flash-attn varlen over the whole pack; raises where it cannot run.
+- nothing requested: flash varlen when it can run on the inputs (CUDA, fp16/bf16, flash-attn installed),
+  otherwise per-image SDPA.
+
+``output_attentions``: one ``[num_heads, N, N]`` tensor per layer (N = rows of the pack) holding the attention
+probabilities of the packed sequence, block-diagonal: entries between two different images are exactly 0. Only
+the eager backend forms them; SDPA and flash give ``None`` per layer, as transformers' own SDPA path does.
+``output_hidden_states``: the embeddings, then every layer's output (``num_hidden_layers + 1`` tensors
+``[N, hidden_size]``, before the final norm), as the standard models give them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...packing import Segments, resolve_backend
+
+
+class PackedEncoderMixin:
+    """Mixed in before a family's ``*PreTrainedModel``: packed inputs, transformers' switches honoured."""
+
+    main_input_name = "hidden_states"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = False
+    _supports_attention_backend = False
+    _can_compile_fullgraph = False
+    _can_record_outputs = None
+    num_prefix_tokens = 0
+
+    def get_correct_attn_implementation(
+        self, requested_attention: str | None, is_init_check: bool = False
+    ) -> str:
+        # transformers turns "nothing requested" into "sdpa"; remember it so that the default can pick flash.
+        self._automatic_attention = requested_attention is None
+        return super().get_correct_attn_implementation(requested_attention, is_init_check)
+
+    def set_attn_implementation(self, attn_implementation: str | dict, *args: Any, **kwargs: Any) -> None:
+        super().set_attn_implementation(attn_implementation, *args, **kwargs)
+        if isinstance(attn_implementation, str):
+            self._automatic_attention = False
+
+    def attention_backend(self, like: torch.Tensor) -> str:
+        """``"eager"``, ``"sdpa"`` or ``"flash"`` for activations like ``like`` (see the module docstring)."""
+        requested = self.config._attn_implementation
+        if requested == "sdpa" and getattr(self, "_automatic_attention", False):
+            requested = None
+        return resolve_backend(requested, like)
+
+    def output_flags(
+        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+    ) -> tuple[bool, bool, bool]:
+        """Call arguments, else the config's ``output_attentions`` / ``output_hidden_states`` / ``return_dict``."""
+        config = self.config
+        attentions = config.output_attentions if output_attentions is None else output_attentions
+        hidden = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        as_dict = getattr(config, "return_dict", True) if return_dict is None else return_dict
+        return bool(attentions), bool(hidden), bool(as_dict)
+
+    @staticmethod
+    def run_layers(
+        layers: Sequence[nn.Module],
+        x: torch.Tensor,
+        segments: Segments,
+        backend: str,
+        want_attentions: bool,
+        want_hidden: bool,
+        *extra: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        """Every layer once over the pack: ``(x, hidden_states, attentions)`` (the tuples ``None`` unless asked)."""
+        hidden = [x] if want_hidden else None
+        attentions = [] if want_attentions else None
+        for layer in layers:
+            x, weights = layer(x, segments, backend, want_attentions, *extra)
+            if hidden is not None:
+                hidden.append(x)
+            if attentions is not None:
+                attentions.append(weights)
+        return (
+            x,
+            (tuple(hidden) if hidden is not None else None),
+            (tuple(attentions) if attentions is not None else None),
+        )
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``[T, heads * d] -> [T, heads, d]``."""
+    return x.view(x.shape[0], heads, -1)
+
+
+def attention_dropout(module: nn.Module) -> float:
+    """The attention-probability dropout of ``module`` in training, 0 in eval."""
+    return float(getattr(module, "dropout", 0.0)) if module.training else 0.0
