@@ -9,8 +9,10 @@ A case folder (see ``shared/README.md``) is either
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,11 +21,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
-from .conversion import build_on_meta, convert_checkpoint
+from .conversion import ConversionResult, build_on_meta, convert_checkpoint, save_atomically
 from .load_report import IncompleteCheckpointError, compare_to_model, expected_tensors
 from .registry import ModelFamily
 
 Tensors = dict[str, torch.Tensor]
+STAGES = ("converted", "reloaded", "processor", "post-processing")  # the user path, in order
 
 
 class ParityAdapter(Protocol):
@@ -74,11 +77,26 @@ class TensorCheck:
 
 @dataclass
 class ParityReport:
+    """Checks grouped in sections (``float32``, ``float64``, ``reloaded``, ...), each section under a stage."""
+
     case: str
     kind: str
     sections: dict[str, list[TensorCheck]] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     ok: bool = True
+    stages: dict[str, list[str]] = field(default_factory=dict)  # stage -> its sections
+
+    def add(self, stage: str, section: str, checks: list[TensorCheck], finals_only: bool = False) -> None:
+        """Record a section; it fails the report when a check fails (only final tensors with ``finals_only``)."""
+        self.sections[section] = checks
+        self.stages.setdefault(stage, []).append(section)
+        self.ok &= all(c.passed for c in checks if c.final or not finals_only)
+
+    def stage_passed(self, stage: str) -> bool:
+        finals_only = stage == "converted"
+        return all(
+            c.passed for s in self.stages[stage] for c in self.sections[s] if c.final or not finals_only
+        )
 
     def first_divergence(self, section: str) -> str | None:
         return next((c.name for c in self.sections.get(section, []) if not c.passed), None)
@@ -100,8 +118,35 @@ class ParityReport:
             first = self.first_divergence(section)
             lines.append(f"first divergence: {first}" if first else "no divergence")
         lines += self.messages
+        if self.stages:
+            lines += ["", self.render_stages()]
         lines.append("PARITY OK" if self.ok else "PARITY FAILED")
         return "\n".join(lines)
+
+    def render_stages(self) -> str:
+        """One row per stage of the user path: converted, reloaded, processor, post-processing."""
+        rows = [f"{'stage':<16} {'result':<7} {'tensors':>7}  worst (max abs / atol)"]
+        for stage in STAGES:
+            sections = self.stages.get(stage)
+            if not sections:
+                rows.append(f"{stage:<16} {'-':<7} {'-':>7}  not applicable to this case")
+                continue
+            checks = [c for s in sections for c in self.sections[s]]
+            worst = _worst(checks, stage)
+            result = "pass" if self.stage_passed(stage) else "FAIL"
+            rows.append(f"{stage:<16} {result:<7} {len(checks):>7}  {worst} [{', '.join(sections)}]")
+        return "\n".join(rows)
+
+
+def _worst(checks: list[TensorCheck], stage: str) -> str:
+    if stage == "reloaded":
+        differ = [c.name for c in checks if not c.passed]
+        return f"{len(differ)} differ, first {differ[0]}" if differ else "all bit-identical"
+    measured = [c for c in checks if c.max_abs is not None]
+    if not measured:
+        return "exact" if all(c.passed for c in checks) else "not produced"
+    c = max(measured, key=lambda c: c.max_abs / c.atol if c.atol else (float("inf") if c.max_abs else 0.0))
+    return f"{c.name} {_fmt(c.max_abs)} / {c.atol:.0e}"
 
 
 def _fmt(value: float | None) -> str:
@@ -191,6 +236,7 @@ def run_parity(family: ModelFamily, case_dir: str | Path, float64: bool = True) 
 def _weights_case(
     family: ModelFamily, adapter: ParityAdapter, case_dir: Path, case: dict, checkpoint: Path, float64: bool
 ) -> ParityReport:
+    """The converted model against the case (float32, float64), then the path a user walks."""
     report = ParityReport(case=case.get("case", case_dir.name), kind="weights")
     options = adapter.conversion_options(case)
     try:
@@ -201,25 +247,144 @@ def _weights_case(
         return report
     report.messages.append(f"converted: {result.report.summary()} (weights from '{result.weights_source}')")
     inputs = load_file(str(case_dir / "inputs.safetensors"))
-    outputs_doc = case.get("outputs", {})
-    order = [o["name"] for o in outputs_doc] if isinstance(outputs_doc, list) else list(outputs_doc)
+    processor = family.make_processor(result.config) if family.make_processor is not None else None
+    prepared = {**_preprocess(adapter, processor, inputs, case), **inputs}
+    order = _output_order(case)
     finals = adapter.final_outputs(case)
     runs = [("float32", torch.float32, "outputs.safetensors")]
     if float64 and (case_dir / "outputs_float64.safetensors").is_file():
         runs.append(("float64", torch.float64, "outputs_float64.safetensors"))
-    model = result.model
+    reference32 = load_file(str(case_dir / "outputs.safetensors"))
+    in_memory: Tensors = {}
     for label, dtype, filename in runs:
-        model = model.to(dtype)
-        reference = load_file(str(case_dir / filename))
-        cast = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in inputs.items()}
-        with torch.no_grad():
-            ours = adapter.run(model, cast, case)
+        model = result.model.to(dtype)
+        reference = reference32 if label == "float32" else load_file(str(case_dir / filename))
+        cast = _cast(prepared, dtype)
+        ours = _run(adapter, model, processor, cast, case)
+        in_memory = in_memory or ours
         ours = adapter.align(ours, reference, cast, case)
         atols, default_atol, rtol = adapter.tolerance(case, label)
         checks = compare_tensors(ours, reference, order, atols, default_atol, finals, rtol)
-        report.sections[label] = checks
-        report.ok &= all(c.passed for c in checks if c.final)
+        report.add("converted", label, checks, finals_only=True)
+    result.model.to(torch.float32)
+    _user_path(family, adapter, result, report, inputs, prepared, in_memory, reference32, case)
     return report
+
+
+def _user_path(
+    family: ModelFamily,
+    adapter: ParityAdapter,
+    result: ConversionResult,
+    report: ParityReport,
+    inputs: Tensors,
+    prepared: Tensors,
+    in_memory: Tensors,
+    reference: Tensors,
+    case: dict,
+) -> None:
+    """save_pretrained -> from_pretrained (Auto classes) -> processor on raw inputs -> post-processing."""
+    order = _output_order(case)
+    atols, default_atol, rtol = adapter.tolerance(case, "float32")
+    with tempfile.TemporaryDirectory(prefix="visionports-parity-") as tmp, _quiet_progress():
+        folder = Path(tmp) / "model"
+        save_atomically(result, family, folder)
+        model, processor = load_saved(family, folder)
+        reloaded = _run(adapter, model, processor, prepared, case)
+        report.add("reloaded", "reloaded", compare_exact(reloaded, in_memory, order))
+        made = _preprocess(adapter, processor, inputs, case)
+        if made:
+            targets = {name: (inputs[name] if name in inputs else reference.get(name)) for name in made}
+            targets = {name: t for name, t in targets.items() if t is not None}
+            checks = compare_tensors(made, targets, order, atols, default_atol, set(targets), rtol)
+            report.add("processor", "processor", checks)
+        post_names = set(_postprocess(adapter, processor, in_memory, prepared, case)) & set(reference)
+        if post_names:
+            user_inputs = {**prepared, **made}
+            user = adapter.align(
+                _run(adapter, model, processor, user_inputs, case), reference, user_inputs, case
+            )
+            picked = {name: reference[name] for name in post_names}
+            checks = compare_tensors(user, picked, order, atols, default_atol, post_names, rtol)
+            report.add("post-processing", "post-processing", checks)
+
+
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No transformers progress bars inside the report (saving shards, loading weights)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def load_saved(family: ModelFamily, folder: Path) -> tuple[PreTrainedModel, Any]:
+    """A saved folder loaded the way a user does: the family's Auto model class and AutoImageProcessor."""
+    import transformers
+
+    model = getattr(transformers, family.auto_model).from_pretrained(folder).eval()
+    processor = None
+    if (folder / "preprocessor_config.json").is_file():
+        processor = transformers.AutoImageProcessor.from_pretrained(folder)
+    return model, processor
+
+
+def _run(
+    adapter: ParityAdapter, model: PreTrainedModel, processor: Any, inputs: Tensors, case: dict
+) -> Tensors:
+    with torch.no_grad():
+        outputs = adapter.run(model, inputs, case)
+        outputs.update(_postprocess(adapter, processor, outputs, inputs, case))
+    return outputs
+
+
+def _preprocess(adapter: ParityAdapter, processor: Any, inputs: Tensors, case: dict) -> Tensors:
+    return dict(adapter.preprocess(processor, inputs, case)) if processor is not None else {}
+
+
+def _postprocess(
+    adapter: ParityAdapter, processor: Any, outputs: Tensors, inputs: Tensors, case: dict
+) -> Tensors:
+    if processor is None:
+        return {}
+    with torch.no_grad():
+        return dict(adapter.postprocess(processor, outputs, inputs, case))
+
+
+def _cast(tensors: Tensors, dtype: torch.dtype) -> Tensors:
+    return {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def _output_order(case: Mapping[str, Any]) -> list[str]:
+    outputs_doc = case.get("outputs", {})
+    return [o["name"] for o in outputs_doc] if isinstance(outputs_doc, list) else list(outputs_doc)
+
+
+def compare_exact(ours: Tensors, reference: Tensors, order: list[str]) -> list[TensorCheck]:
+    """Every tensor of ``reference`` reproduced bit for bit (NaN where NaN, same infinities)."""
+    names = [n for n in order if n in reference] + sorted(set(reference) - set(order))
+    checks = []
+    for name in names:
+        ref, got = reference[name].detach(), ours.get(name)
+        if got is None or tuple(got.shape) != tuple(ref.shape) or got.dtype != ref.dtype:
+            note = "not produced" if got is None else f"{list(got.shape)} {got.dtype}"
+            checks.append(TensorCheck(name, tuple(ref.shape), None, None, 0.0, False, True, note))
+            continue
+        got = got.detach()
+        same = got == ref
+        if ref.is_floating_point():
+            same |= got.isnan() & ref.isnan()
+        finite = torch.isfinite(ref) & torch.isfinite(got) if ref.is_floating_point() else None
+        diff = (got.double() - ref.double()).abs()[finite] if finite is not None else (got != ref).double()
+        max_abs = float(diff.max()) if diff.numel() else 0.0
+        equal = bool(same.all())
+        checks.append(TensorCheck(name, tuple(ref.shape), max_abs, None, 0.0, equal, True,
+                                  "bit-identical" if equal else f"{int((~same).sum())} elements differ"))  # fmt: skip
+    return checks
 
 
 def _load_manifest(path: Path) -> tuple[dict[str, tuple[list[int], str]], dict[str, Any]]:

@@ -22,6 +22,7 @@ class ModelFamily:
     infer_config: Callable[..., PreTrainedConfig]  # (state_dict, variant=None, **overrides) -> config
     convert_state_dict: Callable[[Mapping[str, torch.Tensor], PreTrainedConfig], MappedStateDict]
     make_processor: Callable[[PreTrainedConfig], Any] | None = None
+    auto_model: str = "AutoModel"  # the transformers Auto class a user loads a converted folder with
     parity: Any = None  # a ParityAdapter (see visionports.parity)
 
 

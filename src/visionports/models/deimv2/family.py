@@ -27,5 +27,6 @@ FAMILY = ModelFamily(
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,
     make_processor=make_processor,
+    auto_model="AutoModelForObjectDetection",
     parity=Deimv2Parity(),
 )

@@ -32,5 +32,6 @@ FAMILY = ModelFamily(
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,
     make_processor=make_processor,
+    auto_model="AutoModelForUniversalSegmentation",
     parity=VideomtParity(),
 )
