@@ -79,3 +79,43 @@ def test_compare_tensors_integer_and_float() -> None:
     checks = {c.name: c for c in compare_tensors(ours, ref, ["a", "idx"], {"a": 0.1}, 1e-5, {"a"})}
     assert not checks["a"].passed and checks["a"].max_abs == pytest.approx(0.5)
     assert not checks["idx"].passed and checks["idx"].final
+
+
+def test_report_has_a_row_per_stage() -> None:
+    case = next(c for c in CASES if c.name == "atto_s0_b1_320")
+    result = CliRunner().invoke(main, ["parity", "deimv2", str(case), "--no-float64"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.split()[:1]}
+    for stage in ("converted", "reloaded", "processor", "post-processing"):
+        assert stage in rows, result.output
+    assert "pass" in rows["converted"] and "all bit-identical" in rows["reloaded"]
+
+
+def test_a_reload_that_changes_a_weight_fails_the_reloaded_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reloaded stage is an exact comparison: one weight moved by 1e-6 after loading fails it."""
+    import visionports.parity as parity
+
+    real_load_saved = parity.load_saved
+
+    def drifting_load_saved(family, folder):
+        model, processor = real_load_saved(family, folder)
+        with torch.no_grad():
+            next(model.parameters()).add_(1e-6)
+        return model, processor
+
+    monkeypatch.setattr(parity, "load_saved", drifting_load_saved)
+    case = next(c for c in CASES if c.name == "atto_s0_b1_320")
+    report = run_parity(get_family("deimv2"), case, float64=False)
+    assert not report.ok
+    assert report.stage_passed("converted") and not report.stage_passed("reloaded")
+    assert "reloaded         FAIL" in report.render_stages()
+
+
+def test_compare_exact_treats_nan_and_inf_as_values() -> None:
+    from visionports.parity import compare_exact
+
+    ref = {"x": torch.tensor([1.0, float("nan"), float("inf")]), "i": torch.tensor([1, 2])}
+    same = compare_exact({k: v.clone() for k, v in ref.items()}, ref, [])
+    assert all(c.passed for c in same)
+    moved = compare_exact({"x": torch.tensor([1.0, float("nan"), 1e30]), "i": torch.tensor([1, 3])}, ref, [])
+    assert [c.passed for c in moved] == [False, False]
