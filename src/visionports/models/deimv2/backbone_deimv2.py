@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import HGNetV2Backbone, HGNetV2Config
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .configuration_deimv2 import Deimv2Config
 
@@ -35,13 +36,18 @@ def hgnet_backbone_config(config: Deimv2Config) -> HGNetV2Config:
     )
 
 
+def rope_periods(head_dim: int, base: float) -> torch.Tensor:
+    """RoPE periods ``base ** (2 i / (head_dim / 2))`` for ``i < head_dim / 4``, float32 (as the original)."""
+    exponents = 2 * torch.arange(head_dim // 4, dtype=torch.float32) / (head_dim // 2)
+    return base**exponents
+
+
 class Deimv2RopeEmbedding(nn.Module):
     """2D rotary position embedding of the DINOv3-style ViTs (coordinates normalised per axis to (-1, 1))."""
 
     def __init__(self, head_dim: int, base: float):
         super().__init__()
-        exponents = 2 * torch.arange(head_dim // 4, dtype=torch.float32) / (head_dim // 2)
-        self.register_buffer("periods", base**exponents, persistent=True)
+        self.register_buffer("periods", rope_periods(head_dim, base), persistent=True)
 
     def forward(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.periods.device
@@ -69,6 +75,12 @@ def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, num_prefix
 
 
 class Deimv2ViTAttention(nn.Module):
+    """ViT self-attention with 2D RoPE.
+
+    Uses ``F.scaled_dot_product_attention``, the original's own kernel (whatever ``attn_implementation`` says,
+    so that results equal the original's bit for bit); an explicit softmax only when the weights are requested.
+    """
+
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
@@ -76,16 +88,25 @@ class Deimv2ViTAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], num_prefix: int
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        num_prefix: int,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
         q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
         sin, cos = rope
         q = apply_rope(q, sin, cos, num_prefix)
         k = apply_rope(k, sin, cos, num_prefix)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        weights = None
+        if output_attentions:
+            weights = F.softmax((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5, dim=-1)
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim)), weights
 
 
 class Deimv2LayerScale(nn.Module):
@@ -119,7 +140,7 @@ class Deimv2ViTSwiGLU(nn.Module):
         return self.w3(F.silu(self.w1(x)) * self.w2(x))
 
 
-class Deimv2ViTLayer(nn.Module):
+class Deimv2ViTLayer(GradientCheckpointingLayer):
     def __init__(self, config: Deimv2Config):
         super().__init__()
         dim = config.vit_hidden_size
@@ -132,17 +153,23 @@ class Deimv2ViTLayer(nn.Module):
         self.layer_scale2 = Deimv2LayerScale(dim) if config.vit_layer_scale else nn.Identity()
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], num_prefix: int
-    ) -> torch.Tensor:
-        x = x + self.layer_scale1(self.attention(self.norm1(x), rope, num_prefix))
-        return x + self.layer_scale2(self.mlp(self.norm2(x)))
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        num_prefix: int,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        update, weights = self.attention(self.norm1(x), rope, num_prefix, output_attentions)
+        x = x + self.layer_scale1(update)
+        return x + self.layer_scale2(self.mlp(self.norm2(x))), weights
 
 
 class Deimv2ViT(nn.Module):
     """Plain ViT with 2D RoPE: the distilled ViT-Tiny(+) of DEIMv2 S/M or DINOv3 ViT-S(+) of L/X.
 
     Returns, for each of ``config.vit_out_indices``, the patch tokens [B, N, D] and the class token [B, D]
-    (after the final LayerNorm when ``config.vit_final_norm``).
+    (after the final LayerNorm when ``config.vit_final_norm``), and each layer's attention weights
+    ``[B, heads, N_all, N_all]`` (with ``output_attentions``; otherwise an empty list).
     """
 
     def __init__(self, config: Deimv2Config):
@@ -159,7 +186,9 @@ class Deimv2ViT(nn.Module):
         self.layers = nn.ModuleList(Deimv2ViTLayer(config) for _ in range(config.vit_depth))
         self.norm = nn.LayerNorm(dim, eps=config.vit_layer_norm_eps) if config.vit_final_norm else None
 
-    def forward(self, pixel_values: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self, pixel_values: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor]]:
         batch = pixel_values.shape[0]
         patches = self.patch_embed(pixel_values)
         grid_h, grid_w = patches.shape[-2:]
@@ -170,13 +199,15 @@ class Deimv2ViT(nn.Module):
         x = torch.cat(tokens, dim=1)
         num_prefix = 1 + self.num_register_tokens
         rope = self.rope(grid_h, grid_w)
-        outputs = []
+        outputs, attentions = [], []
         for index, layer in enumerate(self.layers):
-            x = layer(x, rope, num_prefix)
+            x, weights = layer(x, rope, num_prefix, output_attentions)
+            if output_attentions:
+                attentions.append(weights)
             if index in self.out_indices:
                 out = self.norm(x) if self.norm is not None else x
                 outputs.append((out[:, num_prefix:], out[:, 0]))
-        return outputs
+        return outputs, attentions
 
 
 class Deimv2SpatialTuningAdapter(nn.Module):
@@ -238,10 +269,13 @@ class Deimv2ViTAdapterBackbone(nn.Module):
         in_channels = [dim + 2 * inplanes, dim + 4 * inplanes, dim + 4 * inplanes]
         self.projections = nn.ModuleList(Deimv2ConvNorm(c, hidden, 1) for c in in_channels)
 
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Projected maps (strides 8/16/32) and the ViT layers' attention weights (with ``output_attentions``)."""
         batch, _, height, width = pixel_values.shape
         grid_h, grid_w = height // 16, width // 16
-        layers = self.vit(pixel_values)
+        layers, attentions = self.vit(pixel_values, output_attentions)
         if len(layers) == 1:
             layers = layers * 3
         semantic = []
@@ -251,10 +285,11 @@ class Deimv2ViTAdapterBackbone(nn.Module):
             size = [int(grid_h * 2 ** (top - index)), int(grid_w * 2 ** (top - index))]
             semantic.append(F.interpolate(feat, size=size, mode="bilinear", align_corners=False))
         details = self.sta(pixel_values)
-        return [
+        maps = [
             proj(torch.cat([s, d], dim=1))
             for proj, s, d in zip(self.projections, semantic, details, strict=True)
         ]
+        return maps, attentions
 
 
 class Deimv2HGNetBackbone(nn.Module):
@@ -264,8 +299,11 @@ class Deimv2HGNetBackbone(nn.Module):
         super().__init__()
         self.hgnet = HGNetV2Backbone(hgnet_backbone_config(config))
 
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.hgnet(pixel_values).feature_maps)
+    def forward(
+        self, pixel_values: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Feature maps; HGNetV2 has no attention layers."""
+        return list(self.hgnet(pixel_values).feature_maps), []
 
 
 def build_backbone(config: Deimv2Config) -> nn.Module:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .configuration_deimv2 import Deimv2Config
 from .denoising_deimv2 import DenoisingGroups, inverse_sigmoid, make_denoising_groups
@@ -101,11 +102,11 @@ class Deimv2DeformableAttention(nn.Module):
         return out.permute(0, 2, 1)
 
 
-class Deimv2DecoderLayer(nn.Module):
+class Deimv2DecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: Deimv2Config):
         super().__init__()
         dim = config.d_model
-        self.self_attn = Deimv2SelfAttention(dim, config.decoder_attention_heads)
+        self.self_attn = Deimv2SelfAttention(dim, config.decoder_attention_heads, config)
         self.norm1 = Deimv2RMSNorm(dim)
         self.cross_attn = Deimv2DeformableAttention(config)
         self.gateway = Deimv2Gate(dim) if config.use_gateway else None
@@ -121,12 +122,15 @@ class Deimv2DecoderLayer(nn.Module):
         values: list[torch.Tensor],
         spatial_shapes: list[tuple[int, int]],
         attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        hidden = self.norm1(hidden + self.self_attn(hidden + query_pos, hidden, attention_mask))
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The updated queries and, on the eager path, the self-attention weights ``[B, heads, Q, Q]``."""
+        update, weights = self.self_attn(hidden + query_pos, hidden, attention_mask, output_attentions)
+        hidden = self.norm1(hidden + update)
         update = self.cross_attn(hidden + query_pos, reference_boxes, values, spatial_shapes)
         hidden = self.gateway(hidden, update) if self.gateway is not None else self.norm2(hidden + update)
         hidden = hidden + self.ffn(hidden)
-        return self.norm3(hidden.clamp(min=-65504, max=65504))
+        return self.norm3(hidden.clamp(min=-65504, max=65504)), weights
 
 
 class Deimv2LQE(nn.Module):
@@ -241,6 +245,7 @@ class Deimv2DecoderResult:
     pred_boxes: torch.Tensor
     last_hidden_state: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...]
+    attentions: tuple[torch.Tensor, ...]
     enc_outputs_logits: torch.Tensor
     enc_topk_indices: torch.Tensor
     initial_queries: torch.Tensor
@@ -275,11 +280,15 @@ class Deimv2Decoder(nn.Module):
         return self.dec_bbox_head[0 if len(self.dec_bbox_head) == 1 else index]
 
     def forward(
-        self, features: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None
+        self,
+        features: list[torch.Tensor],
+        targets: list[dict[str, torch.Tensor]] | None = None,
+        output_attentions: bool = False,
     ) -> Deimv2DecoderResult:
         """Decode the encoder maps.
 
-        With ``targets`` (``[{"labels", "boxes"}]``) every layer's predictions are kept for the criterion
+        ``hidden_states`` holds the initial queries then each run layer's output; ``attentions`` each run
+        layer's self-attention weights (eager path). With ``targets`` (``[{"labels", "boxes"}]``) every layer's predictions are kept for the criterion
         (``result.training``), and in training mode the contrastive denoising queries are added.
         """
         config = self.config
@@ -334,11 +343,14 @@ class Deimv2Decoder(nn.Module):
         query_pos = self.query_pos_head(ref_boxes).clamp(min=-10, max=10)
         previous_hidden: torch.Tensor | int = 0
         previous_corners: torch.Tensor | int = 0
-        hidden_states = []
+        hidden_states, attentions = [hidden], []
         layer_logits, layer_boxes, layer_corners, layer_refs = [], [], [], []
         for index, layer in enumerate(self.layers):
-            hidden = layer(hidden, query_pos, ref_boxes.unsqueeze(2), values, spatial_shapes, attention_mask)
+            hidden, weights = layer(
+                hidden, query_pos, ref_boxes.unsqueeze(2), values, spatial_shapes, attention_mask, output_attentions
+            )
             hidden_states.append(hidden)
+            attentions.append(weights)
             if index == 0:
                 pre_boxes = F.sigmoid(self.pre_bbox_head(hidden) + inverse_sigmoid(ref_boxes))
                 pre_logits = self.dec_score_head[0](hidden) if all_layers else None
@@ -376,6 +388,7 @@ class Deimv2Decoder(nn.Module):
             )
             split = denoising.num_queries if denoising is not None else 0
             hidden_states = [h[:, split:] for h in hidden_states]
+            attentions = [a[:, :, split:, split:] if a is not None else None for a in attentions]
             logits, boxes = training.final.logits, training.final.boxes
             pre_boxes = pre_boxes[:, split:]
 
@@ -384,6 +397,7 @@ class Deimv2Decoder(nn.Module):
             pred_boxes=boxes,
             last_hidden_state=hidden_states[-1],
             hidden_states=tuple(hidden_states),
+            attentions=tuple(attentions),
             enc_outputs_logits=enc_logits,
             enc_topk_indices=topk,
             initial_queries=queries,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .backbone_deimv2 import Deimv2ConvNorm, _activation
 from .configuration_deimv2 import Deimv2Config
@@ -94,13 +95,16 @@ class Deimv2LiteEncoder(nn.Module):
         self.fpn_block = _fusion_block(config, hidden)
         self.pan_block = _fusion_block(config, hidden)
 
-    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(
+        self, features: list[torch.Tensor], output_attentions: bool = False
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Two maps (strides 16 and 32); the lite encoder has no attention layers."""
         projected = [proj(feat) for proj, feat in zip(self.input_proj, features, strict=True)]
         coarse = self.downsample1(projected[-1])
         coarse = self.gap_fusion(coarse + F.adaptive_avg_pool2d(coarse, 1))
         fine = self.fpn_block(projected[0] + F.interpolate(coarse, scale_factor=2.0, mode="nearest"))
         coarse = self.pan_block(coarse + self.downsample2(fine))
-        return [fine, coarse]
+        return [fine, coarse], []
 
 
 class Deimv2PoolDownsample(nn.Module):
@@ -129,22 +133,25 @@ def sincos_position_embedding(height: int, width: int, dim: int, temperature: fl
     return torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)[None]
 
 
-class Deimv2AIFILayer(nn.Module):
+class Deimv2AIFILayer(GradientCheckpointingLayer):
     """Post-norm transformer encoder layer applied to the coarsest level (attention-based intra-scale fusion)."""
 
     def __init__(self, config: Deimv2Config):
         super().__init__()
         dim = config.encoder_hidden_dim
-        self.self_attn = Deimv2SelfAttention(dim, config.encoder_attention_heads)
+        self.self_attn = Deimv2SelfAttention(dim, config.encoder_attention_heads, config)
         self.norm1 = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, config.encoder_ffn_dim)
         self.act = _activation(config.encoder_ffn_activation)
         self.fc2 = nn.Linear(config.encoder_ffn_dim, dim)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.self_attn(x + pos, x))
-        return self.norm2(x + self.fc2(self.act(self.fc1(x))))
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        update, weights = self.self_attn(x + pos, x, output_attentions=output_attentions)
+        x = self.norm1(x + update)
+        return self.norm2(x + self.fc2(self.act(self.fc1(x)))), weights
 
 
 class Deimv2AIFI(nn.Module):
@@ -152,10 +159,14 @@ class Deimv2AIFI(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(Deimv2AIFILayer(config) for _ in range(config.encoder_layers))
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        attentions = []
         for layer in self.layers:
-            x = layer(x, pos)
-        return x
+            x, weights = layer(x, pos, output_attentions)
+            attentions.append(weights)
+        return x, attentions
 
 
 class Deimv2HybridEncoder(nn.Module):
@@ -181,13 +192,18 @@ class Deimv2HybridEncoder(nn.Module):
     def _fuse(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b if self.fuse_sum else torch.cat([a, b], dim=1)
 
-    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(
+        self, features: list[torch.Tensor], output_attentions: bool = False
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Fused maps, fine to coarse, and the AIFI layers' attention weights (with ``output_attentions``)."""
         feats = [proj(feat) for proj, feat in zip(self.input_proj, features, strict=True)]
+        attentions: list[torch.Tensor] = []
         for aifi, index in zip(self.aifi, self.aifi_indices, strict=True):
             batch, _, height, width = feats[index].shape
             tokens = feats[index].flatten(2).permute(0, 2, 1)
             pos = sincos_position_embedding(height, width, self.hidden, self.temperature)
-            tokens = aifi(tokens, pos.to(device=tokens.device, dtype=tokens.dtype))
+            tokens, weights = aifi(tokens, pos.to(device=tokens.device, dtype=tokens.dtype), output_attentions)
+            attentions += weights
             feats[index] = tokens.permute(0, 2, 1).reshape(batch, self.hidden, height, width).contiguous()
 
         levels = len(feats)
@@ -202,7 +218,7 @@ class Deimv2HybridEncoder(nn.Module):
         for step in range(levels - 1):
             down = self.downsample_convs[step](outputs[-1])
             outputs.append(self.pan_blocks[step](self._fuse(down, inner[step + 1])))
-        return outputs
+        return outputs, attentions
 
 
 class Deimv2SCDown(nn.Module):

@@ -9,10 +9,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.models.hgnet_v2.modeling_hgnet_v2 import HGNetV2LearnableAffineBlock
 from transformers.utils import ModelOutput
 
 from ...images import check_pixel_dtype
-from .backbone_deimv2 import build_backbone
+from ...pretrained import ReloadIdenticalMixin
+from .backbone_deimv2 import Deimv2LayerScale, Deimv2RopeEmbedding, Deimv2ViT, build_backbone, rope_periods
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention, Deimv2TrainingOutputs
 from .encoder_deimv2 import build_encoder
@@ -33,9 +35,16 @@ class Deimv2ModelOutput(ModelOutput):
         init_reference_points: initial reference boxes as logits (inverse sigmoid), ``[B, Q, 4]``.
         pre_reference_points: boxes after the first layer that anchor the distribution refinement, ``[B, Q, 4]``.
         initial_queries: selected encoder tokens fed to the decoder (with ``output_hidden_states``).
-        decoder_hidden_states: each decoder layer's output (with ``output_hidden_states``).
+        decoder_hidden_states: the initial queries, then each decoder layer's output (``decoder_layers + 1``
+            tensors ``[B, Q, d_model]``, with ``output_hidden_states``).
         backbone_hidden_states: backbone feature maps (with ``output_hidden_states``).
         encoder_hidden_states: encoder feature maps, fine to coarse (with ``output_hidden_states``).
+        backbone_attentions: each ViT layer's self-attention weights ``[B, heads, N, N]`` (ViT backbones,
+            with ``output_attentions``; N counts the class/register tokens).
+        encoder_attentions: each AIFI layer's self-attention weights ``[B, heads, HW, HW]`` (hybrid encoder,
+            with ``output_attentions``).
+        decoder_attentions: each decoder layer's query self-attention weights ``[B, heads, Q, Q]`` (with
+            ``output_attentions``). The deformable cross-attention samples points and has no attention matrix.
         training_outputs: every decoder layer's predictions for the criterion (when targets are given).
     """
 
@@ -50,6 +59,9 @@ class Deimv2ModelOutput(ModelOutput):
     decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
     backbone_hidden_states: tuple[torch.Tensor, ...] | None = None
     encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    backbone_attentions: tuple[torch.Tensor, ...] | None = None
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
     training_outputs: Deimv2TrainingOutputs | None = None
 
 
@@ -65,13 +77,19 @@ class Deimv2ObjectDetectionOutput(Deimv2ModelOutput):
     loss_dict: dict[str, torch.Tensor] | None = None
 
 
-class Deimv2PreTrainedModel(PreTrainedModel):
+class Deimv2PreTrainedModel(ReloadIdenticalMixin, PreTrainedModel):
     config_class = Deimv2Config
     config: Deimv2Config
     base_model_prefix = "model"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["Deimv2DecoderLayer", "Deimv2ViTLayer"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+        """``eager`` unless another implementation is requested: it is the original's own computation."""
+        return super().get_correct_attn_implementation(requested_attention or "eager", is_init_check)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -95,6 +113,8 @@ class Deimv2PreTrainedModel(PreTrainedModel):
                 init.xavier_uniform_(layer.weight)
             init.constant_(module.up, self.config.up)
             init.constant_(module.reg_scale, self.config.reg_scale)
+            init.normal_(module.denoising_class_embed.weight, mean=0.0, std=1.0)
+            init.zeros_(module.denoising_class_embed.weight[module.denoising_class_embed.padding_idx])
         elif isinstance(module, Deimv2DeformableAttention):
             init.zeros_(module.sampling_offsets.weight)
             thetas = torch.arange(module.num_heads, dtype=torch.float32) * (2.0 * math.pi / module.num_heads)
@@ -110,6 +130,19 @@ class Deimv2PreTrainedModel(PreTrainedModel):
         elif isinstance(module, Deimv2Gate):
             init.zeros_(module.gate.weight)
             init.zeros_(module.gate.bias)
+        elif isinstance(module, HGNetV2LearnableAffineBlock):
+            init.ones_(module.scale)
+            init.zeros_(module.bias)
+        elif isinstance(module, Deimv2RopeEmbedding):
+            init.copy_(module.periods, rope_periods(module.periods.shape[0] * 4, self.config.vit_rope_base))
+        elif isinstance(module, Deimv2LayerScale):
+            init.constant_(module.gamma, 1e-5)
+        elif isinstance(module, Deimv2ViT):
+            init.trunc_normal_(module.cls_token, std=0.02)
+            if module.num_register_tokens:
+                init.trunc_normal_(module.register_tokens, std=0.02)
+        if getattr(module, "num_batches_tracked", None) is not None:
+            init.zeros_(module.num_batches_tracked)
 
 
 def validate_pixel_values(pixel_values: torch.Tensor, model: nn.Module, multiple: int) -> None:
@@ -148,6 +181,7 @@ class Deimv2Model(Deimv2PreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         labels: list[dict] | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> Deimv2ModelOutput | tuple:
         """``labels`` (``[{"class_labels", "boxes"}]``, checked by :func:`prepare_targets`) adds the denoising
@@ -162,10 +196,13 @@ class Deimv2Model(Deimv2PreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        output_attentions = (
+            output_attentions if output_attentions is not None else self.config.output_attentions
+        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        backbone_maps = self.backbone(pixel_values)
-        encoder_maps = self.encoder(backbone_maps)
-        result = self.decoder(encoder_maps, targets)
+        backbone_maps, backbone_attentions = self.backbone(pixel_values, output_attentions)
+        encoder_maps, encoder_attentions = self.encoder(backbone_maps, output_attentions)
+        result = self.decoder(encoder_maps, targets, output_attentions)
         output = Deimv2ModelOutput(
             logits=result.logits,
             pred_boxes=result.pred_boxes,
@@ -178,6 +215,9 @@ class Deimv2Model(Deimv2PreTrainedModel):
             decoder_hidden_states=result.hidden_states if output_hidden_states else None,
             backbone_hidden_states=tuple(backbone_maps) if output_hidden_states else None,
             encoder_hidden_states=tuple(encoder_maps) if output_hidden_states else None,
+            backbone_attentions=tuple(backbone_attentions) if output_attentions else None,
+            encoder_attentions=tuple(encoder_attentions) if output_attentions else None,
+            decoder_attentions=result.attentions if output_attentions else None,
             training_outputs=result.training,
         )
         return output if return_dict else output.to_tuple()
@@ -207,11 +247,16 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         epoch: int | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> Deimv2ObjectDetectionOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         out = self.model(
-            pixel_values, output_hidden_states=output_hidden_states, return_dict=True, labels=labels
+            pixel_values,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            labels=labels,
+            output_attentions=output_attentions,
         )
         output = Deimv2ObjectDetectionOutput(**{k: v for k, v in out.items()})
         if labels is not None:

@@ -118,8 +118,8 @@ class Deimv2Parity:
         vit = getattr(body.backbone, "vit", None)
         if vit is not None:
 
-            def keep_vit(module: torch.nn.Module, args: Any, layers: list) -> None:
-                for index, (patches, cls) in zip(module.out_indices, layers, strict=True):
+            def keep_vit(module: torch.nn.Module, args: Any, output: tuple) -> None:
+                for index, (patches, cls) in zip(module.out_indices, output[0], strict=True):
                     captured[f"backbone.vit.layer{index}.patch_tokens"] = patches
                     captured[f"backbone.vit.layer{index}.cls_token"] = cls
 
@@ -143,7 +143,8 @@ class Deimv2Parity:
         result["decoder.enc_topk_content"] = out.initial_queries
         result["decoder.enc_topk_bbox_unact"] = out.init_reference_points
         result["decoder.enc_topk_index"] = out.enc_topk_indices
-        result.update({f"decoder.layer{i}.hidden": h for i, h in enumerate(out.decoder_hidden_states)})
+        layers = out.decoder_hidden_states[1:]  # the first entry holds the initial queries
+        result.update({f"decoder.layer{i}.hidden": h for i, h in enumerate(layers)})
         if "orig_target_sizes" in inputs:
             post = select_detections(
                 out.logits, out.pred_boxes, inputs["orig_target_sizes"], model.config.num_top_queries
