@@ -172,19 +172,24 @@ def packed_attention(
         out = flash_attn_varlen_func(q, k, v, cu, cu, longest, longest, dropout_p=dropout, softmax_scale=scale,
                                      causal=False)  # fmt: skip
         return out, None
-    outs, blocks = [], []
-    for qs, ks, vs in zip(
-        q.split(segments.lengths), k.split(segments.lengths), v.split(segments.lengths), strict=True
-    ):
-        qs, ks, vs = (t.transpose(0, 1)[None] for t in (qs, ks, vs))  # [1, heads, L, d]
-        if backend == "sdpa":
-            out = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, scale=scale)
-        else:
-            logits = (qs @ ks.transpose(-1, -2)) * scale
-            weights = torch.softmax(logits, dim=-1, dtype=torch.float32).to(qs.dtype)
-            weights = F.dropout(weights, p=dropout, training=dropout > 0)
-            out = weights @ vs
-            if need_weights:
-                blocks.append(weights[0])
-        outs.append(out[0].transpose(0, 1))
-    return torch.cat(outs), (_block_diagonal(blocks) if blocks else None)
+    chunks = [t.split(segments.lengths) for t in (q, k, v)]
+    per_image = [
+        tuple(t.transpose(0, 1)[None] for t in qkv) for qkv in zip(*chunks, strict=True)
+    ]  # [1, H, L, d]
+    if backend == "sdpa":
+        outs = [
+            F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, scale=scale)
+            for qs, ks, vs in per_image
+        ]
+        return torch.cat([out[0].transpose(0, 1) for out in outs]), None
+    blocks = []
+    for qs, ks, _ in per_image:
+        weights = torch.softmax((qs @ ks.transpose(-1, -2)) * scale, dim=-1, dtype=torch.float32).to(qs.dtype)
+        blocks.append(F.dropout(weights[0], p=dropout, training=dropout > 0))
+    full = None
+    if need_weights:  # the returned matrix is the one the outputs are computed from (gradients reach it)
+        full = _block_diagonal(blocks)
+        bounds = segments.cu_seqlens.tolist()
+        blocks = [full[:, a:b, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    outs = [(block @ vs[0]).transpose(0, 1) for block, (_, _, vs) in zip(blocks, per_image, strict=True)]
+    return torch.cat(outs), full

@@ -94,7 +94,8 @@ class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, DIN
 
     config_class = DINOv3ViTConfig
     config: DINOv3ViTConfig
-    base_model_prefix = "model"
+    # Not "model": that attribute holds the layers here (standard key names), not a base model to bridge to.
+    base_model_prefix = "dinov3_packed"
     _no_split_modules = ["DINOv3ViTEmbeddings", "_PackedLayer"]
 
     def __init__(self, config: DINOv3ViTConfig):

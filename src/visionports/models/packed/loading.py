@@ -8,13 +8,19 @@ from typing import Any
 class RefuseMissingWeightsMixin:
     """``from_pretrained`` raises when any of the model's weights is missing from the folder.
 
-    transformers only warns about missing keys, which would silently leave randomly initialised weights.
+    transformers only warns about missing keys, which would silently leave randomly initialised weights. With no
+    folder (``from_pretrained(None, config=..., state_dict=...)``) the caller supplies the weights explicitly, and
+    the missing ones are initialised and reported as transformers does.
     """
 
     @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any):
+    def from_pretrained(cls, pretrained_model_name_or_path: Any = None, *args: Any, **kwargs: Any):
+        if pretrained_model_name_or_path is None:
+            return super().from_pretrained(None, *args, **kwargs)
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+        )
         missing = sorted(info.get("missing_keys", []))
         mismatched = info.get("mismatched_keys", [])
         if missing or mismatched:
