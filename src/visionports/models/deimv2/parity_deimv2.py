@@ -155,14 +155,32 @@ class Deimv2Parity:
         return result
 
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
-        """Model inputs made by the family's processor from the case's raw inputs; {} when it has none."""
-        return {}
+        """``pixel_values`` made by ``processor`` from the case's ``image_uint8`` ([3, H, W] or [B, 3, H, W]);
+        {} when the case has no raw image."""
+        images = inputs.get("image_uint8")
+        if images is None:
+            return {}
+        batch = images if images.ndim == 4 else images.unsqueeze(0)
+        return {"pixel_values": processor(images=list(batch), return_tensors="pt")["pixel_values"]}
 
     def postprocess(
         self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
     ) -> Tensors:
-        """The processor's user-facing post-processing of ``run``'s outputs; {} when the case records none."""
-        return {}
+        """``post.*`` from ``processor.post_process_object_detection`` on ``run``'s ``pred_logits`` /
+        ``pred_boxes`` for the case's ``orig_target_sizes`` ((w, h), given to the processor as (h, w)), with
+        every top-k detection kept; {} when the case has no target sizes or no detection outputs."""
+        sizes = inputs.get("orig_target_sizes")
+        if sizes is None or "pred_logits" not in outputs or is_loss_case(inputs):
+            return {}
+        detections = processor.post_process_object_detection(
+            {"logits": outputs["pred_logits"], "pred_boxes": outputs["pred_boxes"]},
+            threshold=0.0,
+            target_sizes=sizes.flip(1),
+        )
+        post = {name: torch.stack([d[name] for d in detections]) for name in ("labels", "boxes", "scores")}
+        result = {f"post.{name}": value for name, value in post.items()}
+        result["post.labels_coco_category"] = to_coco_category_ids(post["labels"])
+        return result
 
     def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """Undo a legitimate re-ordering of near-tied queries/detections (same sets, other order)."""
