@@ -157,3 +157,10 @@ class Dinov3PackedModelTest(_PackedCommonTests, unittest.TestCase):
 
     def test_config(self):
         self.config_tester.run_common_tests()
+
+    @unittest.skip(
+        reason="base_model_prefix 'model' is upstream DINOv3ViTModel's (its key renaming needs it) and names the "
+        "layer container, which here is a plain nn.Module without save_pretrained"
+    )
+    def test_correct_missing_keys(self):
+        pass

@@ -94,8 +94,8 @@ class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, DIN
 
     config_class = DINOv3ViTConfig
     config: DINOv3ViTConfig
-    # Not "model": that attribute holds the layers here (standard key names), not a base model to bridge to.
-    base_model_prefix = "dinov3_packed"
+    # upstream's prefix: transformers' "dinov3_vit" key renaming (saved ``layer.N`` <-> ``model.layer.N``) needs it
+    base_model_prefix = "model"
     _no_split_modules = ["DINOv3ViTEmbeddings", "_PackedLayer"]
 
     def __init__(self, config: DINOv3ViTConfig):
