@@ -279,6 +279,11 @@ class Deimv2Config(PreTrainedConfig):
     """
 
     model_type = "visionports_deimv2"
+    attribute_map = {
+        "hidden_size": "d_model",
+        "num_attention_heads": "decoder_attention_heads",
+        "num_hidden_layers": "decoder_layers",
+    }
 
     variant: str | None = None  # the released variant (preset) this configuration derives from
 

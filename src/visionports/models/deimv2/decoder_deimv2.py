@@ -347,7 +347,13 @@ class Deimv2Decoder(nn.Module):
         layer_logits, layer_boxes, layer_corners, layer_refs = [], [], [], []
         for index, layer in enumerate(self.layers):
             hidden, weights = layer(
-                hidden, query_pos, ref_boxes.unsqueeze(2), values, spatial_shapes, attention_mask, output_attentions
+                hidden,
+                query_pos,
+                ref_boxes.unsqueeze(2),
+                values,
+                spatial_shapes,
+                attention_mask,
+                output_attentions,
             )
             hidden_states.append(hidden)
             attentions.append(weights)

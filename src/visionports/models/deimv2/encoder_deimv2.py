@@ -202,7 +202,9 @@ class Deimv2HybridEncoder(nn.Module):
             batch, _, height, width = feats[index].shape
             tokens = feats[index].flatten(2).permute(0, 2, 1)
             pos = sincos_position_embedding(height, width, self.hidden, self.temperature)
-            tokens, weights = aifi(tokens, pos.to(device=tokens.device, dtype=tokens.dtype), output_attentions)
+            tokens, weights = aifi(
+                tokens, pos.to(device=tokens.device, dtype=tokens.dtype), output_attentions
+            )
             attentions += weights
             feats[index] = tokens.permute(0, 2, 1).reshape(batch, self.hidden, height, width).contiguous()
 

@@ -87,7 +87,9 @@ class Deimv2PreTrainedModel(ReloadIdenticalMixin, PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
-    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+    def get_correct_attn_implementation(
+        self, requested_attention: str | None, is_init_check: bool = False
+    ) -> str:
         """``eager`` unless another implementation is requested: it is the original's own computation."""
         return super().get_correct_attn_implementation(requested_attention or "eager", is_init_check)
 
