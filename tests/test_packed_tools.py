@@ -61,3 +61,52 @@ def test_cli_parity_packed(tmp_path: Path, kind: str) -> None:
     assert "PARITY OK" in result.output and result.output.count("pass") == 3
     bad = CliRunner().invoke(main, ["parity", "packed", str(tmp_path), "--sizes", "16x17"])
     assert bad.exit_code != 0
+
+
+def test_processor_standard_switches() -> None:
+    from PIL import Image
+
+    processor = visionports.PackedImageProcessor(patch_size=2, min_pixels=4, max_pixels=64)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    out = processor(image)
+    h, w = processor.target_size(5, 7)
+    resized = np.asarray(Image.fromarray(image).resize((w, h), resample=Image.BICUBIC)).astype(np.float32)
+    mean, std = np.array(processor.image_mean), np.array(processor.image_std)
+    expected = torch.from_numpy(((resized * (1 / 255) - mean) / std).astype(np.float32)).permute(2, 0, 1)
+    assert torch.allclose(out["hidden_states"], visionports.pack_images([expected], 2)[0], atol=1e-6)
+
+    raw = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    plain = processor(raw, do_resize=False, do_rescale=False, do_normalize=False)
+    assert plain["grid_thw"].tolist() == [[1, 2, 3]]
+    assert torch.equal(
+        plain["hidden_states"],
+        visionports.pack_images([torch.from_numpy(raw).permute(2, 0, 1).float()], 2)[0],
+    )
+    with pytest.raises(ValueError, match="multiples of 2"):
+        processor(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8), do_resize=False)
+
+    custom = processor(
+        raw, do_resize=False, image_mean=[0.5] * 3, image_std=[0.25] * 3, rescale_factor=1 / 100
+    )
+    assert torch.allclose(custom["hidden_states"], (plain["hidden_states"] / 100 - 0.5) / 0.25, atol=1e-6)
+    chw = processor(
+        np.ascontiguousarray(raw.transpose(2, 0, 1)), do_resize=False, input_data_format="channels_first"
+    )
+    assert torch.equal(chw["hidden_states"], processor(raw, do_resize=False)["hidden_states"])
+
+    gray = rng.random((4, 6)).astype(np.float32)
+    one_channel = processor(gray, do_convert_rgb=False, do_resize=False, do_rescale=False, image_mean=[0.0],
+                            image_std=[2.0])  # fmt: skip
+    assert one_channel["hidden_states"].shape == (6, 4)
+    assert torch.allclose(one_channel["hidden_states"][0], torch.from_numpy(gray[:2, :2].reshape(-1) / 2))
+    assert processor(gray, do_resize=False)["hidden_states"].shape == (6, 12)  # converted to RGB
+    with pytest.raises(ValueError, match="1 channels"):
+        processor(gray, do_convert_rgb=False, do_resize=False)
+
+    as_numpy = processor([raw, image], return_tensors="np")
+    assert isinstance(as_numpy["hidden_states"], np.ndarray) and as_numpy["grid_thw"].shape == (2, 3)
+    with pytest.raises(ValueError, match="return_tensors"):
+        processor(raw, return_tensors="tf")
+    with pytest.raises(TypeError, match="size"):
+        processor(raw, size=3)

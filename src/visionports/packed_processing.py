@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
+from transformers.image_utils import ChannelDimension, infer_channel_dimension_format
 
 from .images import as_image_list, to_rgb
 from .packing import pack_images
@@ -19,23 +20,58 @@ CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.261302
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
+def _channels_first(image: Any, input_data_format: str | ChannelDimension | None) -> np.ndarray:
+    """``[C, H, W]`` array of an image taken as it is (no colour conversion); 2-D images get one channel."""
+    array = np.asarray(image) if not isinstance(image, torch.Tensor) else image.detach().cpu().numpy()
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim != 3:
+        raise ValueError(f"expected an [H, W], [H, W, C] or [C, H, W] image, got shape {array.shape}")
+    layout = (
+        ChannelDimension(input_data_format) if input_data_format else infer_channel_dimension_format(array)
+    )
+    return array if layout == ChannelDimension.FIRST else np.moveaxis(array, -1, 0)
+
+
+def _resize_channels(array: np.ndarray, height: int, width: int, resample: int) -> np.ndarray:
+    """PIL resize of each channel (8-bit channels as "L", anything else as 32-bit float "F")."""
+    resized = []
+    for channel in array:
+        plane = (
+            Image.fromarray(channel)
+            if channel.dtype == np.uint8
+            else Image.fromarray(channel.astype(np.float32))
+        )
+        resized.append(np.asarray(plane.resize((width, height), resample=resample)))
+    return np.stack(resized)
+
+
 class PackedImageProcessor(BaseImageProcessor):
     r"""Resize each image (aspect kept) so its pixel count lies in ``[min_pixels, max_pixels]`` with both sides
     multiples of ``patch_size`` — or to ``fixed_size``² for fixed-size encoders — then rescale, normalise and pack.
 
-    Returns ``hidden_states [sum h*w, patch_size² * 3]`` and ``grid_thw [n, 3]``.
+    Returns ``hidden_states [sum h*w, patch_size² * C]`` and ``grid_thw [n, 3]``. The standard switches
+    (``do_convert_rgb``, ``do_resize``, ``resample``, ``do_rescale``, ``rescale_factor``, ``do_normalize``,
+    ``image_mean``, ``image_std``) are attributes and can be overridden per call, with ``input_data_format`` (layout
+    of array inputs; inferred when ``None``) and ``return_tensors`` (``"pt"``, ``"np"``). Without ``do_resize``,
+    each side must already be a multiple of ``patch_size``. Without ``do_convert_rgb``, images keep their own
+    channels (arrays of any dtype; 2-D images have one channel).
     """
 
     model_input_names = ["hidden_states", "grid_thw"]
 
     def __init__(self, patch_size: int = 14, image_mean: Sequence[float] = CLIP_MEAN, image_std: Sequence[float] = CLIP_STD,
                  min_pixels: int = 56 * 56, max_pixels: int = 448 * 448, fixed_size: int | None = None,
+                 do_convert_rgb: bool = True, do_resize: bool = True, resample: int = Image.BICUBIC,
+                 do_rescale: bool = True, rescale_factor: float = 1 / 255, do_normalize: bool = True,
                  **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.patch_size = int(patch_size)
         self.image_mean, self.image_std = list(image_mean), list(image_std)
         self.min_pixels, self.max_pixels = int(min_pixels), int(max_pixels)
         self.fixed_size = fixed_size
+        self.do_convert_rgb, self.do_resize, self.resample = do_convert_rgb, do_resize, int(resample)
+        self.do_rescale, self.rescale_factor, self.do_normalize = do_rescale, rescale_factor, do_normalize
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({min_pixels}) must not exceed max_pixels ({max_pixels})")
 
@@ -66,17 +102,49 @@ class PackedImageProcessor(BaseImageProcessor):
             h, w = (h - p, w) if h >= w else (h, w - p)
         return h, w
 
-    def preprocess(self, images: Any, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
+    def preprocess(
+        self,
+        images: Any,
+        do_convert_rgb: bool | None = None,
+        do_resize: bool | None = None,
+        resample: int | None = None,
+        do_rescale: bool | None = None,
+        rescale_factor: float | None = None,
+        do_normalize: bool | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        input_data_format: str | ChannelDimension | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs: Any,
+    ) -> BatchFeature:
         if kwargs:
             raise TypeError(f"unexpected arguments for PackedImageProcessor: {', '.join(sorted(kwargs))}")
+        if return_tensors not in ("pt", "np", None):
+            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        convert, resize = pick(do_convert_rgb, self.do_convert_rgb), pick(do_resize, self.do_resize)
+        rescale, normalize = pick(do_rescale, self.do_rescale), pick(do_normalize, self.do_normalize)
+        factor, resample = pick(rescale_factor, self.rescale_factor), pick(resample, self.resample)
+        mean, std = pick(image_mean, self.image_mean), pick(image_std, self.image_std)
         tensors = []
-        mean = torch.tensor(self.image_mean).view(-1, 1, 1)
-        std = torch.tensor(self.image_std).view(-1, 1, 1)
         for i, image in enumerate(as_image_list(images)):
-            rgb = to_rgb(image, name=f"images[{i}]")
-            h, w = self.target_size(rgb.height, rgb.width)
-            resized = rgb.resize((w, h), resample=Image.BICUBIC)
-            x = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
-            tensors.append((x - mean) / std)
+            if convert:
+                if input_data_format and not isinstance(image, Image.Image):
+                    image = np.moveaxis(_channels_first(image, input_data_format), 0, -1)
+                image = np.asarray(to_rgb(image, name=f"images[{i}]"))
+            array = _channels_first(image, ChannelDimension.LAST if convert else input_data_format)
+            if resize:
+                array = _resize_channels(array, *self.target_size(*array.shape[1:]), resample)
+            x = torch.from_numpy(np.ascontiguousarray(array)).float()
+            x = x * factor if rescale else x
+            if normalize:
+                if len(mean) != x.shape[0] or len(std) != x.shape[0]:
+                    raise ValueError(f"images[{i}] has {x.shape[0]} channels but image_mean/image_std have "
+                                     f"{len(mean)}/{len(std)} values")  # fmt: skip
+                x = (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+            tensors.append(x)
         hidden_states, grid_thw = pack_images(tensors, self.patch_size)
-        return BatchFeature(data={"hidden_states": hidden_states, "grid_thw": grid_thw}, tensor_type="pt")
+        data = {"hidden_states": hidden_states, "grid_thw": grid_thw}
+        if return_tensors == "np":
+            data = {key: value.numpy() for key, value in data.items()}
+        return BatchFeature(data=data)
