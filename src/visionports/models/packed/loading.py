@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...pretrained import ReloadIdenticalMixin
 
-class RefuseMissingWeightsMixin:
+
+class RefuseMissingWeightsMixin(ReloadIdenticalMixin):
     """``from_pretrained`` raises when any of the model's weights is missing from the folder.
 
     transformers only warns about missing keys, which would silently leave randomly initialised weights. With no
     folder (``from_pretrained(None, config=..., state_dict=...)``) the caller supplies the weights explicitly, and
-    the missing ones are initialised and reported as transformers does.
+    the missing ones are initialised and reported as transformers does. Loaded weights get aligned memory
+    (:class:`~visionports.pretrained.ReloadIdenticalMixin`).
     """
 
     @classmethod
