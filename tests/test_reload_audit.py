@@ -9,16 +9,28 @@ be bit-identical to the in-memory model's.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForObjectDetection, AutoModelForUniversalSegmentation
+from transformers import (
+    Aimv2VisionConfig,
+    AutoModel,
+    AutoModelForObjectDetection,
+    AutoModelForUniversalSegmentation,
+    DINOv3ViTConfig,
+    Siglip2VisionConfig,
+)
 
-from visionports import Deimv2Config, Deimv2ForObjectDetection
+from visionports import (
+    Aimv2PackedVisionModel,
+    Deimv2Config,
+    Deimv2ForObjectDetection,
+    Dinov3PackedVisionModel,
+    Siglip2PackedVisionModel,
+    pack_images,
+)
 from visionports.models.sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextModel, Sam3LiteTextTextModel
 from visionports.models.sam3_lite_text.configuration_sam3_lite_text import Sam3LiteTextTextConfig
 from visionports.models.videomt import PRESETS as VIDEOMT_PRESETS
@@ -61,6 +73,23 @@ def _sam3_full(preset: str) -> Sam3LiteTextModel:
     return Sam3LiteTextModel(config)
 
 
+_PACKED = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, patch_size=4)
+PACKED = {
+    "aimv2": lambda: Aimv2PackedVisionModel(Aimv2VisionConfig(image_size=16, is_native=True, **_PACKED)),
+    "siglip2": lambda: Siglip2PackedVisionModel(Siglip2VisionConfig(num_patches=9, **_PACKED)),
+    "dinov3": lambda: Dinov3PackedVisionModel(
+        DINOv3ViTConfig(num_register_tokens=2, layerscale_value=0.5, **_PACKED)
+    ),
+}
+
+
+def _run_packed(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.randn(3, 4 * h, 4 * w, generator=generator) for h, w in ((2, 3), (1, 1), (3, 2))]
+    pixel_values, grid_thw = pack_images(images, 4)
+    return {"hidden": model(pixel_values, grid_thw).last_hidden_state}
+
+
 def _run_deimv2(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     out = model(_seeded(2, 3, 64, 64))
     return {"logits": out.logits, "pred_boxes": out.pred_boxes}
@@ -93,26 +122,25 @@ CASES: dict[str, tuple[Callable[[], torch.nn.Module], Run, type]] = {
        for p in VIDEOMT_PRESETS},
     **{f"sam3_lite_text-text-{p}": (lambda p=p: _sam3_text(p), _run_sam3_text, AutoModel) for p in ("s0", "s1", "l")},
     "sam3_lite_text-full-s0": (lambda: _sam3_full("s0"), _run_sam3_full, AutoModel),
+    # packed encoders keep upstream's config classes, so a user loads them with the packed class itself
+    **{f"packed-{name}": (build, _run_packed, type(build())) for name, build in PACKED.items()},
 }  # fmt: skip
 
 
 @contextlib.contextmanager
 def poisoned_allocations() -> Iterator[None]:
-    """Every tensor made by ``torch.empty`` / ``torch.empty_like`` starts as NaN (floats) or a sentinel."""
-    real_empty, real_empty_like = torch.empty, torch.empty_like
-
-    def poison(tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.device.type == "meta" or tensor.numel() == 0:
-            return tensor
-        if tensor.is_floating_point() or tensor.is_complex():
-            return tensor.fill_(math.nan)
-        return tensor.fill_(True if tensor.dtype == torch.bool else 77)
-
-    with (
-        mock.patch("torch.empty", lambda *a, **k: poison(real_empty(*a, **k))),
-        mock.patch("torch.empty_like", lambda *a, **k: poison(real_empty_like(*a, **k))),
-    ):
+    """Every uninitialised tensor PyTorch allocates starts as NaN (floats) or the largest integer."""
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    try:
         yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.utils.deterministic.fill_uninitialized_memory = previous[1]
 
 
 def _scramble(model: torch.nn.Module) -> None:
