@@ -78,10 +78,12 @@ class Deimv2DeformableAttention(nn.Module):
         self,
         query: torch.Tensor,
         reference_boxes: torch.Tensor,
-        values: list[torch.Tensor],
+        values: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
     ) -> torch.Tensor:
+        """``values``: the memory split into heads, ``[B, heads, head_dim, sum(HW)]`` (levels concatenated)."""
         batch, num_queries = query.shape[:2]
+        values = values.split([h * w for h, w in spatial_shapes], dim=-1)
         heads, total = self.num_heads, sum(self.points)
         offsets = self.sampling_offsets(query).reshape(batch, num_queries, heads, total, 2)
         weights = F.softmax(self.attention_weights(query).reshape(batch, num_queries, heads, total), dim=-1)
@@ -119,7 +121,7 @@ class Deimv2DecoderLayer(GradientCheckpointingLayer):
         hidden: torch.Tensor,
         query_pos: torch.Tensor,
         reference_boxes: torch.Tensor,
-        values: list[torch.Tensor],
+        values: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
@@ -335,7 +337,6 @@ class Deimv2Decoder(nn.Module):
 
         heads = config.decoder_attention_heads
         values = memory.reshape(batch, memory.shape[1], heads, dim // heads).permute(0, 2, 3, 1)
-        values = list(values.split([h * w for h, w in spatial_shapes], dim=-1))
         project = weighting_function(config.max_num_bins, self.up, self.reg_scale)
 
         all_layers = targets is not None
