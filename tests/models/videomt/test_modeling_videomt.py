@@ -87,7 +87,7 @@ def test_first_frame_uses_learned_queries_and_state_is_constant_size() -> None:
         out = model(torch.randn(1, 2, 3, 32, 32), output_hidden_states=True)
     assert torch.equal(out.queries_in[0, 0], model.query.weight)
     assert torch.equal(out.queries_in[0, 1], out.propagated_queries[0, 0])
-    assert len(out.hidden_states) == 5 and out.hidden_states[0].shape == (1, 2, 1 + 4 + 4, 64)
+    assert len(out.hidden_states) == 5 + 1 and out.hidden_states[0].shape == (1, 2, 1 + 4 + 4, 64)
     assert out.hidden_states[-1].shape == (1, 2, 12 + 1 + 4 + 4, 64)
     assert out.state.queries.shape == (1, 12, 64)  # does not grow with the video
 

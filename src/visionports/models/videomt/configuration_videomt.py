@@ -73,7 +73,8 @@ class VideomtConfig(PreTrainedConfig):
     ``position_grid_size``² entries resampled to each input) or ``"dinov3"`` (transformers' DINOv3 layers
     with RoPE). ``num_labels`` excludes the trailing no-object class. ``norm_queries`` propagates the
     final-norm'ed queries (the released DINOv3 VIPSeg/VSPW models). Processing values (``image_mean``,
-    ``min_size_test`` ...) follow the original evaluation configs.
+    ``min_size_test`` ...) follow the original evaluation configs. ``initializer_range`` and
+    ``layerscale_value`` only shape the random initialisation of a new model.
     """
 
     model_type = "visionports_videomt"
@@ -105,6 +106,7 @@ class VideomtConfig(PreTrainedConfig):
     overlap_threshold: float = 0.8
     num_thing_classes: int | None = None
     initializer_range: float = 0.02
+    layerscale_value: float = 1.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         for name in ("segmenter_blocks", "image_mean", "image_std"):

@@ -13,11 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import DINOv3ViTConfig, PreTrainedModel
-from transformers.models.dinov3_vit.modeling_dinov3_vit import DINOv3ViTLayer, DINOv3ViTRopePositionEmbedding
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.dinov3_vit.modeling_dinov3_vit import (
+    DINOv3ViTRopePositionEmbedding,
+    apply_rotary_pos_emb,
+)
 from transformers.utils import ModelOutput
 
 from ...images import check_pixel_dtype
+from ...pretrained import ReloadIdenticalMixin
 from .configuration_videomt import VideomtConfig
+
+Rope = tuple[torch.Tensor, torch.Tensor]  # DINOv3 RoPE (cos, sin) of the patch tokens
 
 
 def resample_position_table(table: torch.Tensor, grid: int, height: int, width: int) -> torch.Tensor:
@@ -76,70 +85,137 @@ class VideomtDinov3Embeddings(nn.Module):
         return torch.cat([*prefix, patches.flatten(2).transpose(1, 2)], dim=1), (height, width)
 
 
+def eager_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(QK^T / sqrt(d)) V`` over ``[..., heads, tokens, head_dim]``; returns ``(output, weights)``."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * query.shape[-1] ** -0.5
+    weights = torch.softmax(scores, dim=-1)
+    return torch.matmul(weights, value), weights
+
+
+def attend(
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, implementation: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention with ``implementation`` over ``[..., heads, tokens, head_dim]`` (any leading dims).
+
+    ``"eager"`` is :func:`eager_attention` (weights returned); any other name dispatches through
+    transformers' attention interface (``"sdpa"``: ``F.scaled_dot_product_attention``), without weights.
+    """
+    if implementation == "eager":
+        return eager_attention(query, key, value)
+    interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, None)
+    lead = query.shape[:-3]
+    flat = [t.reshape(-1, *t.shape[-3:]) for t in (query, key, value)]
+    out, _ = interface(module, *flat, None, dropout=0.0, scaling=query.shape[-1] ** -0.5, is_causal=False)
+    return out.transpose(1, 2).reshape(*lead, *query.shape[-3:]), None
+
+
 class VideomtDinov2Attention(nn.Module):
+    """timm's fused-qkv self-attention."""
+
     def __init__(self, config: VideomtConfig):
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+    def forward(
+        self, x: torch.Tensor, position_embeddings: Rope | None = None, implementation: str = "sdpa"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        dim = x.shape[-1]
+        qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, dim // self.num_heads))
+        q, k, v = (t.transpose(-2, -3) for t in qkv.unbind(-3))
+        out, weights = attend(self, q, k, v, implementation)
+        return self.proj(out.transpose(-2, -3).flatten(-2)), weights
 
 
-class VideomtLayerScale(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma
-
-
-class VideomtDinov2Layer(nn.Module):
-    """Pre-norm ViT block of timm's DINOv2 (fused qkv, LayerScale, GELU MLP)."""
+class VideomtDinov3Attention(nn.Module):
+    """DINOv3 self-attention: separate projections (no key bias), RoPE on the patch tokens."""
 
     def __init__(self, config: VideomtConfig):
         super().__init__()
         dim = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim)
+        self.o_proj = nn.Linear(dim, dim)
+
+    def forward(
+        self, x: torch.Tensor, position_embeddings: Rope | None = None, implementation: str = "sdpa"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.unflatten(-1, (self.num_heads, -1)).transpose(-2, -3)
+
+        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
+        q, k = apply_rotary_pos_emb(q, k, *position_embeddings)
+        out, weights = attend(self, q, k, v, implementation)
+        return self.o_proj(out.transpose(-2, -3).flatten(-2)), weights
+
+
+class VideomtLayerScale(nn.Module):
+    """Per-channel scale; the parameter is ``gamma`` (timm) or ``lambda1`` (DINOv3)."""
+
+    def __init__(self, dim: int, name: str = "gamma"):
+        super().__init__()
+        self.name = name
+        self.register_parameter(name, nn.Parameter(torch.ones(dim)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * getattr(self, self.name)
+
+
+class VideomtMlp(nn.Module):
+    """DINOv3's two-layer GELU MLP (``up_proj`` / ``down_proj``)."""
+
+    def __init__(self, config: VideomtConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.gelu(self.up_proj(x)))
+
+
+class VideomtLayer(GradientCheckpointingLayer):
+    """Pre-norm ViT block with LayerScale: timm's DINOv2 block or DINOv3's, by ``config.backbone_type``.
+
+    Returns the new tokens and, on the eager path, the attention weights ``[..., heads, N, N]``.
+    """
+
+    def __init__(self, config: VideomtConfig):
+        super().__init__()
+        dim, dinov2 = config.hidden_size, config.backbone_type == "dinov2"
         self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.attention = VideomtDinov2Attention(config)
-        self.layer_scale1 = VideomtLayerScale(dim)
+        self.attention = VideomtDinov2Attention(config) if dinov2 else VideomtDinov3Attention(config)
+        self.layer_scale1 = VideomtLayerScale(dim, "gamma" if dinov2 else "lambda1")
         self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.fc1 = nn.Linear(dim, config.intermediate_size)
-        self.fc2 = nn.Linear(config.intermediate_size, dim)
-        self.layer_scale2 = VideomtLayerScale(dim)
+        if dinov2:
+            self.fc1 = nn.Linear(dim, config.intermediate_size)
+            self.fc2 = nn.Linear(config.intermediate_size, dim)
+        else:
+            self.mlp = VideomtMlp(config)
+        self.layer_scale2 = VideomtLayerScale(dim, "gamma" if dinov2 else "lambda1")
 
-    def forward(self, x: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None):
-        x = x + self.layer_scale1(self.attention(self.norm1(x)))
-        return x + self.layer_scale2(self.fc2(F.gelu(self.fc1(self.norm2(x)))))
+    def forward(
+        self, x: torch.Tensor, position_embeddings: Rope | None = None, implementation: str = "sdpa"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mixed, weights = self.attention(self.norm1(x), position_embeddings, implementation)
+        x = x + self.layer_scale1(mixed)
+        hidden = self.norm2(x)
+        hidden = self.mlp(hidden) if hasattr(self, "mlp") else self.fc2(F.gelu(self.fc1(hidden)))
+        return x + self.layer_scale2(hidden), weights
 
 
-def dinov3_layer_config(config: VideomtConfig) -> DINOv3ViTConfig:
-    """transformers' DINOv3 configuration matching the layers of a ``dinov3`` VidEoMT."""
-    layer_config = DINOv3ViTConfig(
+def rope_config(config: VideomtConfig) -> DINOv3ViTConfig:
+    """transformers' DINOv3 configuration for the RoPE tables of a ``dinov3`` VidEoMT."""
+    return DINOv3ViTConfig(
         hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_hidden_layers,
         num_attention_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
         patch_size=config.patch_size,
-        num_register_tokens=config.num_register_tokens,
-        layer_norm_eps=config.layer_norm_eps,
         rope_theta=config.rope_theta,
-        query_bias=True,
-        key_bias=False,
-        value_bias=True,
-        proj_bias=True,
-        mlp_bias=True,
-        use_gated_mlp=False,
-        hidden_act="gelu",
     )
-    layer_config._attn_implementation = "sdpa"
-    return layer_config
 
 
 class VideomtLayerNorm2d(nn.LayerNorm):
@@ -181,7 +257,10 @@ class VideomtSegmentationOutput(ModelOutput):
         last_hidden_state: final-normed token sequence ``[B, T, Q + prefix + patches, C]``.
         propagated_queries: queries produced after each frame (the next frame's input), ``[B, T, Q, C]``.
         queries_in: queries that entered the first segmenter block of each frame, ``[B, T, Q, C]``.
-        hidden_states: every block's output ``[B, T, N, C]`` (with ``output_hidden_states``).
+        hidden_states: the embedding output, then every block's output, ``[B, T, N, C]`` each
+            (``num_hidden_layers + 1`` entries, with ``output_hidden_states``; segmenter blocks include the
+            queries first).
+        attentions: every block's attention weights ``[B, T, heads, N, N]`` (with ``output_attentions``).
         auxiliary_logits: deep-supervision predictions before each segmenter block, as
             ``(class_logits, mask_logits)`` pairs in the layout above (with ``output_auxiliary_logits``).
     """
@@ -193,16 +272,43 @@ class VideomtSegmentationOutput(ModelOutput):
     propagated_queries: torch.Tensor | None = None
     queries_in: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
     auxiliary_logits: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
 
-class VideomtPreTrainedModel(PreTrainedModel):
+class VideomtPreTrainedModel(ReloadIdenticalMixin, PreTrainedModel):
     config_class = VideomtConfig
     config: VideomtConfig
     base_model_prefix = "videomt"
     main_input_name = "pixel_values"
     input_modalities = ("video",)
-    _no_split_modules = ["VideomtDinov2Layer", "DINOv3ViTLayer"]
+    _no_split_modules = ["VideomtLayer"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' defaults, truncated-normal projections and tokens, LayerScale at
+        ``layerscale_value``; RoPE frequencies recomputed (they are not saved)."""
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (VideomtDinov2Embeddings, VideomtDinov3Embeddings)):
+            init.trunc_normal_(module.cls_token, mean=0.0, std=std)
+            init.trunc_normal_(module.register_tokens, mean=0.0, std=std)
+            if isinstance(module, VideomtDinov2Embeddings):
+                init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+        elif isinstance(module, VideomtLayerScale):
+            init.constant_(getattr(module, module.name), self.config.layerscale_value)
+        elif isinstance(module, DINOv3ViTRopePositionEmbedding):
+            init.copy_(module.inv_freq, rope_frequencies(module.head_dim, module.base))
+
+
+def rope_frequencies(head_dim: int, theta: float) -> torch.Tensor:
+    """DINOv3's RoPE inverse frequencies ``theta^-(4i / head_dim)``, ``head_dim / 4`` of them (float32)."""
+    return 1 / theta ** torch.arange(0, 1, 4 / head_dim, dtype=torch.float32)
 
 
 class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
@@ -213,13 +319,11 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
         dim = config.hidden_size
         if config.backbone_type == "dinov2":
             self.embeddings = VideomtDinov2Embeddings(config)
-            self.layers = nn.ModuleList(VideomtDinov2Layer(config) for _ in range(config.num_hidden_layers))
             self.rope = None
         else:
-            layer_config = dinov3_layer_config(config)
             self.embeddings = VideomtDinov3Embeddings(config)
-            self.layers = nn.ModuleList(DINOv3ViTLayer(layer_config) for _ in range(config.num_hidden_layers))
-            self.rope = DINOv3ViTRopePositionEmbedding(layer_config)
+            self.rope = DINOv3ViTRopePositionEmbedding(rope_config(config))
+        self.layers = nn.ModuleList(VideomtLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.query = nn.Embedding(config.num_queries, dim)
         self.query_updater = nn.Linear(dim, dim)
@@ -230,6 +334,9 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
         self.upscale = nn.Sequential(*(VideomtScaleBlock(dim) for _ in range(config.num_upscale_blocks)))
         self.num_prefix = 1 + config.num_register_tokens
         self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
 
     def initial_state(self, batch_size: int) -> VideomtState:
         """State of videos that have not started: the learned queries."""
@@ -247,7 +354,8 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
         self,
         pixel_values: torch.Tensor,
         state: VideomtState | None = None,
-        output_hidden_states: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         output_auxiliary_logits: bool = False,
         return_dict: bool | None = None,
         **kwargs,
@@ -258,10 +366,17 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
             pixel_values: ``[B, T, 3, H, W]`` normalised frames (H, W multiples of the patch size); a
                 ``[B, 3, H, W]`` tensor is one frame per video.
             state: the ``state`` of the previous call on the same videos; ``None`` starts new videos.
+            output_attentions: also return every block's attention weights (computed on the eager path).
         """
+        config = self.config
+        output_hidden_states = (
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        implementation = "eager" if output_attentions else config._attn_implementation
         if isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4:
             pixel_values = pixel_values[:, None]
-        _validate_frames(pixel_values, self, self.config.patch_size)
+        _validate_frames(pixel_values, self, config.patch_size)
         batch, frames = pixel_values.shape[:2]
         if state is None:
             state = self.initial_state(batch)
@@ -269,29 +384,32 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
             raise ValueError(f"state holds {state.queries.shape[0]} videos but pixel_values has {batch}")
         flat = pixel_values.flatten(0, 1)
         tokens, grid = self.embeddings(flat)
-        rope = self.rope(flat) if self.rope is not None else None
-        start, stop = self.config.segmenter_blocks[0], self.config.segmenter_blocks[-1] + 1
-        hidden: list[torch.Tensor] = []
-        for layer in self.layers[:start]:
-            tokens = layer(tokens, position_embeddings=rope)
-            if output_hidden_states:
-                hidden.append(tokens)
         tokens = tokens.unflatten(0, (batch, frames))
+        rope = self.rope(flat) if self.rope is not None else None  # the tables do not depend on the frame
+        start, stop = config.segmenter_blocks[0], config.segmenter_blocks[-1] + 1
+        hidden, attentions = [tokens], []
+        for layer in self.layers[:start]:  # frames side by side: [B, T, N, C]
+            tokens, weights = layer(tokens, position_embeddings=rope, implementation=implementation)
+            hidden.append(tokens)
+            attentions.append(weights)
         queries = state.queries
         outputs, entering, propagated, aux = [], [], [], []
-        query_hidden: list[list[torch.Tensor]] = [[] for _ in range(stop - start)]
+        per_block: list[list[tuple]] = [[] for _ in range(stop - start)]
         for t in range(frames):
             entering.append(queries)
             x = torch.cat([queries, tokens[:, t]], dim=1)
             for j, layer in enumerate(self.layers[start:stop]):
                 if output_auxiliary_logits:
-                    aux.append((j, t, self._predict(self.norm(x) if self.config.norm_queries else x, grid)))
-                x = layer(x, position_embeddings=rope)  # RoPE tables do not depend on the frame
-                query_hidden[j].append(x)
+                    aux.append((j, t, self._predict(self.norm(x) if config.norm_queries else x, grid)))
+                x, weights = layer(x, position_embeddings=rope, implementation=implementation)
+                per_block[j].append((x, weights))
             outputs.append(x)
-            carried = self.norm(x) if self.config.norm_queries else x
-            queries = self.query_updater(carried[:, : self.config.num_queries]) + self.query.weight[None]
+            carried = self.norm(x) if config.norm_queries else x
+            queries = self.query_updater(carried[:, : config.num_queries]) + self.query.weight[None]
             propagated.append(queries)
+        for block in per_block:
+            hidden.append(torch.stack([h for h, _ in block], dim=1) if output_hidden_states else None)
+            attentions.append(torch.stack([w for _, w in block], dim=1) if output_attentions else None)
         sequence = self.norm(torch.stack(outputs, dim=1))
         class_logits, mask_logits = self._predict(sequence.flatten(0, 1), grid)
         output = VideomtSegmentationOutput(
@@ -301,22 +419,13 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
             last_hidden_state=sequence,
             propagated_queries=torch.stack(propagated, dim=1),
             queries_in=torch.stack(entering, dim=1),
-            hidden_states=self._video_hidden_states(hidden, query_hidden, batch, frames)
-            if output_hidden_states
-            else None,
+            hidden_states=tuple(hidden) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
             auxiliary_logits=self._stack_auxiliary(aux, stop - start, frames)
             if output_auxiliary_logits
             else None,
         )
-        return output if return_dict is not False else output.to_tuple()
-
-    @staticmethod
-    def _video_hidden_states(
-        before: list[torch.Tensor], during: list[list[torch.Tensor]], batch: int, frames: int
-    ):
-        states = [h.unflatten(0, (batch, frames)) for h in before]
-        states += [torch.stack(per_frame, dim=1) for per_frame in during]
-        return tuple(states)
+        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
     @staticmethod
     def _stack_auxiliary(
