@@ -165,6 +165,53 @@ def sam3_config_for(
     )
 
 
+def pair_indices(
+    num_images: int,
+    num_texts: int,
+    image_ids: torch.Tensor | None = None,
+    text_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which image and which prompt every query reads (the original ``FindStage.img_ids`` / ``text_ids``).
+
+    Without ids: image b with prompt b when the counts agree, otherwise one image with every prompt or one
+    prompt on every image. A missing side of a given pair defaults the same way.
+    """
+    if image_ids is None and text_ids is None:
+        if num_images != num_texts and 1 not in (num_images, num_texts):
+            raise ValueError(
+                f"{num_images} images and {num_texts} prompts: give image_ids and text_ids to pair them "
+                "(or one image, or one prompt, or as many images as prompts)"
+            )
+        count = max(num_images, num_texts)
+        image_ids = torch.arange(count) if num_images > 1 else torch.zeros(count, dtype=torch.long)
+        text_ids = torch.arange(count) if num_texts > 1 else torch.zeros(count, dtype=torch.long)
+    elif image_ids is None or text_ids is None:
+        given = torch.as_tensor(image_ids if text_ids is None else text_ids, dtype=torch.long).reshape(-1)
+        other = num_texts if text_ids is None else num_images
+        default = (
+            torch.arange(len(given)) if other == len(given) else torch.zeros(len(given), dtype=torch.long)
+        )
+        image_ids, text_ids = (given, default) if text_ids is None else (default, given)
+    image_ids = torch.as_tensor(image_ids, dtype=torch.long).reshape(-1)
+    text_ids = torch.as_tensor(text_ids, dtype=torch.long).reshape(-1)
+    if len(image_ids) != len(text_ids) or not len(image_ids):
+        raise ValueError(f"image_ids and text_ids must have the same non-zero length, got {len(image_ids)} and "
+                         f"{len(text_ids)}")  # fmt: skip
+    for name, ids, count in (("image_ids", image_ids, num_images), ("text_ids", text_ids, num_texts)):
+        if ids.min() < 0 or ids.max() >= count:
+            raise ValueError(f"{name} must lie in [0, {count}), got {ids.tolist()}")
+    return image_ids, text_ids
+
+
+def _gather(tensors: tuple[torch.Tensor, ...], ids: torch.Tensor, count: int) -> tuple[torch.Tensor, ...]:
+    """``t[ids]`` for every tensor; one shared item is expanded (no copy), an identity pairing is kept."""
+    if len(ids) == count and torch.equal(ids, torch.arange(count)):
+        return tuple(tensors)
+    if count == 1:
+        return tuple(t.expand(len(ids), *t.shape[1:]) for t in tensors)
+    return tuple(t[ids.to(t.device)] for t in tensors)
+
+
 @dataclass
 class Sam3LiteTextDetectorOutput(ModelOutput):
     """Detector outputs (boxes normalised cxcywh and xyxy; logits before sigmoid)."""
@@ -183,6 +230,8 @@ class Sam3LiteTextDetectorOutput(ModelOutput):
     fpn_hidden_states: tuple[torch.Tensor, ...] | None = None
     fpn_position_encoding: tuple[torch.Tensor, ...] | None = None
     vision_last_hidden_state: torch.Tensor | None = None
+    image_ids: torch.Tensor | None = None
+    text_ids: torch.Tensor | None = None
 
 
 class Sam3LiteTextDetector(nn.Module):
@@ -235,18 +284,22 @@ class Sam3LiteTextDetector(nn.Module):
         text_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         vision_outputs: Any = None,
+        image_ids: torch.Tensor | None = None,
+        text_ids: torch.Tensor | None = None,
     ) -> Sam3LiteTextDetectorOutput:
+        """One query per (``image_ids[q]``, ``text_ids[q]``) pair (the original ``FindStage``); see
+        :func:`pair_indices` for the defaults."""
         vision = vision_outputs if vision_outputs is not None else self.encode_image(pixel_values)
+        num_images = vision.fpn_hidden_states[0].shape[0]
+        image_ids, text_ids = pair_indices(num_images, text_features.shape[0], image_ids, text_ids)
+        fpn = _gather(vision.fpn_hidden_states[:-1], image_ids, num_images)  # the 0.5x level is not used
+        fpn_pos = _gather(vision.fpn_position_encoding[:-1], image_ids, num_images)
+        text_features = _gather((text_features,), text_ids, text_features.shape[0])[0]
         batch, ctx = text_features.shape[:2]
-
-        def per_prompt(maps: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-            # one image queried with several prompts: share its features
-            return tuple(m.expand(batch, *m.shape[1:]) if m.shape[0] == 1 and batch > 1 else m for m in maps)
-
-        fpn = per_prompt(vision.fpn_hidden_states[:-1])  # the 0.5x level is not used
-        fpn_pos = per_prompt(vision.fpn_position_encoding[:-1])
         if attention_mask is None:
             attention_mask = torch.ones(batch, ctx, dtype=torch.bool, device=text_features.device)
+        else:
+            attention_mask = _gather((attention_mask,), text_ids, attention_mask.shape[0])[0]
         geometry = self.empty_geometry_prompt(fpn[-1], fpn_pos[-1])
         prompt = torch.cat([text_features, geometry.to(text_features.dtype)], dim=1)
         prompt_mask = torch.cat(
@@ -298,4 +351,6 @@ class Sam3LiteTextDetector(nn.Module):
             fpn_hidden_states=fpn,
             fpn_position_encoding=fpn_pos,
             vision_last_hidden_state=vision.last_hidden_state,
+            image_ids=image_ids,
+            text_ids=text_ids,
         )

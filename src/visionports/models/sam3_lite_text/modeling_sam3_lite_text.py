@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...pretrained import ReloadIdenticalMixin
 from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
 from .detector_sam3_lite_text import Sam3LiteTextDetector, sam3_config_for
 from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel, Sam3LiteTextTextOutput
@@ -16,19 +17,22 @@ from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel, Sam3LiteTextTex
 
 @dataclass
 class Sam3LiteTextOutput(ModelOutput):
-    """Per prompt: ``pred_logits`` [B, Q, 1], ``presence_logits`` [B, 1], ``pred_boxes`` [B, Q, 4] (normalised
-    cx, cy, w, h), ``pred_masks`` [B, Q, h, w] (logits at stride 4 of the ViT grid), ``semantic_seg``."""
+    """Per query (an image/prompt pair, ``image_ids`` / ``text_ids``): ``pred_logits`` [N, Q, 1],
+    ``presence_logits`` [N, 1], ``pred_boxes`` [N, Q, 4] (normalised cx, cy, w, h), ``pred_masks`` [N, Q, h, w]
+    (logits at stride 4 of the ViT grid), ``semantic_seg``."""
 
     pred_logits: torch.Tensor | None = None
     presence_logits: torch.Tensor | None = None
     pred_boxes: torch.Tensor | None = None
     pred_masks: torch.Tensor | None = None
     semantic_seg: torch.Tensor | None = None
+    image_ids: torch.Tensor | None = None
+    text_ids: torch.Tensor | None = None
     text_outputs: Sam3LiteTextTextOutput | None = None
     detector_outputs: Any = None
 
 
-class Sam3LiteTextModel(PreTrainedModel):
+class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
     """Text-prompted segmentation: ``model(pixel_values=..., input_ids=...)``.
 
     Text features can be computed once (:meth:`get_text_features`) and reused for many images, and image
@@ -58,8 +62,12 @@ class Sam3LiteTextModel(PreTrainedModel):
         input_ids: torch.Tensor | None = None,
         text_outputs: Sam3LiteTextTextOutput | None = None,
         vision_outputs: Any = None,
+        image_ids: torch.Tensor | None = None,
+        text_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Sam3LiteTextOutput:
+        """One query per (image, prompt) pair: ``image_ids[q]`` / ``text_ids[q]`` index the images and prompts
+        (default: image b with prompt b, or one image with every prompt, or one prompt on every image)."""
         if text_outputs is None:
             if input_ids is None:
                 raise ValueError("give input_ids (tokenised prompts) or precomputed text_outputs")
@@ -77,11 +85,13 @@ class Sam3LiteTextModel(PreTrainedModel):
                     f"pixel_values must have shape [batch, 3, {size}, {size}], got {list(pixel_values.shape)}"
                 )
         out = self.detector(
-            pixel_values, text_outputs.last_hidden_state, text_outputs.attention_mask, vision_outputs
-        )
+            pixel_values, text_outputs.last_hidden_state, text_outputs.attention_mask, vision_outputs,
+            image_ids=image_ids, text_ids=text_ids,
+        )  # fmt: skip
         return Sam3LiteTextOutput(
             pred_logits=out.pred_logits, presence_logits=out.presence_logits, pred_boxes=out.pred_boxes,
-            pred_masks=out.pred_masks, semantic_seg=out.semantic_seg, text_outputs=text_outputs, detector_outputs=out,
+            pred_masks=out.pred_masks, semantic_seg=out.semantic_seg, image_ids=out.image_ids, text_ids=out.text_ids,
+            text_outputs=text_outputs, detector_outputs=out,
         )  # fmt: skip
 
 

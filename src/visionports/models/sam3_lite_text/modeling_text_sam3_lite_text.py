@@ -14,6 +14,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...pretrained import ReloadIdenticalMixin
 from .configuration_sam3_lite_text import Sam3LiteTextTextConfig
 
 
@@ -164,7 +165,7 @@ class Sam3LiteTextTextOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
-class Sam3LiteTextTextModel(PreTrainedModel):
+class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
     """Student text encoder: token + position embeddings, RepMixer/transformer blocks, final LayerNorm, projector."""
 
     config_class = Sam3LiteTextTextConfig
