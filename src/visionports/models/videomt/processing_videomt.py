@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
+from transformers.image_utils import ChannelDimension
+from transformers.utils import TensorType
 
 from ...images import ImageInputError, to_rgb
 from .postprocessing_videomt import instance_segmentation, panoptic_segmentation, semantic_segmentation
@@ -31,8 +33,13 @@ class VideomtVideoProcessor(BaseImageProcessor):
 
     Frames (PIL images, arrays or tensors; a video is a list of frames or a [T, H, W, 3] / [T, 3, H, W]
     array) are converted to RGB, resized with PIL bilinear so the short side is ``min_size`` (long side at
-    most ``max_size``), normalised as ``(x - image_mean) / image_std`` on the 0..255 scale, and zero-padded
-    (bottom/right) to a multiple of ``size_divisibility``. Videos of one batch are padded to a common size.
+    most ``max_size``; detectron2's test-time ResizeShortestEdge), normalised as ``(x - image_mean) /
+    image_std`` on the 0..255 scale, and zero-padded (bottom/right) to a multiple of ``size_divisibility``.
+    Videos of one batch are padded to a common size.
+
+    ``do_resize=False`` takes frames already resized (as the original's data mapper hands them to the model)
+    and only normalises and pads them; ``do_normalize`` / ``do_pad`` switch those steps off;
+    ``do_convert_rgb=False`` uses 3-channel arrays as given (no PIL round trip, no 16-bit scaling).
     """
 
     model_input_names = ["pixel_values"]
@@ -49,6 +56,10 @@ class VideomtVideoProcessor(BaseImageProcessor):
         object_threshold: float = 0.8,
         overlap_threshold: float = 0.8,
         num_thing_classes: int | None = None,
+        do_resize: bool = True,
+        do_normalize: bool = True,
+        do_pad: bool = True,
+        do_convert_rgb: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -62,8 +73,11 @@ class VideomtVideoProcessor(BaseImageProcessor):
         self.max_instances = int(max_instances)
         self.object_threshold, self.overlap_threshold = float(object_threshold), float(overlap_threshold)
         self.num_thing_classes = num_thing_classes
+        self.do_resize, self.do_normalize = bool(do_resize), bool(do_normalize)
+        self.do_pad, self.do_convert_rgb = bool(do_pad), bool(do_convert_rgb)
 
-    def _frames(self, video: Any, name: str) -> list[Image.Image]:
+    def _frames(self, video: Any, name: str, options: Mapping[str, Any]) -> list[torch.Tensor]:
+        """The frames of one video as uint8 [3, H, W] tensors."""
         if isinstance(video, np.ndarray | torch.Tensor):
             if video.ndim != 4:
                 raise ImageInputError(
@@ -72,53 +86,142 @@ class VideomtVideoProcessor(BaseImageProcessor):
             video = list(video)
         if not isinstance(video, Sequence) or isinstance(video, str | bytes) or len(video) == 0:
             raise ImageInputError(f"{name}: a video is a non-empty list of frames or a 4-D array")
-        frames = [to_rgb(frame, name=f"{name}[{t}]") for t, frame in enumerate(video)]
-        if len({f.size for f in frames}) > 1:
-            raise ImageInputError(f"{name}: frames have different sizes {sorted({f.size for f in frames})}")
+        frames = [self._frame(frame, f"{name}[{t}]", options) for t, frame in enumerate(video)]
+        if len({tuple(f.shape) for f in frames}) > 1:
+            sizes = sorted({tuple(f.shape[1:]) for f in frames})
+            raise ImageInputError(f"{name}: frames have different sizes {sizes}")
         return frames
 
-    def _normalised(self, frame: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-        resized = frame.resize((size[1], size[0]), resample=Image.BILINEAR)
-        x = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float()
-        mean = torch.tensor(self.image_mean, dtype=torch.float32).view(-1, 1, 1)
-        std = torch.tensor(self.image_std, dtype=torch.float32).view(-1, 1, 1)
+    @staticmethod
+    def _frame(frame: Any, name: str, options: Mapping[str, Any]) -> torch.Tensor:
+        layout = options["input_data_format"]
+        channels_first = layout is not None and ChannelDimension(layout) == ChannelDimension.FIRST
+        if channels_first and isinstance(frame, np.ndarray | torch.Tensor) and frame.ndim == 3:
+            frame = frame.permute(1, 2, 0) if isinstance(frame, torch.Tensor) else np.moveaxis(frame, 0, -1)
+        if options["do_convert_rgb"]:
+            array = np.asarray(to_rgb(frame, name=name), dtype=np.uint8)
+        else:
+            array = frame.detach().cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
+            if layout is None and array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
+                array = np.moveaxis(array, 0, -1)
+            if array.ndim != 3 or array.shape[-1] != 3:
+                raise ImageInputError(f"{name}: without RGB conversion a frame needs 3 channels, got "
+                                      f"{list(array.shape)}")  # fmt: skip
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+
+    @staticmethod
+    def _resized(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """PIL bilinear resize of a uint8 [3, H, W] frame to ``size`` (h, w)."""
+        if tuple(frame.shape[1:]) == size:
+            return frame
+        pil = Image.fromarray(frame.permute(1, 2, 0).to(torch.uint8).numpy())
+        resized = pil.resize((size[1], size[0]), resample=Image.BILINEAR)
+        return torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1)
+
+    @staticmethod
+    def _normalised(frame: torch.Tensor, options: Mapping[str, Any]) -> torch.Tensor:
+        x = frame.float()
+        if not options["do_normalize"]:
+            return x
+        mean = torch.tensor(options["image_mean"], dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(options["image_std"], dtype=torch.float32).view(-1, 1, 1)
         return (x - mean) / std
 
-    def preprocess(self, videos: Any, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
-        """``pixel_values`` [B, T, 3, H, W] plus ``original_sizes`` and ``resized_sizes`` [B, 2] (h, w)."""
+    def preprocess(
+        self,
+        videos: Any,
+        return_tensors: str | TensorType | None = "pt",
+        do_convert_rgb: bool | None = None,
+        do_resize: bool | None = None,
+        do_normalize: bool | None = None,
+        do_pad: bool | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        data_format: str | ChannelDimension = ChannelDimension.FIRST,
+        input_data_format: str | ChannelDimension | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """``pixel_values`` [B, T, 3, H, W] (``[B, T, H, W, 3]`` with ``data_format="channels_last"``) plus
+        ``original_sizes`` and ``resized_sizes`` [B, 2] (h, w). The standard arguments override the
+        processor's settings for this call; ``input_data_format`` says whether arrays are channels-first or
+        -last (inferred when omitted); ``return_tensors`` is ``"pt"`` (or None, also torch) or ``"np"``."""
         if kwargs:
             raise TypeError(f"unexpected arguments for VideomtVideoProcessor: {', '.join(sorted(kwargs))}")
+        if return_tensors not in (None, "pt", "np", TensorType.PYTORCH, TensorType.NUMPY):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        options = {
+            "do_convert_rgb": self.do_convert_rgb if do_convert_rgb is None else bool(do_convert_rgb),
+            "do_resize": self.do_resize if do_resize is None else bool(do_resize),
+            "do_normalize": self.do_normalize if do_normalize is None else bool(do_normalize),
+            "do_pad": self.do_pad if do_pad is None else bool(do_pad),
+            "image_mean": list(image_mean) if image_mean is not None else self.image_mean,
+            "image_std": list(image_std) if image_std is not None else self.image_std,
+            "input_data_format": input_data_format,
+        }
         single = isinstance(videos, np.ndarray | torch.Tensor) and videos.ndim == 4
         single = single or (isinstance(videos, Sequence) and len(videos) > 0 and not _is_video(videos[0]))
         batch = [videos] if single else list(videos)
         clips, originals, resized = [], [], []
         for b, video in enumerate(batch):
-            frames = self._frames(video, f"videos[{b}]")
-            size = shortest_edge_size(frames[0].height, frames[0].width, self.min_size, self.max_size)
-            clips.append(torch.stack([self._normalised(f, size) for f in frames]))
-            originals.append((frames[0].height, frames[0].width))
+            frames = self._frames(video, f"videos[{b}]", options)
+            original = tuple(frames[0].shape[1:])
+            size = (
+                shortest_edge_size(*original, self.min_size, self.max_size)
+                if options["do_resize"]
+                else original
+            )
+            clips.append(torch.stack([self._normalised(self._resized(f, size), options) for f in frames]))
+            originals.append(original)
             resized.append(size)
         if len({c.shape[0] for c in clips}) > 1:
             raise ImageInputError("videos of one batch must have the same number of frames")
-        div = self.size_divisibility
-        height = -(-max(s[0] for s in resized) // div) * div
-        width = -(-max(s[1] for s in resized) // div) * div
-        pixels = torch.stack([F.pad(c, (0, width - c.shape[-1], 0, height - c.shape[-2])) for c in clips])
+        pixels = self._batched(clips, resized, options["do_pad"])
+        if ChannelDimension(data_format) == ChannelDimension.LAST:
+            pixels = pixels.permute(0, 1, 3, 4, 2).contiguous()
         data = {
             "pixel_values": pixels,
             "original_sizes": torch.tensor(originals),
             "resized_sizes": torch.tensor(resized),
         }
-        return BatchFeature(data=data, tensor_type="pt")
+        return BatchFeature(
+            data=data, tensor_type="np" if return_tensors in ("np", TensorType.NUMPY) else "pt"
+        )
+
+    def _batched(self, clips: list[torch.Tensor], sizes: list[tuple[int, int]], pad: bool) -> torch.Tensor:
+        """Zero-pad (bottom/right) every clip to the largest size rounded up to ``size_divisibility``."""
+        if not pad:
+            if len(set(sizes)) > 1:
+                raise ImageInputError(f"do_pad=False needs videos of one size, got {sorted(set(sizes))}")
+            return torch.stack(clips)
+        div = max(self.size_divisibility, 1)
+        height = -(-max(s[0] for s in sizes) // div) * div
+        width = -(-max(s[1] for s in sizes) // div) * div
+        return torch.stack([F.pad(c, (0, width - c.shape[-1], 0, height - c.shape[-2])) for c in clips])
 
     def post_process(
-        self, outputs: Any, original_sizes: Any, resized_sizes: Any, task: str | None = None
+        self,
+        outputs: Any,
+        original_sizes: Any,
+        resized_sizes: Any,
+        task: str | None = None,
+        max_instances: int | None = None,
+        object_threshold: float | None = None,
+        overlap_threshold: float | None = None,
+        num_thing_classes: int | None = None,
     ) -> list[dict | torch.Tensor]:
         """Per video: instance (``scores``, ``labels``, ``track_ids``, ``masks`` [N, T, H, W]), semantic (a
-        [T, H, W] class map) or panoptic (``segmentation`` [T, H, W] and ``segments``)."""
+        [T, H, W] class map) or panoptic (``segmentation`` [T, H, W] and ``segments``).
+
+        ``outputs`` holds ``class_queries_logits`` [B, T, Q, K+1] and ``masks_queries_logits``
+        [B, T, Q, h, w] (stride 4 of the padded frames); masks go to ``original_sizes`` through the padded
+        size and a crop to ``resized_sizes``. The other arguments override the processor's settings.
+        """
         task = task or self.task
         if task not in ("instance", "semantic", "panoptic"):
             raise ValueError(f"task must be instance, semantic or panoptic, got {task!r}")
+        things = self.num_thing_classes if num_thing_classes is None else num_thing_classes
+        if task == "panoptic" and things is None:
+            raise ValueError("panoptic post-processing needs num_thing_classes (things-first labels)")
         classes, masks = outputs["class_queries_logits"], outputs["masks_queries_logits"]
         original_sizes, resized_sizes = torch.as_tensor(original_sizes), torch.as_tensor(resized_sizes)
         if len(original_sizes) != classes.shape[0] or len(resized_sizes) != classes.shape[0]:
@@ -132,15 +235,16 @@ class VideomtVideoProcessor(BaseImageProcessor):
             args = (classes[b], masks[b].transpose(0, 1), padded, tuple(resized_sizes[b].tolist()),
                     tuple(original_sizes[b].tolist()))  # fmt: skip
             if task == "instance":
-                results.append(instance_segmentation(*args, max_instances=self.max_instances))
+                top = self.max_instances if max_instances is None else int(max_instances)
+                results.append(instance_segmentation(*args, max_instances=top))
             elif task == "semantic":
                 results.append(semantic_segmentation(*args))
             else:
-                if self.num_thing_classes is None:
-                    raise ValueError("panoptic post-processing needs num_thing_classes (things-first labels)")
-                results.append(panoptic_segmentation(*args, num_thing_classes=self.num_thing_classes,
-                                                     object_threshold=self.object_threshold,
-                                                     overlap_threshold=self.overlap_threshold))  # fmt: skip
+                results.append(panoptic_segmentation(
+                    *args, num_thing_classes=int(things),
+                    object_threshold=self.object_threshold if object_threshold is None else float(object_threshold),
+                    overlap_threshold=self.overlap_threshold if overlap_threshold is None else float(overlap_threshold),
+                ))  # fmt: skip
         return results
 
 
