@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
+from transformers.image_utils import ChannelDimension
+from transformers.utils import TensorType
 
 from ...boxes import center_to_corners
 from ...images import as_image_list, to_rgb
@@ -25,67 +27,195 @@ class Sam3LiteTextImageProcessor(BaseImageProcessor):
 
     model_input_names = ["pixel_values"]
 
-    def __init__(self, size: int = 1008, image_mean: Sequence[float] = (0.5, 0.5, 0.5),
-                 image_std: Sequence[float] = (0.5, 0.5, 0.5), threshold: float = 0.5, mask_threshold: float = 0.5,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        size: int = 1008,
+        image_mean: Sequence[float] = (0.5, 0.5, 0.5),
+        image_std: Sequence[float] = (0.5, 0.5, 0.5),
+        threshold: float = 0.5,
+        mask_threshold: float = 0.5,
+        do_resize: bool = True,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        do_convert_rgb: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.size = int(size)
         self.image_mean, self.image_std = list(image_mean), list(image_std)
         self.threshold, self.mask_threshold = float(threshold), float(mask_threshold)
+        self.do_resize, self.do_rescale, self.do_normalize = (
+            bool(do_resize),
+            bool(do_rescale),
+            bool(do_normalize),
+        )
+        self.rescale_factor = float(rescale_factor)
+        self.do_convert_rgb = bool(do_convert_rgb)
 
-    def _prepare(self, image: Any, name: str) -> tuple[torch.Tensor, tuple[int, int]]:
-        rgb = to_rgb(image, name=name)
-        pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None]
-        if pixels.shape[-2:] != (self.size, self.size):
-            pixels = F.interpolate(pixels, size=(self.size, self.size), mode="bilinear", antialias=True,
-                                   align_corners=False)  # fmt: skip
-        x = pixels[0].float() / 255.0
-        mean = torch.tensor(self.image_mean).view(-1, 1, 1)
-        std = torch.tensor(self.image_std).view(-1, 1, 1)
-        return (x - mean) / std, (rgb.height, rgb.width)
+    def preprocess(
+        self,
+        images: Any,
+        return_tensors: str | TensorType | None = "pt",
+        do_convert_rgb: bool | None = None,
+        do_resize: bool | None = None,
+        size: int | Mapping[str, int] | None = None,
+        do_rescale: bool | None = None,
+        rescale_factor: float | None = None,
+        do_normalize: bool | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        data_format: str | ChannelDimension = ChannelDimension.FIRST,
+        input_data_format: str | ChannelDimension | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """``pixel_values`` [B, 3, size, size] and ``original_sizes`` [B, 2] (height, width).
 
-    def preprocess(self, images: Any, return_tensors: str | None = "pt", **kwargs: Any) -> BatchFeature:
-        """``pixel_values`` [B, 3, size, size] and ``original_sizes`` [B, 2] (height, width)."""
+        The standard arguments override the processor's settings for this call; ``input_data_format`` says
+        whether arrays are channels-first or -last (inferred when omitted), ``data_format`` the result's layout.
+        """
         if kwargs:
             raise TypeError(
                 f"unexpected arguments for Sam3LiteTextImageProcessor: {', '.join(sorted(kwargs))}"
             )
-        prepared = [self._prepare(image, f"images[{i}]") for i, image in enumerate(as_image_list(images))]
-        data = {"pixel_values": torch.stack([p for p, _ in prepared]),
-                "original_sizes": torch.tensor([s for _, s in prepared])}  # fmt: skip
+        if return_tensors not in (None, "pt", TensorType.PYTORCH):
+            raise ValueError(f"return_tensors must be 'pt' (or None), got {return_tensors!r}")
+        if (self.do_convert_rgb if do_convert_rgb is None else do_convert_rgb) is False:
+            raise ValueError("do_convert_rgb=False is not supported: SAM3 reads RGB images")
+        if isinstance(size, Mapping):
+            if size.get("height") != size.get("width"):
+                raise ValueError(f"size must be square (SAM3 reads size x size images), got {dict(size)}")
+            size = size["height"]
+        options = {
+            "size": self.size if size is None else int(size),
+            "do_resize": self.do_resize if do_resize is None else bool(do_resize),
+            "do_rescale": self.do_rescale if do_rescale is None else bool(do_rescale),
+            "rescale_factor": self.rescale_factor if rescale_factor is None else float(rescale_factor),
+            "do_normalize": self.do_normalize if do_normalize is None else bool(do_normalize),
+            "image_mean": self.image_mean if image_mean is None else list(image_mean),
+            "image_std": self.image_std if image_std is None else list(image_std),
+        }
+        items = [_channels_last(item, input_data_format) for item in as_image_list(images)]
+        prepared = [self._prepare(item, f"images[{i}]", options) for i, item in enumerate(items)]
+        shapes = {tuple(p.shape) for p, _ in prepared}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images of different sizes cannot be stacked without do_resize: {sorted(shapes)}"
+            )
+        pixels = torch.stack([p for p, _ in prepared])
+        if ChannelDimension(data_format) == ChannelDimension.LAST:
+            pixels = pixels.permute(0, 2, 3, 1).contiguous()
+        data = {"pixel_values": pixels, "original_sizes": torch.tensor([s for _, s in prepared])}
         return BatchFeature(data=data, tensor_type="pt")
+
+    def _prepare(
+        self, image: Any, name: str, options: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        rgb = to_rgb(image, name=name)
+        pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None]
+        side = options["size"]
+        if options["do_resize"] and pixels.shape[-2:] != (side, side):
+            pixels = F.interpolate(
+                pixels, size=(side, side), mode="bilinear", antialias=True, align_corners=False
+            )
+        x = pixels[0].float()
+        if options["do_rescale"]:
+            x = x / 255.0 if options["rescale_factor"] == 1 / 255 else x * options["rescale_factor"]
+        if options["do_normalize"]:
+            mean = torch.tensor(options["image_mean"], dtype=torch.float32).view(-1, 1, 1)
+            std = torch.tensor(options["image_std"], dtype=torch.float32).view(-1, 1, 1)
+            x = (x - mean) / std
+        return x, (rgb.height, rgb.width)
 
     def post_process_instance_segmentation(
         self,
         outputs: Any,
-        threshold: float | None = None,
+        threshold: float | Sequence[float] | None = None,
         mask_threshold: float | None = None,
         target_sizes: Sequence[Sequence[int]] | torch.Tensor | None = None,
-    ) -> list[dict[str, torch.Tensor]]:
-        """Per image: ``scores`` [K], ``boxes`` [K, 4] (x0, y0, x1, y1 pixels), ``mask_probs`` and ``masks`` [K, H, W]."""
-        threshold = self.threshold if threshold is None else float(threshold)
+    ) -> list[dict[str, Any]]:
+        """One result per query (an image/prompt pair): ``scores`` [K], ``boxes`` [K, 4] (x0, y0, x1, y1 pixels),
+        ``mask_probs`` and ``masks`` [K, H, W], ``image_index`` and ``prompt_index``.
+
+        ``target_sizes`` holds the (height, width) of every image the outputs' ``image_ids`` refer to (of every
+        query when the outputs carry no ids); ``threshold`` is one value or one per query.
+        """
         mask_threshold = self.mask_threshold if mask_threshold is None else float(mask_threshold)
-        for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
         logits, presence = outputs["pred_logits"], outputs["presence_logits"]
         boxes, masks = outputs["pred_boxes"], outputs["pred_masks"]  # boxes: normalised (cx, cy, w, h)
-        batch = logits.shape[0]
-        if target_sizes is None:
-            raise ValueError("target_sizes: give the (height, width) of every original image")
-        sizes = torch.as_tensor(target_sizes)
-        if sizes.ndim != 2 or sizes.shape != (batch, 2):
-            raise ValueError(
-                f"target_sizes must hold {batch} (height, width) pairs, got shape {list(sizes.shape)}"
-            )
+        queries = logits.shape[0]
+        thresholds = _per_query(self.threshold if threshold is None else threshold, queries)
+        for name, value in [("threshold", t) for t in thresholds] + [("mask_threshold", mask_threshold)]:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        image_ids, text_ids = _ids(outputs, "image_ids", queries), _ids(outputs, "text_ids", queries)
+        sizes = _target_sizes(target_sizes, image_ids, exact=_get(outputs, "image_ids") is None)
         results = []
-        for b in range(batch):
-            scores = torch.sigmoid(logits[b, :, 0]) * torch.sigmoid(presence[b].reshape(()))
-            keep = scores > threshold
-            height, width = (int(v) for v in sizes[b])
-            scale = torch.tensor([width, height, width, height], dtype=boxes.dtype)
-            kept_masks = F.interpolate(masks[b][keep][:, None], size=(height, width), mode="bilinear",
-                                       align_corners=False).sigmoid()  # fmt: skip
-            results.append({"scores": scores[keep], "boxes": center_to_corners(boxes[b][keep]) * scale,
-                            "mask_probs": kept_masks[:, 0], "masks": kept_masks[:, 0] > mask_threshold})  # fmt: skip
+        for q in range(queries):
+            image = int(image_ids[q])
+            height, width = (int(v) for v in sizes[image])
+            result = _select(
+                logits[q], presence[q], boxes[q], masks[q], thresholds[q], mask_threshold, height, width
+            )
+            results.append({**result, "image_index": image, "prompt_index": int(text_ids[q])})
         return results
+
+
+def _select(
+    logits: torch.Tensor,
+    presence: torch.Tensor,
+    boxes: torch.Tensor,
+    masks: torch.Tensor,
+    threshold: float,
+    mask_threshold: float,
+    height: int,
+    width: int,
+) -> dict[str, torch.Tensor]:
+    """The original ``Sam3Processor`` selection for one query: score, pixel boxes, resized masks."""
+    scores = torch.sigmoid(logits[:, 0]) * torch.sigmoid(presence.reshape(()))
+    keep = scores > threshold
+    scale = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
+    kept = F.interpolate(masks[keep][:, None], size=(height, width), mode="bilinear", align_corners=False)
+    probs = kept.sigmoid()[:, 0]
+    return {"scores": scores[keep], "boxes": center_to_corners(boxes[keep]) * scale, "mask_probs": probs,
+            "masks": probs > mask_threshold}  # fmt: skip
+
+
+def _per_query(threshold: float | Sequence[float] | torch.Tensor, queries: int) -> list[float]:
+    if isinstance(threshold, int | float):
+        return [float(threshold)] * queries
+    values = [float(t) for t in threshold]
+    if len(values) != queries:
+        raise ValueError(f"threshold: give one value or one per query ({queries}), got {len(values)}")
+    return values
+
+
+def _get(outputs: Any, name: str) -> Any:
+    return outputs.get(name) if hasattr(outputs, "get") else getattr(outputs, name, None)
+
+
+def _target_sizes(target_sizes: Any, image_ids: torch.Tensor, exact: bool) -> torch.Tensor:
+    """[images, 2] (height, width); exactly one per query when the outputs name no images."""
+    if target_sizes is None:
+        raise ValueError("target_sizes: give the (height, width) of every original image")
+    sizes = torch.as_tensor(target_sizes)
+    needed = int(image_ids.max()) + 1
+    if sizes.ndim != 2 or sizes.shape[1] != 2 or len(sizes) < needed or (exact and len(sizes) != needed):
+        raise ValueError(
+            f"target_sizes must hold {needed} (height, width) pairs, got shape {list(sizes.shape)}"
+        )
+    return sizes
+
+
+def _ids(outputs: Any, name: str, queries: int) -> torch.Tensor:
+    ids = _get(outputs, name)
+    return torch.arange(queries) if ids is None else torch.as_tensor(ids).reshape(-1).cpu()
+
+
+def _channels_last(image: Any, input_data_format: str | ChannelDimension | None) -> Any:
+    """Arrays/tensors as [H, W, C] when ``input_data_format`` says they are channels-first (else unchanged)."""
+    if input_data_format is None or not isinstance(image, np.ndarray | torch.Tensor) or image.ndim != 3:
+        return image
+    if ChannelDimension(input_data_format) == ChannelDimension.FIRST:
+        return image.permute(1, 2, 0) if isinstance(image, torch.Tensor) else np.moveaxis(image, 0, -1)
+    return image

@@ -11,7 +11,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ...parity import ParityReport, TensorCheck
-from .image_processing_sam3_lite_text import Sam3LiteTextImageProcessor
+from .detector_sam3_lite_text import pair_indices
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 Tensors = dict[str, torch.Tensor]
@@ -75,59 +75,62 @@ class Sam3LiteTextParity:
         return result
 
     def _run_detector(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
-        """Each prompt as its own query on the same image (the original ``Sam3Processor`` path)."""
-        config = case.get("config", {})
-        thresholds = config.get("confidence_threshold", model.config.threshold)
-        pixels = inputs["pixel_values"]
+        """Image features once; then either every prompt as its own batch-1 query on the one image (the original
+        ``Sam3Processor`` path) or, for a batch, one ``forward_grounding`` over every (image, prompt) pair."""
+        pixels, ids = inputs["pixel_values"], inputs["input_ids"]
         vision = model.get_image_features(pixels)
-        grid = pixels.shape[-1] // model.config.detector["patch_size"]
-        result: Tensors = {
-            "vit_trunk_output": vision.last_hidden_state.reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
-        }
+        height, width = (side // model.config.detector["patch_size"] for side in pixels.shape[-2:])
+        trunk = vision.last_hidden_state.reshape(pixels.shape[0], height, width, -1).permute(0, 3, 1, 2)
+        result: Tensors = {"vit_trunk_output": trunk}
         for level in range(3):
             result[f"backbone_fpn_{level}"] = vision.fpn_hidden_states[level]
             result[f"vision_pos_enc_{level}"] = vision.fpn_position_encoding[level]
-        processor = Sam3LiteTextImageProcessor(size=pixels.shape[-1])
-        height, width = (int(v) for v in inputs.get("original_size", torch.tensor(pixels.shape[-2:])))
-        for k in range(inputs["input_ids"].shape[0]):
-            ids = inputs["input_ids"][k : k + 1]
-            out = model(input_ids=ids, vision_outputs=vision)
-            det, p = out.detector_outputs, f"p{k}_"
-            result.update({
-                p + "language_features": out.text_outputs.last_hidden_state.transpose(0, 1),
-                p + "language_mask": ids == 0,
-                p + "geometry_prompt_feats": det.prompt_features[:, -1:].transpose(0, 1),
-                p + "geometry_prompt_mask": ~det.prompt_mask[:, -1:],
-                p + "prompt_tokens": det.prompt_features.transpose(0, 1),
-                p + "prompt_mask": ~det.prompt_mask,
-                p + "encoder_memory": det.encoder_memory.transpose(0, 1),
-                p + "decoder_hidden_states": det.decoder_hidden_states.transpose(1, 2),
-                p + "decoder_reference_boxes": det.decoder_reference_boxes.transpose(1, 2),
-                p + "presence_logit_dec": det.presence_logits,
-                p + "presence_score": det.presence_logits.sigmoid(),
-                p + "pred_logits": det.pred_logits,
-                p + "pred_boxes": det.pred_boxes,
-                p + "pred_boxes_xyxy": det.pred_boxes_xyxy,
-                p + "pred_masks": det.pred_masks,
-                p + "semantic_seg": det.semantic_seg,
-            })  # fmt: skip
-            threshold = thresholds[k] if isinstance(thresholds, list) else thresholds
-            post = processor.post_process_instance_segmentation(
-                out, threshold=threshold, target_sizes=[(height, width)]
-            )[0]
-            result.update({p + "post_scores": post["scores"], p + "post_boxes_xyxy": post["boxes"],
-                           p + "post_masks_prob": post["mask_probs"][:, None], p + "post_masks": post["masks"][:, None]})  # fmt: skip
+        image_ids, text_ids, batched = _pairs(inputs)
+        if batched:
+            out = model(input_ids=ids, vision_outputs=vision, image_ids=image_ids, text_ids=text_ids)
+            text = out.text_outputs.last_hidden_state
+            result.update({"language_features": text.transpose(0, 1), "language_mask": ids == 0})
+            query = _query_tensors(out.detector_outputs)
+            result.update(query)
+            for k, t in enumerate(text_ids.tolist()):
+                result.update(_prefixed(query, text[t : t + 1], ids[t : t + 1], k))
+            return result
+        for k in range(ids.shape[0]):
+            out = model(input_ids=ids[k : k + 1], vision_outputs=vision)
+            result.update(_prefixed(_query_tensors(out.detector_outputs), out.text_outputs.last_hidden_state,
+                                    ids[k : k + 1], k, sliced=False))  # fmt: skip
         return result
 
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
-        """Model inputs made by the family's processor from the case's raw inputs; {} when it has none."""
-        return {}
+        """``pixel_values`` made by the saved processor from ``image_uint8`` ([3, H, W] or [B, 3, H, W])."""
+        if "image_uint8" not in inputs or not hasattr(processor, "post_process_instance_segmentation"):
+            return {}
+        images = inputs["image_uint8"]
+        return {"pixel_values": processor(images, input_data_format="channels_first")["pixel_values"]}
 
     def postprocess(
         self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
     ) -> Tensors:
-        """The processor's user-facing post-processing of ``run``'s outputs; {} when the case records none."""
-        return {}
+        """``p{k}_post_*``: the processor's instance post-processing of every query at its image's size."""
+        count = sum(1 for name in outputs if re.fullmatch(r"p\d+_pred_logits", name))
+        if not count or not hasattr(processor, "post_process_instance_segmentation"):
+            return {}
+        image_ids, _, _ = _pairs(inputs)
+        stacked = {name: torch.cat([outputs[f"p{k}_{source}"] for k in range(count)])
+                   for name, source in _POST_INPUTS.items()}  # fmt: skip
+        stacked["image_ids"] = image_ids[:count]
+        thresholds = case.get("config", {}).get("confidence_threshold", processor.threshold)
+        thresholds = thresholds if isinstance(thresholds, list) else [thresholds] * count
+        sizes = _original_sizes(inputs, case, int(image_ids.max()) + 1)
+        posts = processor.post_process_instance_segmentation(
+            stacked, threshold=thresholds, target_sizes=sizes
+        )
+        result: Tensors = {}
+        for k, post in enumerate(posts):
+            result.update({f"p{k}_post_scores": post["scores"], f"p{k}_post_boxes_xyxy": post["boxes"],
+                           f"p{k}_post_masks_prob": post["mask_probs"][:, None],
+                           f"p{k}_post_masks": post["masks"][:, None]})  # fmt: skip
+        return result
 
     def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         return ours
@@ -152,3 +155,72 @@ class Sam3LiteTextParity:
         report.sections["tokenizer"] = checks
         report.ok = bool(checks) and all(c.passed for c in checks)
         return report
+
+
+_POST_INPUTS = {"pred_logits": "pred_logits", "presence_logits": "presence_logit_dec", "pred_boxes": "pred_boxes",
+                "pred_masks": "pred_masks"}  # fmt: skip
+
+
+def _pairs(inputs: Tensors) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """(image_ids, text_ids, batched): the case's ids, image b with prompt b for a batch of images, or the one
+    image with every prompt, each as its own query (not batched)."""
+    if "pixel_values" in inputs:
+        images = inputs["pixel_values"].shape[0]
+    else:
+        images = inputs["image_uint8"].shape[0] if inputs["image_uint8"].ndim == 4 else 1
+    texts = inputs["input_ids"].shape[0]
+    given = [inputs.get(name) for name in ("img_ids", "image_ids", "text_ids")]
+    if any(g is not None for g in given):
+        image_ids = given[0] if given[0] is not None else given[1]
+        return *pair_indices(images, texts, image_ids, given[2]), True
+    if images > 1:
+        return *pair_indices(images, texts), True
+    return torch.zeros(texts, dtype=torch.long), torch.arange(texts), False
+
+
+def _query_tensors(det: Any) -> Tensors:
+    """The original's per-query tensors (sequence-first where the original is; masks True = padding)."""
+    return {
+        "geometry_prompt_feats": det.prompt_features[:, -1:].transpose(0, 1),
+        "geometry_prompt_mask": ~det.prompt_mask[:, -1:],
+        "prompt_tokens": det.prompt_features.transpose(0, 1),
+        "prompt_mask": ~det.prompt_mask,
+        "encoder_memory": det.encoder_memory.transpose(0, 1),
+        "decoder_hidden_states": det.decoder_hidden_states.transpose(1, 2),
+        "decoder_reference_boxes": det.decoder_reference_boxes.transpose(1, 2),
+        "presence_logit_dec": det.presence_logits,
+        "presence_score": det.presence_logits.sigmoid(),
+        "pred_logits": det.pred_logits,
+        "pred_boxes": det.pred_boxes,
+        "pred_boxes_xyxy": det.pred_boxes_xyxy,
+        "pred_masks": det.pred_masks,
+        "semantic_seg": det.semantic_seg,
+    }
+
+
+# the query axis of each per-query tensor (sequence-first tensors carry it second)
+_QUERY_AXIS = {"geometry_prompt_feats": 1, "prompt_tokens": 1, "encoder_memory": 1, "decoder_hidden_states": 2,
+               "decoder_reference_boxes": 2}  # fmt: skip
+
+
+def _prefixed(query: Tensors, text: torch.Tensor, ids: torch.Tensor, k: int, sliced: bool = True) -> Tensors:
+    """``p{k}_*``: query ``k`` of a batched run (``sliced``) or a batch-1 run, with its prompt's text tensors."""
+    result = {f"p{k}_language_features": text.transpose(0, 1), f"p{k}_language_mask": ids == 0}
+    for name, tensor in query.items():
+        axis = _QUERY_AXIS.get(name, 0)
+        result[f"p{k}_{name}"] = tensor.narrow(axis, k, 1) if sliced else tensor
+    return result
+
+
+def _original_sizes(inputs: Tensors, case: Mapping[str, Any], images: int) -> torch.Tensor:
+    """(height, width) per image: ``original_size`` ([2] or [B, 2]), the case's preprocessing note, the raw
+    image's size or the pixel size."""
+    if "original_size" in inputs:
+        size = inputs["original_size"].long().reshape(-1, 2)
+    elif "original_size_for_postprocessing" in case.get("preprocessing", {}):
+        size = torch.tensor(case["preprocessing"]["original_size_for_postprocessing"]).reshape(-1, 2)
+    elif "image_uint8" in inputs:
+        size = torch.tensor(inputs["image_uint8"].shape[-2:]).reshape(1, 2)
+    else:
+        size = torch.tensor(inputs["pixel_values"].shape[-2:]).reshape(1, 2)
+    return size.expand(images, 2) if len(size) == 1 else size
