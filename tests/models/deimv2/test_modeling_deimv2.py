@@ -52,7 +52,7 @@ def test_hidden_states(tiny_config: Deimv2Config) -> None:
     levels = tiny_config.num_feature_levels
     assert len(out.encoder_hidden_states) == levels
     assert all(h.shape[1] == tiny_config.d_model for h in out.encoder_hidden_states)
-    assert len(out.decoder_hidden_states) == tiny_config.decoder_layers
+    assert len(out.decoder_hidden_states) == tiny_config.decoder_layers + 1  # initial queries + each layer
     assert torch.equal(out.decoder_hidden_states[-1], out.last_hidden_state)
     assert out.initial_queries.shape == (1, tiny_config.num_queries, tiny_config.d_model)
     assert out.enc_topk_indices.dtype == torch.int64
