@@ -11,9 +11,21 @@ import torch
 from transformers import PreTrainedModel
 
 from .modeling_videomt import resample_position_table
+from .postprocessing_videomt import restore_mask_size, video_class_logits
 
 Tensors = dict[str, torch.Tensor]
 FINALS = {"mask_logits", "class_logits", "propagated_queries"}
+VIS = ("vis_scores", "vis_labels", "vis_query_ids", "vis_masks")
+END_TO_END_FINALS = {
+    "mask_logits", "class_logits", "video_class_logits", *VIS, "vis_canonical_order", "vss_semseg",
+    "vps_panoptic", "vps_query_ids", "vps_relaxed_panoptic", "vps_relaxed_query_ids",
+}  # fmt: skip
+SEGMENT_FIELDS = (("id", "id"), ("isthing", "is_thing"), ("category_id", "label"))  # case.json -> ours
+
+
+def is_end_to_end(inputs: Mapping[str, Any]) -> bool:
+    """An end-to-end case (spec §9) carries raw ``frames_uint8`` and no prepared ``pixel_values``."""
+    return "frames_uint8" in inputs and "pixel_values" not in inputs
 
 
 def original_overrides(original: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,28 +46,57 @@ def original_overrides(original: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def test_setting_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Post-processing settings of an end-to-end case's ``test_settings``, as config values."""
+    names = {"MAX_NUM": ("max_num_instances", int), "OBJECT_MASK_THRESHOLD": ("object_mask_threshold", float),
+             "OVERLAP_THRESHOLD": ("overlap_threshold", float),
+             "num_thing_classes_for_vps": ("num_thing_classes", int)}  # fmt: skip
+    return {name: cast(settings[key]) for key, (name, cast) in names.items() if key in settings}
+
+
+def relaxed_thresholds(settings: Mapping[str, Any]) -> tuple[float, float]:
+    """(object, overlap) thresholds of ``test_settings.relaxed_vps``: a mapping or an ordered pair."""
+    relaxed = settings["relaxed_vps"]
+    if isinstance(relaxed, Mapping):
+        lowered = {str(k).lower(): float(v) for k, v in relaxed.items()}
+        pick = [next(v for k, v in lowered.items() if word in k) for word in ("object", "overlap")]
+        return pick[0], pick[1]
+    return float(relaxed[0]), float(relaxed[1])
+
+
 class VideomtParity:
     def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
-        return set(FINALS)
+        return set(END_TO_END_FINALS | _segment_names()) if "test_settings" in case else set(FINALS)
 
     def conversion_options(self, case: Mapping[str, Any]) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if case.get("variant"):
             options["variant"] = case["variant"]
         overrides = original_overrides(case.get("config", {}))
+        overrides.update(test_setting_overrides(case.get("test_settings", {})))
         if overrides:
             options["config_overrides"] = overrides
         return options
 
     def tolerance(self, case: Mapping[str, Any], label: str) -> tuple[dict[str, float], float, float]:
+        """The case's suggested tolerance; end-to-end cases: scores 1e-6 and the padded frames exact (the
+        binary masks and id maps are exact after :meth:`align`)."""
         suggested = case.get("tolerances", {}).get(f"suggested_port_{label}", {})
-        return {}, float(suggested.get("atol", 1e-5)), float(suggested.get("rtol", 0.0))
+        atols = {"vis_scores": 1e-6, "padded_pixel_values": 0.0} if "test_settings" in case else {}
+        return atols, float(suggested.get("atol", 1e-5)), float(suggested.get("rtol", 0.0))
 
     def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> None:
         return None
 
     def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
-        pixels = inputs["pixel_values"]
+        """Every video streamed frame by frame; from ``pixel_values`` [B, T, 3, H, W] or an end-to-end
+        case's ``padded_pixel_values`` [T, 3, H, W] (one video, echoed back for comparison)."""
+        if "pixel_values" in inputs:
+            pixels = inputs["pixel_values"]
+        elif "padded_pixel_values" in inputs:
+            pixels = inputs["padded_pixel_values"][None]
+        else:
+            raise KeyError("VidEoMT cases need pixel_values or padded_pixel_values (made from frames_uint8)")
         captured: dict[str, list[torch.Tensor]] = {"patch_embed": [], "embeddings": []}
         embeddings = model.embeddings
         hooks = [
@@ -83,8 +124,11 @@ class VideomtParity:
         for name in ("patch_embed", "embeddings"):  # captured call by call: videos in order, frames in order
             result[name] = torch.cat(captured[name], dim=0).unflatten(0, (pixels.shape[0], frames))
         stack("updater_input", [self._updater_input(model, o) for o in videos])
-        for index in range(len(videos[0].hidden_states)):
-            stack(f"hidden_states_block{index:02d}", [o.hidden_states[index] for o in videos])
+        for index in range(len(_block_outputs(model, videos[0].hidden_states))):
+            stack(
+                f"hidden_states_block{index:02d}",
+                [_block_outputs(model, o.hidden_states)[index] for o in videos],
+            )
         for j in range(len(videos[0].auxiliary_logits)):
             stack(f"aux_class_logits_{j}", [o.auxiliary_logits[j][0] for o in videos])
             stack(f"aux_mask_logits_{j}", [o.auxiliary_logits[j][1].transpose(1, 2) for o in videos])
@@ -92,6 +136,9 @@ class VideomtParity:
             height, width = result["patch_embed"].shape[2:4]
             table = resample_position_table(embeddings.position_embeddings, embeddings.grid, height, width)
             result["pos_embed_resampled"] = table[0]
+        if "padded_pixel_values" in inputs and "pixel_values" not in inputs:
+            result["padded_pixel_values"] = inputs["padded_pixel_values"]
+            result["video_class_logits"] = video_class_logits(result["class_logits"][0])
         return result
 
     @staticmethod
@@ -127,18 +174,168 @@ class VideomtParity:
     def _updater_input(model: PreTrainedModel, output: Any) -> torch.Tensor:
         """The queries fed to the updater: recovered exactly as the module computes them."""
         num_queries = model.config.num_queries
-        last = output.hidden_states[-1][:, :, :num_queries]
+        last = _block_outputs(model, output.hidden_states)[-1][:, :, :num_queries]
         return model.norm(last) if model.config.norm_queries else last
 
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
-        """Model inputs made by the family's processor from the case's raw inputs; {} when it has none."""
-        return {}
+        """The processor on ``frames_uint8`` without resizing (the frames are the ones the original model
+        read): ``padded_pixel_values`` for one end-to-end video [T, 3, h, w], ``pixel_values`` for a weights
+        case's [B, T, 3, H, W]; {} without raw frames."""
+        frames = inputs.get("frames_uint8")
+        if frames is None:
+            return {}
+        if frames.ndim == 4:
+            return {"padded_pixel_values": processor(frames, do_resize=False)["pixel_values"][0]}
+        return {"pixel_values": processor(list(frames), do_resize=False)["pixel_values"]}
 
     def postprocess(
         self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
     ) -> Tensors:
-        """The processor's user-facing post-processing of ``run``'s outputs; {} when the case records none."""
-        return {}
+        """An end-to-end case's VIS / VSS / VPS results from ``processor.post_process`` on ``run``'s logits,
+        with masks at ``output_hw`` (VPS twice: the processor's thresholds and the case's relaxed pair);
+        segments as ``<vps>_segments.{id,isthing,category_id}`` tensors; {} for other cases."""
+        if not is_end_to_end(inputs) or "test_settings" not in case or "class_logits" not in outputs:
+            return {}
+        raw = {"class_queries_logits": outputs["class_logits"],
+               "masks_queries_logits": outputs["mask_logits"].transpose(1, 2)}  # fmt: skip
+        sizes = ([tuple(case["output_hw"])], [tuple(inputs["frames_uint8"].shape[-2:])])
+
+        def post(task: str, **settings: Any) -> Any:
+            return processor.post_process(raw, *sizes, task=task, **settings)[0]
+
+        vis = post("instance")
+        result: Tensors = {"vis_scores": vis["scores"], "vis_labels": vis["labels"],
+                           "vis_query_ids": vis["track_ids"], "vis_masks": vis["masks"],
+                           "vss_semseg": post("semantic")}  # fmt: skip
+        objects, overlap = relaxed_thresholds(case["test_settings"])
+        for name, panoptic in (("vps", post("panoptic")),
+                               ("vps_relaxed", post("panoptic", object_threshold=objects, overlap_threshold=overlap))):  # fmt: skip
+            result[f"{name}_panoptic"] = panoptic["segmentation"]
+            segments = panoptic["segments"]
+            result[f"{name}_query_ids"] = torch.tensor([s["track_id"] for s in segments], dtype=torch.int64)
+            for field, ours in SEGMENT_FIELDS:
+                result[f"{name}_segments.{field}"] = torch.tensor(
+                    [int(s[ours]) for s in segments], dtype=torch.int64
+                )
+        return result
 
     def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        """End-to-end cases: VIS results put in the reference's order through the canonical order; pixels of
+        binary masks and id maps that differ only where the reference is within the logits tolerance of the
+        decision (see :func:`roundoff_ambiguous`) take the reference's value; the scalar segments of
+        ``case.json`` become reference tensors ``<vps>_segments.*`` (added to ``reference`` in place)."""
+        if not is_end_to_end(inputs) or "test_settings" not in case or "vis_scores" not in ours:
+            return ours
+        add_case_segments(reference, case)
+        ours = dict(ours)
+        if "vis_canonical_order" in reference and len(reference["vis_canonical_order"]) == len(
+            ours["vis_scores"]
+        ):
+            classes = ours["video_class_logits"].shape[-1] - 1
+            order = canonical_order(ours["vis_scores"], ours["vis_query_ids"], ours["vis_labels"], classes)
+            place = torch.empty_like(order)
+            place[reference["vis_canonical_order"]] = order
+            for name in VIS:
+                ours[name] = ours[name][place]
+            ours["vis_canonical_order"] = canonical_order(
+                ours["vis_scores"], ours["vis_query_ids"], ours["vis_labels"], classes
+            )
+        if "mask_logits" in reference and "video_class_logits" in reference:
+            atols, atol, rtol = self.tolerance(case, "float32")
+            ambiguous = roundoff_ambiguous(reference, ours, case, atol, rtol)
+            for name, where in ambiguous.items():
+                if name in ours and name in reference and ours[name].shape == reference[name].shape:
+                    ours[name] = torch.where(where, reference[name].to(ours[name].dtype), ours[name])
         return ours
+
+
+def _block_outputs(model: PreTrainedModel, hidden_states: Any) -> list[torch.Tensor]:
+    """One tensor per block, whether ``hidden_states`` starts with the embedding output (L + 1) or not."""
+    states = list(hidden_states)
+    return states[1:] if len(states) == model.config.num_hidden_layers + 1 else states
+
+
+def _segment_names() -> set[str]:
+    return {f"{v}_segments.{field}" for v in ("vps", "vps_relaxed") for field, _ in SEGMENT_FIELDS}
+
+
+def add_case_segments(reference: Tensors, case: Mapping[str, Any]) -> None:
+    """``case.json``'s ``postprocessing.<vps>.segments_infos`` (id / isthing / category_id) as int64 tensors."""
+    for name, result in case.get("postprocessing", {}).items():
+        if isinstance(result, Mapping) and "segments_infos" in result:
+            for field, _ in SEGMENT_FIELDS:
+                values = [int(info[field]) for info in result["segments_infos"]]
+                reference.setdefault(f"{name}_segments.{field}", torch.tensor(values, dtype=torch.int64))
+
+
+def canonical_order(
+    scores: torch.Tensor, queries: torch.Tensor, labels: torch.Tensor, classes: int
+) -> torch.Tensor:
+    """Indices sorting VIS results by (-score, query * classes + label)."""
+    key = queries.long() * classes + labels.long()
+    by_key = torch.argsort(key, stable=True)
+    return by_key[torch.argsort(-scores[by_key], stable=True)]
+
+
+def roundoff_ambiguous(
+    reference: Tensors, ours: Tensors, case: Mapping[str, Any], atol: float, rtol: float
+) -> Tensors:
+    """Pixels where the reference's decision lies within the logits tolerance, per post-processed output.
+
+    A port whose logits differ from the reference by at most ``atol + rtol * |logit|`` (mask and class logits)
+    may legitimately decide otherwise there: the bound is carried through the same resizes (bilinear weights
+    are non-negative), the sigmoid (slope <= 1/4) and the softmax (|dp| <= 2 p |dz|), plus 1e-6 for the
+    float32 round-off of the resizes. VIS masks: |resized logit| <= bound; VSS: the two classes' scores
+    closer than their bounds; VPS: the best two ``score * mask`` closer than their bounds, or the winning
+    mask within its bound of 0.5.
+    """
+    sizes = (tuple(case["padded_hw"]), tuple(case["resized_hw"]), tuple(case["output_hw"]))
+    logits = reference["mask_logits"][0]  # [Q, T, h, w]
+    band = restore_mask_size(atol + rtol * logits.abs(), *sizes) + 1e-6
+    video = reference["video_class_logits"]
+    probs = torch.softmax(video, -1)
+    dz = (atol + rtol * video.abs()).amax(-1, keepdim=True)
+    dprobs = 2 * probs * dz + 1e-6
+    result: Tensors = {}
+    if "vis_query_ids" in ours:
+        queries = ours["vis_query_ids"]
+        resized = restore_mask_size(logits[queries], *sizes)
+        result["vis_masks"] = resized.abs() <= band[queries]
+    masks = restore_mask_size(logits, *sizes, sigmoid=True)  # [Q, T, H, W]
+    dmasks = 0.25 * band
+    scores = torch.einsum("qc,qthw->cthw", probs[:, :-1], masks)
+    dscores = torch.einsum("qc,qthw->cthw", dprobs[:, :-1], masks) + torch.einsum(
+        "qc,qthw->cthw", probs[:, :-1], dmasks
+    )
+    if "vss_semseg" in ours:
+        mine = ours["vss_semseg"].long()[None]
+        theirs = reference["vss_semseg"].long()[None]
+        gap = scores.gather(0, theirs) - scores.gather(0, mine)
+        result["vss_semseg"] = (gap <= dscores.gather(0, theirs) + dscores.gather(0, mine))[0]
+    settings = case["test_settings"]
+    for name, threshold in (("vps", float(settings.get("OBJECT_MASK_THRESHOLD", 0.8))),
+                            ("vps_relaxed", relaxed_thresholds(settings)[0])):  # fmt: skip
+        best, label = probs.max(-1)
+        keep = label.ne(probs.shape[-1] - 1) & (best > threshold)
+        if f"{name}_panoptic" in ours and int(keep.sum()) > 0:
+            result[f"{name}_panoptic"] = _panoptic_ambiguous(
+                best[keep], dprobs.amax(-1)[keep], masks[keep], dmasks[keep]
+            )
+    return result
+
+
+def _panoptic_ambiguous(
+    scores: torch.Tensor, dscores: torch.Tensor, masks: torch.Tensor, dmasks: torch.Tensor
+):
+    weighted = scores.view(-1, 1, 1, 1) * masks
+    bound = dscores.view(-1, 1, 1, 1) * masks + scores.view(-1, 1, 1, 1) * dmasks
+    owner = weighted.argmax(0, keepdim=True)
+    near_half = (masks.gather(0, owner) - 0.5).abs() <= dmasks.gather(0, owner)
+    if masks.shape[0] < 2:
+        return near_half[0]
+    top = weighted.topk(2, dim=0)
+    close = (
+        top.values[0] - top.values[1]
+        <= bound.gather(0, top.indices[:1])[0] + bound.gather(0, top.indices[1:])[0]
+    )
+    return near_half[0] | close

@@ -107,7 +107,7 @@ class VideomtVideoProcessor(BaseImageProcessor):
             if array.ndim != 3 or array.shape[-1] != 3:
                 raise ImageInputError(f"{name}: without RGB conversion a frame needs 3 channels, got "
                                       f"{list(array.shape)}")  # fmt: skip
-        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        return torch.from_numpy(np.array(array, dtype=array.dtype, copy=True)).permute(2, 0, 1)
 
     @staticmethod
     def _resized(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
