@@ -46,7 +46,7 @@ def original_overrides(original: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_setting_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
+def settings_overrides(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Post-processing settings of an end-to-end case's ``test_settings``, as config values."""
     names = {"MAX_NUM": ("max_num_instances", int), "OBJECT_MASK_THRESHOLD": ("object_mask_threshold", float),
              "OVERLAP_THRESHOLD": ("overlap_threshold", float),
@@ -73,7 +73,7 @@ class VideomtParity:
         if case.get("variant"):
             options["variant"] = case["variant"]
         overrides = original_overrides(case.get("config", {}))
-        overrides.update(test_setting_overrides(case.get("test_settings", {})))
+        overrides.update(settings_overrides(case.get("test_settings", {})))
         if overrides:
             options["config_overrides"] = overrides
         return options
