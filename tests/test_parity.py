@@ -119,3 +119,16 @@ def test_compare_exact_treats_nan_and_inf_as_values() -> None:
     assert all(c.passed for c in same)
     moved = compare_exact({"x": torch.tensor([1.0, float("nan"), 1e30]), "i": torch.tensor([1, 3])}, ref, [])
     assert [c.passed for c in moved] == [False, False]
+
+
+def test_docs_show_the_stage_rows_the_tool_prints() -> None:
+    """docs/parity.md's example is the atto case's actual stage summary."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "parity.md").read_text()
+    example = docs.split("```\nstage", 1)[1].split("```", 1)[0]
+    case = next(c for c in CASES if c.name == "atto_s0_b1_320")
+    report = run_parity(get_family("deimv2"), case)
+    printed = report.render_stages().splitlines()
+    shown = ("stage" + example).strip().splitlines()
+    assert shown[0] == printed[0]
+    assert [row.split()[:2] for row in shown[1:-1]] == [row.split()[:2] for row in printed[1:]]
+    assert shown[-1] == "PARITY OK" and report.ok
