@@ -138,3 +138,93 @@ def test_processor_post_process_arguments() -> None:
         processor.post_process(outputs, [(60, 80)], [(30, 40)], task="depth")
     result = processor.post_process(outputs, [(60, 80)], [(30, 40)], task="instance")[0]
     assert result["masks"].shape[1:] == (3, 60, 80)
+
+
+def _video(seed: int = 0, frames: int = 2, hw: tuple[int, int] = (40, 52)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (frames, *hw, 3), dtype=np.uint8)
+
+
+def test_standard_switches_are_honoured(tmp_path) -> None:
+    video = _video()
+    processor = VideomtVideoProcessor(min_size=64)
+    mean, std = (
+        torch.tensor(processor.image_mean).view(3, 1, 1),
+        torch.tensor(processor.image_std).view(3, 1, 1),
+    )
+    raw = torch.from_numpy(video).permute(0, 3, 1, 2).float()
+    kept = processor(video, do_resize=False)
+    assert kept["pixel_values"].shape == (1, 2, 3, 64, 64) and kept["resized_sizes"].tolist() == [[40, 52]]
+    assert torch.equal(kept["pixel_values"][0, :, :, :40, :52], (raw - mean) / std)
+    assert (kept["pixel_values"][..., 40:, :] == 0).all() and (kept["pixel_values"][..., 52:] == 0).all()
+    plain = processor(video, do_resize=False, do_normalize=False, do_pad=False)["pixel_values"]
+    assert torch.equal(plain[0], raw)
+    custom = processor(video, do_resize=False, do_pad=False, image_mean=[0, 0, 0], image_std=[2, 2, 2])
+    assert torch.equal(custom["pixel_values"][0], raw / 2)
+    last = processor(video, do_resize=False, data_format="channels_last")["pixel_values"]
+    assert torch.equal(last, kept["pixel_values"].permute(0, 1, 3, 4, 2))
+    first = np.ascontiguousarray(video.transpose(0, 3, 1, 2))  # [T, 3, H, W]
+    assert torch.equal(processor(first, do_resize=False, input_data_format="channels_first")["pixel_values"],
+                       kept["pixel_values"])  # fmt: skip
+    assert isinstance(processor(video, do_resize=False, return_tensors="np")["pixel_values"], np.ndarray)
+    as_given = processor(torch.from_numpy(first), do_resize=False, do_convert_rgb=False)["pixel_values"]
+    assert torch.equal(as_given, kept["pixel_values"])
+    with pytest.raises(ImageInputError, match="3 channels"):
+        processor(np.zeros((1, 8, 8, 4), np.uint8), do_convert_rgb=False)
+    with pytest.raises(ValueError, match="return_tensors"):
+        processor(video, return_tensors="tf")
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        processor(video, size=3)
+    resized = processor(video)  # default: ResizeShortestEdge to 64
+    assert resized["resized_sizes"].tolist() == [[64, 83]] and resized["original_sizes"].tolist() == [
+        [40, 52]
+    ]
+    VideomtVideoProcessor(do_resize=False, size_divisibility=16).save_pretrained(tmp_path)
+    reloaded = VideomtVideoProcessor.from_pretrained(tmp_path)
+    assert reloaded.do_resize is False and reloaded(video)["pixel_values"].shape == (1, 2, 3, 48, 64)
+
+
+def test_do_pad_false_needs_one_size() -> None:
+    processor = VideomtVideoProcessor(do_resize=False, do_pad=False)
+    with pytest.raises(ImageInputError, match="do_pad=False"):
+        processor([_video(0, hw=(32, 32)), _video(1, hw=(32, 48))])
+    both = processor([_video(0, hw=(32, 32)), _video(1, hw=(32, 32))])
+    assert both["pixel_values"].shape == (2, 2, 3, 32, 32)
+
+
+def test_panoptic_things_are_not_merged_and_unstable_segments_are_dropped() -> None:
+    class_logits = torch.full((2, 4, 4), -10.0)
+    class_logits[:, 0, 1] = 10  # thing (class 1), query 0
+    class_logits[:, 1, 1] = 10  # the same thing class, query 1 -> its own segment
+    class_logits[:, 2, 2] = 10  # stuff, query 2: covered by query 0's region -> dropped (overlap < 0.8)
+    class_logits[:, 3, :] = 0  # best probability 0.25: below the object threshold
+    mask_logits = torch.full((4, 2, 8, 8), -20.0)
+    mask_logits[0, :, :, :4] = 20
+    mask_logits[1, :, :, 4:] = 20
+    mask_logits[2, :, :, :] = 20
+    args = (class_logits, mask_logits, (32, 32), (32, 32), (32, 32))
+    result = panoptic_segmentation(*args, num_thing_classes=2)
+    assert [(s["id"], s["label"], s["is_thing"], s["track_id"]) for s in result["segments"]] == [
+        (1, 1, True, 0),
+        (2, 1, True, 1),
+    ]
+    relaxed = panoptic_segmentation(*args, num_thing_classes=2, object_threshold=0.2, overlap_threshold=0.0)
+    # query 2 owns only the blended border between the two things; query 3 (kept now) owns no pixel
+    assert [(s["track_id"], s["is_thing"]) for s in relaxed["segments"]] == [(0, True), (1, True), (2, False)]
+    border = relaxed["segmentation"] == 3
+    assert 0 < int(border.sum()) < int((relaxed["segmentation"] == 1).sum())
+
+
+def test_post_process_settings_per_call() -> None:
+    processor = VideomtVideoProcessor(max_instances=2, num_thing_classes=1)
+    class_logits, mask_logits = _outputs()
+    outputs = {
+        "class_queries_logits": class_logits[None],
+        "masks_queries_logits": mask_logits.transpose(0, 1)[None],
+    }
+    assert len(processor.post_process(outputs, [(60, 80)], [(30, 40)])[0]["scores"]) == 2
+    assert len(processor.post_process(outputs, [(60, 80)], [(30, 40)], max_instances=7)[0]["scores"]) == 7
+    strict = processor.post_process(outputs, [(60, 80)], [(30, 40)], task="panoptic", object_threshold=0.999)
+    assert strict[0]["segments"] == [] and not strict[0]["segmentation"].any()
+    loose = processor.post_process(outputs, [(60, 80)], [(30, 40)], task="panoptic", object_threshold=0.0,
+                                   overlap_threshold=0.0)  # fmt: skip
+    assert len(loose[0]["segments"]) > 0
