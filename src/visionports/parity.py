@@ -44,6 +44,11 @@ class ParityAdapter(Protocol):
 
     def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> ParityReport | None: ...
 
+    def case_tensors(self, case: Mapping[str, Any]) -> Tensors:
+        """Results recorded in ``case.json`` rather than in the outputs files (e.g. segment ids), as reference
+        tensors compared like the others; ``{}`` when there are none."""
+        ...
+
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """Model inputs made by ``processor`` from the case's raw inputs (``image_uint8`` / ``frames_uint8``),
         named as the case names its prepared tensors (an input such as ``pixel_values`` or an output such as
@@ -254,11 +259,13 @@ def _weights_case(
     runs = [("float32", torch.float32, "outputs.safetensors")]
     if float64 and (case_dir / "outputs_float64.safetensors").is_file():
         runs.append(("float64", torch.float64, "outputs_float64.safetensors"))
-    reference32 = load_file(str(case_dir / "outputs.safetensors"))
+    reference32 = {**load_file(str(case_dir / "outputs.safetensors")), **adapter.case_tensors(case)}
     in_memory: Tensors = {}
     for label, dtype, filename in runs:
         model = result.model.to(dtype)
         reference = reference32 if label == "float32" else load_file(str(case_dir / filename))
+        if label != "float32":
+            reference.update(adapter.case_tensors(case))
         cast = _cast(prepared, dtype)
         ours = _run(adapter, model, processor, cast, case)
         in_memory = in_memory or ours

@@ -154,6 +154,10 @@ class Deimv2Parity:
                            "post.query_indices": post["query_indices"]})  # fmt: skip
         return result
 
+    def case_tensors(self, case: Mapping[str, Any]) -> Tensors:
+        """DEIMv2 cases keep every result in their outputs files."""
+        return {}
+
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """``pixel_values`` made by ``processor`` from the case's ``image_uint8`` ([3, H, W] or [B, 3, H, W]);
         {} when the case has no raw image."""

@@ -177,6 +177,10 @@ class VideomtParity:
         last = _block_outputs(model, output.hidden_states)[-1][:, :, :num_queries]
         return model.norm(last) if model.config.norm_queries else last
 
+    def case_tensors(self, case: Mapping[str, Any]) -> Tensors:
+        """End-to-end cases: the VPS segments recorded in case.json (``<vps>_segments.{id,isthing,category_id}``)."""
+        return case_segments(case)
+
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """The processor on ``frames_uint8`` without resizing (the frames are the ones the original model
         read): ``padded_pixel_values`` for one end-to-end video [T, 3, h, w], ``pixel_values`` for a weights
@@ -222,11 +226,9 @@ class VideomtParity:
     def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """End-to-end cases: VIS results put in the reference's order through the canonical order; pixels of
         binary masks and id maps that differ only where the reference is within the logits tolerance of the
-        decision (see :func:`roundoff_ambiguous`) take the reference's value; the scalar segments of
-        ``case.json`` become reference tensors ``<vps>_segments.*`` (added to ``reference`` in place)."""
+        decision (see :func:`roundoff_ambiguous`) take the reference's value."""
         if not is_end_to_end(inputs) or "test_settings" not in case or "vis_scores" not in ours:
             return ours
-        add_case_segments(reference, case)
         ours = dict(ours)
         if "vis_canonical_order" in reference and len(reference["vis_canonical_order"]) == len(
             ours["vis_scores"]
@@ -259,13 +261,15 @@ def _segment_names() -> set[str]:
     return {f"{v}_segments.{field}" for v in ("vps", "vps_relaxed") for field, _ in SEGMENT_FIELDS}
 
 
-def add_case_segments(reference: Tensors, case: Mapping[str, Any]) -> None:
+def case_segments(case: Mapping[str, Any]) -> Tensors:
     """``case.json``'s ``postprocessing.<vps>.segments_infos`` (id / isthing / category_id) as int64 tensors."""
+    tensors: Tensors = {}
     for name, result in case.get("postprocessing", {}).items():
         if isinstance(result, Mapping) and "segments_infos" in result:
             for field, _ in SEGMENT_FIELDS:
                 values = [int(info[field]) for info in result["segments_infos"]]
-                reference.setdefault(f"{name}_segments.{field}", torch.tensor(values, dtype=torch.int64))
+                tensors[f"{name}_segments.{field}"] = torch.tensor(values, dtype=torch.int64)
+    return tensors
 
 
 def canonical_order(
