@@ -17,7 +17,8 @@ TASK = "text-prompted-segmentation"
 class TextPromptedSegmentationPipeline(Pipeline):
     """``pipeline("text-prompted-segmentation", model=folder)(image, prompts=["a cat", "a dog"], threshold=0.5)``.
 
-    Every prompt queries the image (its features are computed once); each result is a dict with ``score``,
+    Every prompt queries the image (its features are computed once); a list of images gives one list of results
+    per image, equal to calling the pipeline on each image. Each result is a dict with ``score``,
     ``label`` (the prompt), ``box`` (``xmin``, ``ymin``, ``xmax``, ``ymax`` in pixels) and ``mask`` (bool
     ``[H, W]`` numpy array at the image size).
     """
@@ -48,6 +49,11 @@ class TextPromptedSegmentationPipeline(Pipeline):
                 "size": (rgb.height, rgb.width), "prompts": prompts}  # fmt: skip
 
     def _forward(self, inputs: dict) -> dict:
+        if inputs["pixel_values"].shape[0] != 1:
+            raise ValueError(
+                "batch_size > 1 is not supported: pass a list of images (each image's features are computed once "
+                "and every prompt queries it)"
+            )
         vision = self.model.get_image_features(inputs["pixel_values"])
         out = self.model(input_ids=inputs["input_ids"], vision_outputs=vision)
         return {"outputs": out, "size": inputs["size"], "prompts": inputs["prompts"]}
