@@ -62,9 +62,11 @@ class ParityAdapter(Protocol):
         outputs; ``{}`` when the case records none."""
         ...
 
-    def tolerance(self, case: Mapping[str, Any], label: str) -> tuple[dict[str, float], float, float]:
-        """Per-tensor absolute tolerances, the default one and a relative tolerance, for ``label``
-        (``float32`` / ``float64``), as the case states them."""
+    def tolerance(
+        self, case: Mapping[str, Any], label: str
+    ) -> tuple[dict[str, float | tuple[float, float]], float, float]:
+        """Per-tensor tolerances (an atol, or an ``(atol, rtol)`` pair), the default atol and the default rtol,
+        for ``label`` (``float32`` / ``float64``), as the case states them."""
         ...
 
 
@@ -162,14 +164,15 @@ def compare_tensors(
     ours: Tensors,
     reference: Tensors,
     order: list[str],
-    atols: Mapping[str, float],
+    atols: Mapping[str, float | tuple[float, float]],
     default_atol: float,
     finals: set[str],
     rtol: float = 0.0,
 ) -> list[TensorCheck]:
     """Compare every reference tensor (in ``order`` first) with ours: max/mean abs diff, exact for integers.
 
-    A float tensor passes when every element satisfies ``|ours - ref| <= atol + rtol * |ref|``.
+    A float tensor passes when every element satisfies ``|ours - ref| <= atol + rtol * |ref|``; ``atols`` maps a
+    name to its atol (``rtol`` applies) or to an ``(atol, rtol)`` pair of its own.
     """
     names = [n for n in order if n in reference] + sorted(set(reference) - set(order))
     checks = []
@@ -203,13 +206,18 @@ def compare_tensors(
             )
             continue
         diff = (got.double() - ref.double()).abs()
-        atol = float(atols.get(name, default_atol))
+        atol, tensor_rtol = _tolerance_of(atols.get(name, default_atol), rtol)
         max_abs = float(diff.max()) if diff.numel() else 0.0
         mean_abs = float(diff.mean()) if diff.numel() else 0.0
-        within = bool((diff <= atol + rtol * ref.double().abs()).all()) if diff.numel() else True
+        within = bool((diff <= atol + tensor_rtol * ref.double().abs()).all()) if diff.numel() else True
         passed = bool(torch.isfinite(got).eq(torch.isfinite(ref)).all()) and within
         checks.append(TensorCheck(name, tuple(ref.shape), max_abs, mean_abs, atol, passed, final))
     return checks
+
+
+def _tolerance_of(value: float | tuple[float, float], rtol: float) -> tuple[float, float]:
+    """A per-tensor tolerance: an atol (with the case's rtol) or an explicit ``(atol, rtol)`` pair."""
+    return (float(value[0]), float(value[1])) if isinstance(value, tuple) else (float(value), rtol)
 
 
 def _case_file(case_dir: Path, stem: str) -> Path | None:
