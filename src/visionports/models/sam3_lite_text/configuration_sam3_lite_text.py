@@ -61,6 +61,11 @@ class Sam3LiteTextTextConfig(PreTrainedConfig):
         return math.ceil(self.hidden_size * self.ffn_multiplier / 16) * 16
 
     @property
+    def num_hidden_layers(self) -> int:
+        """Every block (RepMixer and Transformer), as ``hidden_states`` counts them (plus the embeddings)."""
+        return len(self.block_types)
+
+    @property
     def block_types(self) -> list[str]:
         core = ["transformer"] * self.num_transformer_layers
         return ["repmixer", *core, "repmixer"] if self.layout == "mct" else core

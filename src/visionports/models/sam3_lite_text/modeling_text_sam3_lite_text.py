@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from ...pretrained import ReloadIdenticalMixin
@@ -43,7 +44,7 @@ class Sam3LiteTextAttention(nn.Module):
         return self.out_proj((weights @ v).transpose(1, 2).reshape(batch, length, dim))
 
 
-class Sam3LiteTextTransformerLayer(nn.Module):
+class Sam3LiteTextTransformerLayer(GradientCheckpointingLayer):
     """Pre-norm transformer block (float32 LayerNorms, GELU FFN)."""
 
     def __init__(self, config: Sam3LiteTextTextConfig):
@@ -78,7 +79,7 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, bn.bias - bn.running_mean * scale
 
 
-class Sam3LiteTextRepMixerLayer(nn.Module):
+class Sam3LiteTextRepMixerLayer(GradientCheckpointingLayer):
     """MobileCLIP RepMixer block on the sequence seen as a 1 x L image.
 
     ``x + g1 * (BN_mix(x) + conv(x) - BN_norm(x))`` then ``x + g2 * FFN(conv(x))`` (1x1 convolutions, GELU).
@@ -173,6 +174,7 @@ class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
     main_input_name = "input_ids"
     base_model_prefix = "text_model"
     _no_split_modules = ["Sam3LiteTextTransformerLayer", "Sam3LiteTextRepMixerLayer"]
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: Sam3LiteTextTextConfig):
         super().__init__(config)
@@ -185,6 +187,12 @@ class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
         self.text_projection = nn.Parameter(torch.zeros(dim, dim))
         self.projector = nn.Linear(dim, config.projection_dim)
         self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.token_embedding
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.token_embedding = value
 
     def reparameterize(self) -> Sam3LiteTextTextModel:
         """Fold every RepMixer block into its inference layout (in place); the config records it."""
