@@ -8,8 +8,7 @@ be bit-identical to the in-memory model's.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from transformers import (
     Siglip2VisionConfig,
 )
 
+from reload_checks import model_tensors, poisoned_memory
 from visionports import (
     Aimv2PackedVisionModel,
     Deimv2Config,
@@ -127,22 +127,6 @@ CASES: dict[str, tuple[Callable[[], torch.nn.Module], Run, type]] = {
 }  # fmt: skip
 
 
-@contextlib.contextmanager
-def poisoned_allocations() -> Iterator[None]:
-    """Every uninitialised tensor PyTorch allocates starts as NaN (floats) or the largest integer."""
-    previous = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.utils.deterministic.fill_uninitialized_memory,
-    )
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.utils.deterministic.fill_uninitialized_memory = previous[1]
-
-
 def _scramble(model: torch.nn.Module) -> None:
     """Non-trivial values everywhere (initialisations leave e.g. zero biases and unit scales)."""
     generator = torch.Generator().manual_seed(1)
@@ -150,12 +134,6 @@ def _scramble(model: torch.nn.Module) -> None:
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, generator=generator, dtype=param.dtype) * 0.02
             param.add_(noise.abs() if "var" in name else noise)
-
-
-def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    tensors = dict(model.named_parameters(remove_duplicate=False))
-    tensors.update(model.named_buffers(remove_duplicate=False))
-    return {k: v.detach().clone() for k, v in tensors.items()}
 
 
 def _differences(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> list[str]:
@@ -175,13 +153,13 @@ def test_reload_is_bit_identical(case: str, tmp_path: Path) -> None:
     _scramble(model)
     with torch.no_grad():
         expected = run(model)
-    saved = _state(model)
+    saved = model_tensors(model)
     model.save_pretrained(tmp_path)
     for _ in range(3):
-        with poisoned_allocations():
+        with poisoned_memory():
             loaded = auto_class.from_pretrained(tmp_path).eval()
         assert type(loaded) is type(model)
-        wrong = _differences(_state(loaded), saved)
+        wrong = _differences(model_tensors(loaded), saved)
         assert not wrong, f"{case}: {len(wrong)} tensors not restored after reload, e.g. {wrong[:5]}"
         with torch.no_grad():
             got = run(loaded)
@@ -213,6 +191,6 @@ def test_poisoning_catches_an_uninitialised_buffer(tmp_path: Path) -> None:
 
     model = Leaky(Sam3LiteTextTextConfig.from_preset("s1", **_SAM3_TEXT))
     model.save_pretrained(tmp_path)
-    with poisoned_allocations():
+    with poisoned_memory():
         loaded = Leaky.from_pretrained(tmp_path)
     assert not torch.equal(loaded.table, torch.arange(4.0))

@@ -3,9 +3,7 @@ save/load round trips (poisoned fresh memory), attention backends, output flags,
 
 from __future__ import annotations
 
-import contextlib
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from transformers import (
 )
 
 import visionports.packing
+from reload_checks import poisoned_memory
 from visionports import Aimv2PackedVisionModel, Dinov3PackedVisionModel, Siglip2PackedVisionModel, unpack
 from visionports.packing import pack_images
 
@@ -64,20 +63,6 @@ def _build(name: str, seed: int = 0, **config_overrides) -> nn.Module:
         setattr(config, key, value)
     torch.manual_seed(seed)
     return packed_cls(config)
-
-
-@contextlib.contextmanager
-def poisoned_memory() -> Iterator[None]:
-    """Freshly allocated tensors (torch.empty & co.) come filled with NaN / the largest integer."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
-        torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import torch
-from transformers import AutoModelForUniversalSegmentation
 
+from reload_checks import poisoned_memory
 from visionports.models.videomt import VideomtConfig, VideomtForUniversalSegmentation
 
 TINY = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96, segmenter_blocks=[2],
@@ -18,20 +15,6 @@ BACKBONES = {
     "dinov2": {"position_grid_size": 4},
     "dinov3": {"position_grid_size": None, "layer_norm_eps": 1e-5, "rope_theta": 100.0},
 }
-
-
-@contextlib.contextmanager
-def poisoned_memory() -> Iterator[None]:
-    """Every uninitialised tensor PyTorch allocates (torch.empty & co.) starts as NaN / the largest integer."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
-        torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def _model(backbone: str) -> VideomtForUniversalSegmentation:
@@ -44,11 +27,6 @@ def _model(backbone: str) -> VideomtForUniversalSegmentation:
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.05)
     return model.eval()
-
-
-def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer, persistent or not."""
-    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
 
 
 def _run(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -74,18 +52,4 @@ def test_rope_frequencies_after_from_pretrained(tmp_path: Path) -> None:
     assert torch.equal(loaded.rope.inv_freq, model.rope.inv_freq)
 
 
-@pytest.mark.parametrize("backbone", sorted(BACKBONES))
-def test_reload_is_bit_identical_with_poisoned_memory(backbone: str, tmp_path: Path) -> None:
-    model = _model(backbone)
-    expected, saved = _run(model), {k: v.detach().clone() for k, v in _tensors(model).items()}
-    model.save_pretrained(tmp_path)
-    for _ in range(3):
-        with poisoned_memory():
-            loaded = AutoModelForUniversalSegmentation.from_pretrained(tmp_path).eval()
-        assert type(loaded) is VideomtForUniversalSegmentation
-        got = _tensors(loaded)
-        assert set(got) == set(saved)
-        wrong = [name for name, value in saved.items() if not torch.equal(got[name], value)]
-        assert not wrong, f"not restored after reload: {wrong}"
-        for name, value in _run(loaded).items():
-            assert torch.equal(value, expected[name]), name
+# Bit-identical reloads of every VidEoMT preset shape (both backbones): tests/test_reload_audit.py.

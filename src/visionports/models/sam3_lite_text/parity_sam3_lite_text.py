@@ -101,6 +101,10 @@ class Sam3LiteTextParity:
                                     ids[k : k + 1], k, sliced=False))  # fmt: skip
         return result
 
+    def case_tensors(self, case: Mapping[str, Any]) -> Tensors:
+        """SAM3-LiteText cases keep every result in their outputs files."""
+        return {}
+
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """``pixel_values`` made by the saved processor from ``image_uint8`` ([3, H, W] or [B, 3, H, W])."""
         if "image_uint8" not in inputs or not hasattr(processor, "post_process_instance_segmentation"):
