@@ -15,6 +15,7 @@ from transformers.image_utils import ChannelDimension, infer_channel_dimension_f
 
 from .images import as_image_list, to_rgb
 from .packing import pack_images
+from .processing_options import call_options
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -117,15 +118,13 @@ class PackedImageProcessor(BaseImageProcessor):
         return_tensors: str | None = "pt",
         **kwargs: Any,
     ) -> BatchFeature:
-        if kwargs:
-            raise TypeError(f"unexpected arguments for PackedImageProcessor: {', '.join(sorted(kwargs))}")
-        if return_tensors not in ("pt", "np", None):
-            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
-        pick = lambda value, default: default if value is None else value  # noqa: E731
-        convert, resize = pick(do_convert_rgb, self.do_convert_rgb), pick(do_resize, self.do_resize)
-        rescale, normalize = pick(do_rescale, self.do_rescale), pick(do_normalize, self.do_normalize)
-        factor, resample = pick(rescale_factor, self.rescale_factor), pick(resample, self.resample)
-        mean, std = pick(image_mean, self.image_mean), pick(image_std, self.image_std)
+        given = {"do_convert_rgb": do_convert_rgb, "do_resize": do_resize, "resample": resample,
+                 "do_rescale": do_rescale, "rescale_factor": rescale_factor, "do_normalize": do_normalize,
+                 "image_mean": image_mean, "image_std": image_std}  # fmt: skip
+        options = call_options(self, given, kwargs, return_tensors, tensor_types=("pt", "np"))
+        convert, resize, resample = options["do_convert_rgb"], options["do_resize"], options["resample"]
+        rescale, normalize, factor = options["do_rescale"], options["do_normalize"], options["rescale_factor"]
+        mean, std = options["image_mean"], options["image_std"]
         tensors = []
         for i, image in enumerate(as_image_list(images)):
             if convert:

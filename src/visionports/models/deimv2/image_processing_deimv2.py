@@ -11,9 +11,9 @@ from PIL import Image
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension
-from transformers.utils import TensorType
 
 from ...images import as_image_list, to_rgb
+from ...processing_options import call_options, channels_last, normalize, rescale, to_layout
 from .postprocessing_deimv2 import select_detections
 
 
@@ -80,27 +80,16 @@ class Deimv2ImageProcessor(BaseImageProcessor):
         on (the model reads RGB), ``input_data_format`` says whether arrays are channels-first or -last
         (inferred when omitted), ``data_format`` the layout of the result.
         """
-        if kwargs:
-            raise TypeError(f"unexpected arguments for Deimv2ImageProcessor: {', '.join(sorted(kwargs))}")
-        if return_tensors not in (None, "pt", TensorType.PYTORCH):
-            raise ValueError(f"return_tensors must be 'pt' (or None), got {return_tensors!r}")
         if do_convert_rgb is False:
             raise ValueError("do_convert_rgb=False is not supported: DEIMv2 reads RGB images")
-        options = {
-            "do_resize": self.do_resize if do_resize is None else bool(do_resize),
-            "size": dict(size) if size is not None else self.size,
-            "do_rescale": self.do_rescale if do_rescale is None else bool(do_rescale),
-            "rescale_factor": self.rescale_factor if rescale_factor is None else float(rescale_factor),
-            "do_normalize": self.do_normalize if do_normalize is None else bool(do_normalize),
-            "image_mean": list(image_mean) if image_mean is not None else self.image_mean,
-            "image_std": list(image_std) if image_std is not None else self.image_std,
-        }
+        given = {"do_resize": do_resize, "size": size, "do_rescale": do_rescale, "rescale_factor": rescale_factor,
+                 "do_normalize": do_normalize, "image_mean": image_mean, "image_std": image_std}  # fmt: skip
+        options = call_options(self, given, kwargs, return_tensors)
         if options["do_normalize"] and (options["image_mean"] is None or options["image_std"] is None):
             raise ValueError("do_normalize=True needs image_mean and image_std")
-        items = [_channels_last(item, input_data_format) for item in as_image_list(images)]
+        items = [channels_last(item, input_data_format) for item in as_image_list(images)]
         pixels = torch.stack([self._prepare(item, f"images[{i}]", options) for i, item in enumerate(items)])
-        if ChannelDimension(data_format) == ChannelDimension.LAST:
-            pixels = pixels.permute(0, 2, 3, 1).contiguous()
+        pixels = to_layout(pixels, data_format)
         return BatchFeature(data={"pixel_values": pixels}, tensor_type="pt")
 
     def _prepare(self, image: Any, name: str, options: Mapping[str, Any]) -> torch.Tensor:
@@ -109,11 +98,9 @@ class Deimv2ImageProcessor(BaseImageProcessor):
             rgb = rgb.resize((options["size"]["width"], options["size"]["height"]), resample=Image.BILINEAR)
         x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).float()
         if options["do_rescale"]:
-            x = x / 255.0 if options["rescale_factor"] == 1 / 255 else x * options["rescale_factor"]
+            x = rescale(x, options["rescale_factor"])
         if options["do_normalize"]:
-            mean = torch.tensor(options["image_mean"], dtype=torch.float32).view(-1, 1, 1)
-            std = torch.tensor(options["image_std"], dtype=torch.float32).view(-1, 1, 1)
-            x = (x - mean) / std
+            x = normalize(x, options["image_mean"], options["image_std"])
         return x
 
     def post_process_object_detection(
@@ -157,12 +144,3 @@ class Deimv2ImageProcessor(BaseImageProcessor):
             keep = scores > threshold
             results.append({"scores": scores[keep], "labels": labels[keep], "boxes": pixel_boxes[keep]})
         return results
-
-
-def _channels_last(image: Any, input_data_format: str | ChannelDimension | None) -> Any:
-    """Arrays/tensors as [H, W, C] when ``input_data_format`` says they are channels-first (else unchanged)."""
-    if input_data_format is None or not isinstance(image, np.ndarray | torch.Tensor) or image.ndim != 3:
-        return image
-    if ChannelDimension(input_data_format) == ChannelDimension.FIRST:
-        return image.permute(1, 2, 0) if isinstance(image, torch.Tensor) else np.moveaxis(image, 0, -1)
-    return image

@@ -15,6 +15,7 @@ from transformers.utils import TensorType
 
 from ...boxes import center_to_corners
 from ...images import as_image_list, to_rgb
+from ...processing_options import call_options, channels_last, normalize, rescale, to_layout
 
 
 class Sam3LiteTextImageProcessor(BaseImageProcessor):
@@ -74,37 +75,24 @@ class Sam3LiteTextImageProcessor(BaseImageProcessor):
         The standard arguments override the processor's settings for this call; ``input_data_format`` says
         whether arrays are channels-first or -last (inferred when omitted), ``data_format`` the result's layout.
         """
-        if kwargs:
-            raise TypeError(
-                f"unexpected arguments for Sam3LiteTextImageProcessor: {', '.join(sorted(kwargs))}"
-            )
-        if return_tensors not in (None, "pt", TensorType.PYTORCH):
-            raise ValueError(f"return_tensors must be 'pt' (or None), got {return_tensors!r}")
         if (self.do_convert_rgb if do_convert_rgb is None else do_convert_rgb) is False:
             raise ValueError("do_convert_rgb=False is not supported: SAM3 reads RGB images")
         if isinstance(size, Mapping):
             if size.get("height") != size.get("width"):
                 raise ValueError(f"size must be square (SAM3 reads size x size images), got {dict(size)}")
             size = size["height"]
-        options = {
-            "size": self.size if size is None else int(size),
-            "do_resize": self.do_resize if do_resize is None else bool(do_resize),
-            "do_rescale": self.do_rescale if do_rescale is None else bool(do_rescale),
-            "rescale_factor": self.rescale_factor if rescale_factor is None else float(rescale_factor),
-            "do_normalize": self.do_normalize if do_normalize is None else bool(do_normalize),
-            "image_mean": self.image_mean if image_mean is None else list(image_mean),
-            "image_std": self.image_std if image_std is None else list(image_std),
-        }
-        items = [_channels_last(item, input_data_format) for item in as_image_list(images)]
+        given = {"size": size, "do_resize": do_resize, "do_rescale": do_rescale, "rescale_factor": rescale_factor,
+                 "do_normalize": do_normalize, "image_mean": image_mean, "image_std": image_std}  # fmt: skip
+        options = call_options(self, given, kwargs, return_tensors)
+        options["size"] = int(options["size"])
+        items = [channels_last(item, input_data_format) for item in as_image_list(images)]
         prepared = [self._prepare(item, f"images[{i}]", options) for i, item in enumerate(items)]
         shapes = {tuple(p.shape) for p, _ in prepared}
         if len(shapes) > 1:
             raise ValueError(
                 f"images of different sizes cannot be stacked without do_resize: {sorted(shapes)}"
             )
-        pixels = torch.stack([p for p, _ in prepared])
-        if ChannelDimension(data_format) == ChannelDimension.LAST:
-            pixels = pixels.permute(0, 2, 3, 1).contiguous()
+        pixels = to_layout(torch.stack([p for p, _ in prepared]), data_format)
         data = {"pixel_values": pixels, "original_sizes": torch.tensor([s for _, s in prepared])}
         return BatchFeature(data=data, tensor_type="pt")
 
@@ -120,11 +108,9 @@ class Sam3LiteTextImageProcessor(BaseImageProcessor):
             )
         x = pixels[0].float()
         if options["do_rescale"]:
-            x = x / 255.0 if options["rescale_factor"] == 1 / 255 else x * options["rescale_factor"]
+            x = rescale(x, options["rescale_factor"])
         if options["do_normalize"]:
-            mean = torch.tensor(options["image_mean"], dtype=torch.float32).view(-1, 1, 1)
-            std = torch.tensor(options["image_std"], dtype=torch.float32).view(-1, 1, 1)
-            x = (x - mean) / std
+            x = normalize(x, options["image_mean"], options["image_std"])
         return x, (rgb.height, rgb.width)
 
     def post_process_instance_segmentation(
@@ -210,12 +196,3 @@ def _target_sizes(target_sizes: Any, image_ids: torch.Tensor, exact: bool) -> to
 def _ids(outputs: Any, name: str, queries: int) -> torch.Tensor:
     ids = _get(outputs, name)
     return torch.arange(queries) if ids is None else torch.as_tensor(ids).reshape(-1).cpu()
-
-
-def _channels_last(image: Any, input_data_format: str | ChannelDimension | None) -> Any:
-    """Arrays/tensors as [H, W, C] when ``input_data_format`` says they are channels-first (else unchanged)."""
-    if input_data_format is None or not isinstance(image, np.ndarray | torch.Tensor) or image.ndim != 3:
-        return image
-    if ChannelDimension(input_data_format) == ChannelDimension.FIRST:
-        return image.permute(1, 2, 0) if isinstance(image, torch.Tensor) else np.moveaxis(image, 0, -1)
-    return image

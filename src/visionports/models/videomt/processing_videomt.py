@@ -15,6 +15,7 @@ from transformers.image_utils import ChannelDimension
 from transformers.utils import TensorType
 
 from ...images import ImageInputError, to_rgb
+from ...processing_options import call_options, normalize, to_layout
 from .postprocessing_videomt import instance_segmentation, panoptic_segmentation, semantic_segmentation
 
 
@@ -121,11 +122,7 @@ class VideomtVideoProcessor(BaseImageProcessor):
     @staticmethod
     def _normalised(frame: torch.Tensor, options: Mapping[str, Any]) -> torch.Tensor:
         x = frame.float()
-        if not options["do_normalize"]:
-            return x
-        mean = torch.tensor(options["image_mean"], dtype=torch.float32).view(-1, 1, 1)
-        std = torch.tensor(options["image_std"], dtype=torch.float32).view(-1, 1, 1)
-        return (x - mean) / std
+        return normalize(x, options["image_mean"], options["image_std"]) if options["do_normalize"] else x
 
     def preprocess(
         self,
@@ -145,19 +142,10 @@ class VideomtVideoProcessor(BaseImageProcessor):
         ``original_sizes`` and ``resized_sizes`` [B, 2] (h, w). The standard arguments override the
         processor's settings for this call; ``input_data_format`` says whether arrays are channels-first or
         -last (inferred when omitted); ``return_tensors`` is ``"pt"`` (or None, also torch) or ``"np"``."""
-        if kwargs:
-            raise TypeError(f"unexpected arguments for VideomtVideoProcessor: {', '.join(sorted(kwargs))}")
-        if return_tensors not in (None, "pt", "np", TensorType.PYTORCH, TensorType.NUMPY):
-            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
-        options = {
-            "do_convert_rgb": self.do_convert_rgb if do_convert_rgb is None else bool(do_convert_rgb),
-            "do_resize": self.do_resize if do_resize is None else bool(do_resize),
-            "do_normalize": self.do_normalize if do_normalize is None else bool(do_normalize),
-            "do_pad": self.do_pad if do_pad is None else bool(do_pad),
-            "image_mean": list(image_mean) if image_mean is not None else self.image_mean,
-            "image_std": list(image_std) if image_std is not None else self.image_std,
-            "input_data_format": input_data_format,
-        }
+        given = {"do_convert_rgb": do_convert_rgb, "do_resize": do_resize, "do_normalize": do_normalize,
+                 "do_pad": do_pad, "image_mean": image_mean, "image_std": image_std}  # fmt: skip
+        options = call_options(self, given, kwargs, return_tensors, tensor_types=("pt", "np"))
+        options["input_data_format"] = input_data_format
         single = isinstance(videos, np.ndarray | torch.Tensor) and videos.ndim == 4
         single = single or (isinstance(videos, Sequence) and len(videos) > 0 and not _is_video(videos[0]))
         batch = [videos] if single else list(videos)
@@ -176,8 +164,7 @@ class VideomtVideoProcessor(BaseImageProcessor):
         if len({c.shape[0] for c in clips}) > 1:
             raise ImageInputError("videos of one batch must have the same number of frames")
         pixels = self._batched(clips, resized, options["do_pad"])
-        if ChannelDimension(data_format) == ChannelDimension.LAST:
-            pixels = pixels.permute(0, 1, 3, 4, 2).contiguous()
+        pixels = to_layout(pixels, data_format)
         data = {
             "pixel_values": pixels,
             "original_sizes": torch.tensor(originals),

@@ -1,0 +1,66 @@
+"""transformers' standard processor arguments, read the same way by every family's processor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.image_utils import ChannelDimension
+from transformers.utils import TensorType
+
+
+def call_options(
+    processor: Any,
+    given: Mapping[str, Any],
+    unknown: Mapping[str, Any],
+    return_tensors: str | TensorType | None,
+    tensor_types: Sequence[str] = ("pt",),
+) -> dict[str, Any]:
+    """The processor's saved settings, overridden by the standard arguments given for this call.
+
+    ``given`` maps setting names to this call's values (``None`` keeps the saved setting); arguments the
+    processor does not know (``unknown``) and return types outside ``tensor_types`` (``None`` is always
+    accepted) are refused with the argument named.
+    """
+    name = type(processor).__name__
+    if unknown:
+        raise TypeError(f"unexpected arguments for {name}: {', '.join(sorted(unknown))}")
+    kind = return_tensors.value if isinstance(return_tensors, TensorType) else return_tensors
+    if kind is not None and kind not in tensor_types:
+        wanted = " or ".join(repr(t) for t in tensor_types)
+        raise ValueError(f"{name}: return_tensors must be {wanted} (or None), got {return_tensors!r}")
+    options = {key: getattr(processor, key) if value is None else value for key, value in given.items()}
+    for key in ("image_mean", "image_std"):
+        if options.get(key) is not None:
+            options[key] = [float(v) for v in options[key]]
+    return options
+
+
+def channels_last(image: Any, input_data_format: str | ChannelDimension | None) -> Any:
+    """A 3-D array/tensor as [H, W, C] when ``input_data_format`` says it is channels-first (else unchanged)."""
+    if input_data_format is None or not isinstance(image, np.ndarray | torch.Tensor) or image.ndim != 3:
+        return image
+    if ChannelDimension(input_data_format) == ChannelDimension.FIRST:
+        return image.permute(1, 2, 0) if isinstance(image, torch.Tensor) else np.moveaxis(image, 0, -1)
+    return image
+
+
+def rescale(pixels: torch.Tensor, factor: float) -> torch.Tensor:
+    """``pixels * factor``; the usual 1/255 as a division by 255, as the originals compute it (bit-exact)."""
+    return pixels / 255.0 if factor == 1 / 255 else pixels * factor
+
+
+def normalize(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(pixels - mean) / std`` per channel of [..., C, H, W] float32 pixels."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    return (pixels - mean_t) / std_t
+
+
+def to_layout(pixels: torch.Tensor, data_format: str | ChannelDimension) -> torch.Tensor:
+    """[..., C, H, W] pixels in the requested ``data_format`` (channels-last moves C to the end)."""
+    if ChannelDimension(data_format) == ChannelDimension.LAST:
+        return pixels.movedim(-3, -1).contiguous()
+    return pixels
