@@ -142,6 +142,19 @@ def test_batched_adapter_outputs_both_namings(model) -> None:
         torch.testing.assert_close(ours[f"p1_{name}"], single[f"p0_{name}"], atol=1e-4, rtol=0)
 
 
+def test_one_image_many_prompts_gives_both_namings(model) -> None:
+    """One image with N prompts: per-prompt batch-1 queries (p{k}_*) and one batch of N queries (unprefixed)."""
+    adapter = get_family("sam3_lite_text").parity
+    ids = _ids("a cat", "a dog", "person wearing a red hat")
+    pixels = torch.randn(1, 3, 112, 112, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ours = adapter.run(model, {"pixel_values": pixels, "input_ids": ids}, {})
+    assert ours["pred_logits"].shape[0] == 3 and ours["vit_trunk_output"].shape[0] == 1
+    for k in range(3):
+        for name in ("pred_logits", "pred_boxes", "pred_masks", "presence_logit_dec"):
+            torch.testing.assert_close(ours[name][k : k + 1], ours[f"p{k}_{name}"], atol=1e-4, rtol=0)
+
+
 def test_pipeline_many_images_equals_one_by_one(tmp_path) -> None:
     from click.testing import CliRunner
     from transformers import pipeline

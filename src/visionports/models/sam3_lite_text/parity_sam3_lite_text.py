@@ -86,12 +86,13 @@ class Sam3LiteTextParity:
             result[f"backbone_fpn_{level}"] = vision.fpn_hidden_states[level]
             result[f"vision_pos_enc_{level}"] = vision.fpn_position_encoding[level]
         image_ids, text_ids, batched = _pairs(inputs)
+        # every pair in one forward_grounding batch: the unprefixed names (also for one image with many prompts)
+        out = model(input_ids=ids, vision_outputs=vision, image_ids=image_ids, text_ids=text_ids)
+        text = out.text_outputs.last_hidden_state
+        result.update({"language_features": text.transpose(0, 1), "language_mask": ids == 0})
+        query = _query_tensors(out.detector_outputs)
+        result.update(query)
         if batched:
-            out = model(input_ids=ids, vision_outputs=vision, image_ids=image_ids, text_ids=text_ids)
-            text = out.text_outputs.last_hidden_state
-            result.update({"language_features": text.transpose(0, 1), "language_mask": ids == 0})
-            query = _query_tensors(out.detector_outputs)
-            result.update(query)
             for k, t in enumerate(text_ids.tolist()):
                 result.update(_prefixed(query, text[t : t + 1], ids[t : t + 1], k))
             return result
