@@ -43,6 +43,7 @@ class Sam3LiteTextTextConfig(PreTrainedConfig):
     causal_masking: bool = False
     projection_dim: int = 256
     reparameterized: bool = False  # RepMixer branches fused into single convolutions (inference layout)
+    layer_scale_init_value: float = 1e-5  # initial RepMixer layer scales (MobileCLIP's)
     initializer_range: float = 0.02
 
     def validate_architecture(self) -> None:
@@ -105,6 +106,7 @@ class Sam3LiteTextConfig(PreTrainedConfig):
     detector: dict | None = None
     threshold: float = 0.5
     mask_threshold: float = 0.5
+    initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
         if isinstance(self.text_config, Sam3LiteTextTextConfig):

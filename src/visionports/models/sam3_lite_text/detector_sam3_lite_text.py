@@ -232,6 +232,11 @@ class Sam3LiteTextDetectorOutput(ModelOutput):
     vision_last_hidden_state: torch.Tensor | None = None
     image_ids: torch.Tensor | None = None
     text_ids: torch.Tensor | None = None
+    vision_hidden_states: tuple[torch.Tensor, ...] | None = None
+    vision_attentions: tuple[torch.Tensor, ...] | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class Sam3LiteTextDetector(nn.Module):
@@ -274,9 +279,11 @@ class Sam3LiteTextDetector(nn.Module):
             tokens = layer(prompt_feats=tokens, vision_feats=feats, vision_pos_encoding=pos, prompt_mask=None)
         return geo.output_layer_norm(tokens)
 
-    def encode_image(self, pixel_values: torch.Tensor) -> Any:
-        """Vision features of a batch of images; pass them back as ``vision_outputs`` to reuse them."""
-        return self.vision_encoder(pixel_values)
+    def encode_image(self, pixel_values: torch.Tensor, **flags: bool) -> Any:
+        """Vision features of a batch of images; pass them back as ``vision_outputs`` to reuse them.
+
+        ``flags``: ``output_hidden_states`` / ``output_attentions`` of the ViT trunk."""
+        return self.vision_encoder(pixel_values, **flags)
 
     def forward(
         self,
@@ -286,10 +293,14 @@ class Sam3LiteTextDetector(nn.Module):
         vision_outputs: Any = None,
         image_ids: torch.Tensor | None = None,
         text_ids: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> Sam3LiteTextDetectorOutput:
         """One query per (``image_ids[q]``, ``text_ids[q]``) pair (the original ``FindStage``); see
-        :func:`pair_indices` for the defaults."""
-        vision = vision_outputs if vision_outputs is not None else self.encode_image(pixel_values)
+        :func:`pair_indices` for the defaults. The flags ask the ViT trunk, the DETR encoder (hidden states and
+        attentions) and the DETR decoder (attentions) for their intermediate outputs."""
+        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+        vision = vision_outputs if vision_outputs is not None else self.encode_image(pixel_values, **flags)
         num_images = vision.fpn_hidden_states[0].shape[0]
         image_ids, text_ids = pair_indices(num_images, text_features.shape[0], image_ids, text_ids)
         fpn = _gather(vision.fpn_hidden_states[:-1], image_ids, num_images)  # the 0.5x level is not used
@@ -315,6 +326,7 @@ class Sam3LiteTextDetector(nn.Module):
             text_features=prompt,
             vision_pos_embeds=[fpn_pos[-1]],
             text_mask=prompt_mask,
+            **flags,
         )
         decoder = self.detr_decoder(
             vision_features=encoder.last_hidden_state,
@@ -322,6 +334,7 @@ class Sam3LiteTextDetector(nn.Module):
             vision_pos_encoding=encoder.pos_embeds_flattened,
             text_mask=prompt_mask,
             spatial_shapes=encoder.spatial_shapes,
+            output_attentions=output_attentions,
         )
         states = decoder.intermediate_hidden_states
         offsets = self.detr_decoder.box_head(states[-1])
@@ -353,4 +366,9 @@ class Sam3LiteTextDetector(nn.Module):
             vision_last_hidden_state=vision.last_hidden_state,
             image_ids=image_ids,
             text_ids=text_ids,
+            vision_hidden_states=vision.hidden_states,
+            vision_attentions=vision.attentions,
+            encoder_hidden_states=encoder.hidden_states,
+            encoder_attentions=encoder.attentions,
+            decoder_attentions=decoder.attentions,
         )

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import transformers.models.sam3.modeling_sam3 as sam3
+from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...pretrained import ReloadIdenticalMixin
@@ -19,7 +22,14 @@ from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel, Sam3LiteTextTex
 class Sam3LiteTextOutput(ModelOutput):
     """Per query (an image/prompt pair, ``image_ids`` / ``text_ids``): ``pred_logits`` [N, Q, 1],
     ``presence_logits`` [N, 1], ``pred_boxes`` [N, Q, 4] (normalised cx, cy, w, h), ``pred_masks`` [N, Q, h, w]
-    (logits at stride 4 of the ViT grid), ``semantic_seg``."""
+    (logits at stride 4 of the ViT grid), ``semantic_seg``.
+
+    With ``output_hidden_states``: ``text_hidden_states`` (embeddings + every text block, per prompt),
+    ``vision_hidden_states`` (ViT trunk, per image), ``encoder_hidden_states`` (DETR encoder, per query). With
+    ``output_attentions``: ``text_attentions`` (one per text Transformer block), ``vision_attentions`` (one per
+    ViT block; windowed blocks per window), ``encoder_attentions`` and ``decoder_attentions`` (every attention
+    of the DETR encoder / decoder layers, in call order).
+    """
 
     pred_logits: torch.Tensor | None = None
     presence_logits: torch.Tensor | None = None
@@ -28,6 +38,13 @@ class Sam3LiteTextOutput(ModelOutput):
     semantic_seg: torch.Tensor | None = None
     image_ids: torch.Tensor | None = None
     text_ids: torch.Tensor | None = None
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    vision_hidden_states: tuple[torch.Tensor, ...] | None = None
+    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_attentions: tuple[torch.Tensor, ...] | None = None
+    vision_attentions: tuple[torch.Tensor, ...] | None = None
+    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    decoder_attentions: tuple[torch.Tensor, ...] | None = None
     text_outputs: Sam3LiteTextTextOutput | None = None
     detector_outputs: Any = None
 
@@ -43,18 +60,42 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
     config: Sam3LiteTextConfig
     main_input_name = "pixel_values"
     base_model_prefix = "sam3_lite_text"
+    input_modalities = ("image", "text")
+    _no_split_modules = ["Sam3LiteTextTransformerLayer", "Sam3LiteTextRepMixerLayer", "Sam3ViTLayer"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
 
     def __init__(self, config: Sam3LiteTextConfig):
+        requested = (
+            config._attn_implementation_internal
+        )  # None unless asked for (from_pretrained, _from_config)
         super().__init__(config)
-        self.text_model = Sam3LiteTextTextModel(config.text)
-        self.detector = Sam3LiteTextDetector(sam3_config_for(**config.detector))
+        text_config, detector_config = config.text, sam3_config_for(**config.detector)
+        if requested is not None:  # otherwise each part keeps its own default (text: eager, SAM3 parts: sdpa)
+            text_config._attn_implementation = requested
+            detector_config._attn_implementation = requested
+        self.text_model = Sam3LiteTextTextModel(text_config)
+        self.detector = Sam3LiteTextDetector(detector_config)
         self.post_init()
 
-    def get_text_features(self, input_ids: torch.Tensor) -> Sam3LiteTextTextOutput:
-        return self.text_model(input_ids)
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' defaults with ``initializer_range`` (the SAM3 detector's own scheme); the ViT position
+        table normal(0, initializer_range) and its window positions recomputed. Sub-models (text encoder, SAM3
+        vision model, DETR encoder/decoder, mask decoder) are initialised by their own ``_init_weights``."""
+        super()._init_weights(module)
+        if isinstance(module, sam3.Sam3ViTEmbeddings):
+            init.normal_(module.position_embeddings, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, sam3.Sam3ViTLayer):
+            init.copy_(module.position_ids, module.precompute_positions(module.config, module.window_size))
 
-    def get_image_features(self, pixel_values: torch.Tensor) -> Any:
-        return self.detector.encode_image(pixel_values)
+    def get_text_features(self, input_ids: torch.Tensor, **flags: bool) -> Sam3LiteTextTextOutput:
+        """Text encoder outputs (``output_hidden_states`` / ``output_attentions`` flags as the text model's)."""
+        return self.text_model(input_ids, return_dict=True, **flags)
+
+    def get_image_features(self, pixel_values: torch.Tensor, **flags: bool) -> Any:
+        """ViT + FPN outputs (``output_hidden_states`` / ``output_attentions`` for the ViT trunk)."""
+        return self.detector.encode_image(pixel_values, **flags)
 
     def forward(
         self,
@@ -64,35 +105,53 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
         vision_outputs: Any = None,
         image_ids: torch.Tensor | None = None,
         text_ids: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs: Any,
-    ) -> Sam3LiteTextOutput:
+    ) -> Sam3LiteTextOutput | tuple:
         """One query per (image, prompt) pair: ``image_ids[q]`` / ``text_ids[q]`` index the images and prompts
-        (default: image b with prompt b, or one image with every prompt, or one prompt on every image)."""
+        (default: image b with prompt b, or one image with every prompt, or one prompt on every image). The flags
+        default to the config's."""
+        config = self.config
+        flags = {
+            "output_attentions": config.output_attentions if output_attentions is None else output_attentions,
+            "output_hidden_states": (
+                config.output_hidden_states if output_hidden_states is None else output_hidden_states
+            ),
+        }
         if text_outputs is None:
             if input_ids is None:
                 raise ValueError("give input_ids (tokenised prompts) or precomputed text_outputs")
-            text_outputs = self.text_model(input_ids)
+            text_outputs = self.text_model(input_ids, return_dict=True, **flags)
         if pixel_values is None and vision_outputs is None:
             raise ValueError("give pixel_values or precomputed vision_outputs")
         if pixel_values is not None:
-            size = self.config.image_size
-            if (
-                pixel_values.ndim != 4
-                or pixel_values.shape[1] != 3
-                or tuple(pixel_values.shape[-2:]) != (size, size)
-            ):
-                raise ValueError(
-                    f"pixel_values must have shape [batch, 3, {size}, {size}], got {list(pixel_values.shape)}"
-                )
+            self._check_pixel_values(pixel_values)
         out = self.detector(
             pixel_values, text_outputs.last_hidden_state, text_outputs.attention_mask, vision_outputs,
-            image_ids=image_ids, text_ids=text_ids,
+            image_ids=image_ids, text_ids=text_ids, **flags,
         )  # fmt: skip
-        return Sam3LiteTextOutput(
+        output = Sam3LiteTextOutput(
             pred_logits=out.pred_logits, presence_logits=out.presence_logits, pred_boxes=out.pred_boxes,
             pred_masks=out.pred_masks, semantic_seg=out.semantic_seg, image_ids=out.image_ids, text_ids=out.text_ids,
-            text_outputs=text_outputs, detector_outputs=out,
+            text_hidden_states=text_outputs.hidden_states, vision_hidden_states=out.vision_hidden_states,
+            encoder_hidden_states=out.encoder_hidden_states, text_attentions=text_outputs.attentions,
+            vision_attentions=out.vision_attentions, encoder_attentions=out.encoder_attentions,
+            decoder_attentions=out.decoder_attentions, text_outputs=text_outputs, detector_outputs=out,
         )  # fmt: skip
+        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        size = self.config.image_size
+        if (
+            pixel_values.ndim != 4
+            or pixel_values.shape[1] != 3
+            or tuple(pixel_values.shape[-2:]) != (size, size)
+        ):
+            raise ValueError(
+                f"pixel_values must have shape [batch, 3, {size}, {size}], got {list(pixel_values.shape)}"
+            )
 
 
 def build_model(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> PreTrainedModel:

@@ -2,6 +2,11 @@
 
 Padding is attended: the encoder sees the whole zero-padded sequence with no mask (the detector masks
 padding afterwards), exactly as the original.
+
+Attention backends (``attn_implementation``): ``"eager"`` (the default) is the original's computation, scores
+softmaxed in float32; ``"sdpa"`` runs ``F.scaled_dot_product_attention`` when asked for. Attention weights
+(``output_attentions``) are computed by the eager path whatever the backend, one ``[B, heads, L, L]`` tensor per
+Transformer block (RepMixer blocks have none).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from ...pretrained import ReloadIdenticalMixin
@@ -25,23 +32,47 @@ def _layer_norm_fp32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x.float(), norm.normalized_shape, weight, bias, norm.eps).to(x.dtype)
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The original's attention on ``[B, heads, L, head_dim]``: scaled queries, float32 softmax, no mask.
+
+    Returns the output ``[B, L, heads, head_dim]`` and the weights, as transformers' attention interface."""
+    scores = (query * scaling) @ key.transpose(-1, -2)
+    weights = F.softmax(scores.float(), dim=-1).to(query.dtype)
+    return (weights @ value).transpose(1, 2), weights
+
+
 class Sam3LiteTextAttention(nn.Module):
-    """Multi-head self-attention with a fused q|k|v projection; softmax in float32; no mask."""
+    """Multi-head self-attention with a fused q|k|v projection; no mask; backend from ``config._attn_implementation``
+    (transformers' attention interface; attention weights always come from the eager path)."""
 
     def __init__(self, config: Sam3LiteTextTextConfig):
         super().__init__()
+        self.config = config
+        self.is_causal = False
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
         self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length, dim = x.shape
         qkv = self.qkv_proj(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        scores = (q * self.head_dim**-0.5) @ k.transpose(-1, -2)
-        weights = F.softmax(scores.float(), dim=-1).to(q.dtype)
-        return self.out_proj((weights @ v).transpose(1, 2).reshape(batch, length, dim))
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        out, weights = attention(self, *qkv.unbind(0), None, scaling=self.scaling, dropout=0.0)
+        return self.out_proj(out.reshape(batch, length, dim)), weights
 
 
 class Sam3LiteTextTransformerLayer(GradientCheckpointingLayer):
@@ -56,9 +87,12 @@ class Sam3LiteTextTransformerLayer(GradientCheckpointingLayer):
         self.fc1 = nn.Linear(dim, config.intermediate_size)
         self.fc2 = nn.Linear(config.intermediate_size, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(_layer_norm_fp32(self.norm1, x))
-        return x + self.fc2(F.gelu(self.fc1(_layer_norm_fp32(self.norm2, x))))
+    def forward(
+        self, x: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(_layer_norm_fp32(self.norm1, x), output_attentions)
+        x = x + attended
+        return x + self.fc2(F.gelu(self.fc1(_layer_norm_fp32(self.norm2, x)))), weights
 
 
 class Sam3LiteTextSequenceConv(nn.Module):
@@ -98,11 +132,11 @@ class Sam3LiteTextRepMixerLayer(GradientCheckpointingLayer):
             self.norm_skip = nn.BatchNorm2d(dim, eps=eps)
             self.mixer_skip = nn.BatchNorm2d(dim, eps=eps)
             self.mixer_conv = Sam3LiteTextSequenceConv(dim, kernel, eps)
-            self.mixer_scale = nn.Parameter(torch.ones(dim, 1, 1))
+            self.mixer_scale = nn.Parameter(torch.full((dim, 1, 1), config.layer_scale_init_value))
             self.ffn_conv = Sam3LiteTextSequenceConv(dim, kernel, eps)
         self.fc1 = nn.Conv2d(dim, config.intermediate_size, 1)
         self.fc2 = nn.Conv2d(config.intermediate_size, dim, 1)
-        self.ffn_scale = nn.Parameter(torch.ones(dim, 1, 1))
+        self.ffn_scale = nn.Parameter(torch.full((dim, 1, 1), config.layer_scale_init_value))
 
     @staticmethod
     def _depthwise(dim: int, kernel: int, bias: bool) -> nn.Conv2d:
@@ -156,7 +190,9 @@ class Sam3LiteTextTextOutput(ModelOutput):
         attention_mask: ``1`` for tokens, ``0`` for padding (``input_ids != 0``): for the detector only.
         encoder_last_hidden_state: final-LayerNorm output ``[B, ctx, hidden]``.
         pooled_output: MobileCLIP's CLIP-style text embedding (end-token feature @ ``text_projection``).
-        hidden_states: embeddings and every block's output (with ``output_hidden_states``).
+        hidden_states: embeddings and every block's output (with ``output_hidden_states``): blocks + 1.
+        attentions: softmaxed attention weights ``[B, heads, L, L]`` of every Transformer block, in order (with
+            ``output_attentions``; RepMixer blocks have none, so S0's two RepMixer blocks add no entry).
     """
 
     last_hidden_state: torch.Tensor | None = None
@@ -164,6 +200,7 @@ class Sam3LiteTextTextOutput(ModelOutput):
     encoder_last_hidden_state: torch.Tensor | None = None
     pooled_output: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
@@ -173,8 +210,31 @@ class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
     config: Sam3LiteTextTextConfig
     main_input_name = "input_ids"
     base_model_prefix = "text_model"
+    input_modalities = ("text",)
     _no_split_modules = ["Sam3LiteTextTransformerLayer", "Sam3LiteTextRepMixerLayer"]
     supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def get_correct_attn_implementation(
+        self, requested_attention: str | None, is_init_check: bool = False
+    ) -> str:
+        """``eager`` unless another implementation is requested: it is the original's own computation."""
+        return super().get_correct_attn_implementation(requested_attention or "eager", is_init_check)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' defaults (normal(0, initializer_range) projections and token embeddings, unit norms,
+        BatchNorm statistics reset); positions and the CLIP text projection normal(0, hidden ** -0.5) and
+        layer scales at ``layer_scale_init_value``, as upstream SAM3-LiteText / MobileCLIP."""
+        super()._init_weights(module)
+        if isinstance(module, Sam3LiteTextTextModel):
+            init.normal_(module.position_embedding, std=module.config.hidden_size**-0.5)
+            init.normal_(module.text_projection, std=module.config.hidden_size**-0.5)
+        elif isinstance(module, Sam3LiteTextRepMixerLayer):
+            value = self.config.layer_scale_init_value
+            init.constant_(module.ffn_scale, value)
+            if not module.is_reparameterized:
+                init.constant_(module.mixer_scale, value)
 
     def __init__(self, config: Sam3LiteTextTextConfig):
         super().__init__(config)
@@ -205,11 +265,41 @@ class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
     def forward(
         self,
         input_ids: torch.Tensor,
-        output_hidden_states: bool = False,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> Sam3LiteTextTextOutput | tuple:
-        """``input_ids`` [B, context_length] from :class:`Sam3LiteTextTokenizer` (zero-padded)."""
+        """``input_ids`` [B, context_length] from :class:`Sam3LiteTextTokenizer` (zero-padded); the flags default
+        to the config's."""
+        self._check_input_ids(input_ids)
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        x = self.token_embedding(input_ids) + self.position_embedding
+        states, attentions = [x], []
+        for layer in self.layers:
+            if isinstance(layer, Sam3LiteTextTransformerLayer):
+                x, weights = layer(x, output_attentions=output_attentions)
+                attentions.append(weights)
+            else:
+                x = layer(x)
+            states.append(x)
+        features = _layer_norm_fp32(self.final_layer_norm, x)
+        end = features[torch.arange(features.shape[0], device=features.device), input_ids.argmax(dim=-1)]
+        output = Sam3LiteTextTextOutput(
+            last_hidden_state=self.projector(features),
+            attention_mask=(input_ids != 0).long(),
+            encoder_last_hidden_state=features,
+            pooled_output=end @ self.text_projection,
+            hidden_states=tuple(states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
+
+    def _check_input_ids(self, input_ids: torch.Tensor) -> None:
         if (
             not isinstance(input_ids, torch.Tensor)
             or input_ids.ndim != 2
@@ -221,18 +311,3 @@ class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
                 f"input_ids has {input_ids.shape[1]} tokens but the encoder was built for context_length "
                 f"{self.config.context_length}; tokenize with the same context length"
             )
-        x = self.token_embedding(input_ids) + self.position_embedding
-        states = [x]
-        for layer in self.layers:
-            x = layer(x)
-            states.append(x)
-        features = _layer_norm_fp32(self.final_layer_norm, x)
-        end = features[torch.arange(features.shape[0], device=features.device), input_ids.argmax(dim=-1)]
-        output = Sam3LiteTextTextOutput(
-            last_hidden_state=self.projector(features),
-            attention_mask=(input_ids != 0).long(),
-            encoder_last_hidden_state=features,
-            pooled_output=end @ self.text_projection,
-            hidden_states=tuple(states) if output_hidden_states else None,
-        )
-        return output if return_dict is not False else output.to_tuple()
