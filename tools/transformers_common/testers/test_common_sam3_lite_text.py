@@ -62,8 +62,8 @@ class Sam3LiteTextTextModelTester:
 class _TextCommonTests(ModelTesterMixin):
     all_model_classes = (Sam3LiteTextTextModel,)
     pipeline_model_mapping = {}
-    test_resize_embeddings = False
-    test_torch_exportable = False
+    test_resize_embeddings = True
+    test_torch_exportable = True
     test_can_init_all_missing_weights_before_2023 = True
     has_attentions = True
     layout = "mct"
