@@ -45,3 +45,14 @@ def own_aligned_storage(module: nn.Module) -> int:
 
 def _misaligned(tensor: Any) -> bool:
     return tensor.device.type == "cpu" and tensor.numel() > 0 and tensor.data_ptr() % ALIGNMENT != 0
+
+
+class EagerByDefaultMixin:
+    """``attn_implementation`` defaults to ``"eager"``: the explicit attention the original computes (another
+    implementation, e.g. ``"sdpa"``, is used when requested)."""
+
+    def get_correct_attn_implementation(
+        self, requested_attention: str | None, is_init_check: bool = False
+    ) -> str:
+        parent = super()
+        return parent.get_correct_attn_implementation(requested_attention or "eager", is_init_check)  # type: ignore[misc]

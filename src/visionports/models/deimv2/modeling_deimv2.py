@@ -13,7 +13,7 @@ from transformers.models.hgnet_v2.modeling_hgnet_v2 import HGNetV2LearnableAffin
 from transformers.utils import ModelOutput
 
 from ...images import check_pixel_dtype
-from ...pretrained import ReloadIdenticalMixin
+from ...pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
 from .backbone_deimv2 import Deimv2LayerScale, Deimv2RopeEmbedding, Deimv2ViT, build_backbone, rope_periods
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention, Deimv2TrainingOutputs
@@ -77,7 +77,7 @@ class Deimv2ObjectDetectionOutput(Deimv2ModelOutput):
     loss_dict: dict[str, torch.Tensor] | None = None
 
 
-class Deimv2PreTrainedModel(ReloadIdenticalMixin, PreTrainedModel):
+class Deimv2PreTrainedModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTrainedModel):
     config_class = Deimv2Config
     config: Deimv2Config
     base_model_prefix = "model"
@@ -86,12 +86,6 @@ class Deimv2PreTrainedModel(ReloadIdenticalMixin, PreTrainedModel):
     _no_split_modules = ["Deimv2DecoderLayer", "Deimv2ViTLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-
-    def get_correct_attn_implementation(
-        self, requested_attention: str | None, is_init_check: bool = False
-    ) -> str:
-        """``eager`` unless another implementation is requested: it is the original's own computation."""
-        return super().get_correct_attn_implementation(requested_attention or "eager", is_init_check)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
