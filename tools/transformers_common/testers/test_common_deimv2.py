@@ -18,10 +18,9 @@ from visionports.models.deimv2.modeling_deimv2 import Deimv2ForObjectDetection, 
 
 from ..test_configuration_common import ConfigTester
 from ..test_modeling_common import ModelTesterMixin, floats_tensor
+from .skips import VisionInputSkips
 
 IMAGE = 64
-NO_EMBEDDINGS = "DEIMv2 does not use inputs_embeds and has no input embeddings"
-NOT_TEXT = "DEIMv2 is a vision detector: no token embeddings to resize or tie"
 
 _VIT = dict(vit_hidden_size=32, vit_num_heads=2, vit_ffn_hidden_size=37, vit_depth=3, vit_out_indices=[0, 1, 2],
             sta_inplanes=4, backbone_hidden_dim=32, encoder_in_channels=[32, 32, 32], encoder_hidden_dim=32,
@@ -63,7 +62,7 @@ class Deimv2ModelTester:
         ]
 
 
-class _Deimv2CommonTests(ModelTesterMixin):
+class _Deimv2CommonTests(VisionInputSkips, ModelTesterMixin):
     all_model_classes = (Deimv2Model, Deimv2ForObjectDetection)
     pipeline_model_mapping = {}
     is_encoder_decoder = True
@@ -121,22 +120,6 @@ class _Deimv2CommonTests(ModelTesterMixin):
         "sdpa is used when requested (tests/models/deimv2/test_conventions_deimv2.py)"
     )
     def test_sdpa_can_dispatch_non_composite_models(self):
-        pass
-
-    @unittest.skip(reason=NO_EMBEDDINGS)
-    def test_inputs_embeds(self):
-        pass
-
-    @unittest.skip(reason=NO_EMBEDDINGS)
-    def test_inputs_embeds_matches_input_ids(self):
-        pass
-
-    @unittest.skip(reason=NO_EMBEDDINGS)
-    def test_model_get_set_embeddings(self):
-        pass
-
-    @unittest.skip(reason=NOT_TEXT)
-    def test_tie_model_weights(self):
         pass
 
 

@@ -22,15 +22,12 @@ from ..test_modeling_common import (
     ModelTesterMixin,
     floats_tensor,
 )
+from .skips import NoLossSkips
 
 GRIDS = [(2, 3), (3, 2), (1, 4)]  # non-square both ways, and 1 x n
 PATCH = 2
 CHANNELS = 3
 NO_BATCH = "packed inputs have no batch dimension (images are concatenated along the rows)"
-NO_LOSS = (
-    "base encoder without a loss (upstream skips its base models here); training and gradient checkpointing "
-    "are tested on the packed models in tests/models/packed"
-)
 
 
 class PackedModelTester:
@@ -67,7 +64,7 @@ class PackedModelTester:
         return self.get_config(), inputs
 
 
-class _PackedCommonTests(ModelTesterMixin):
+class _PackedCommonTests(NoLossSkips, ModelTesterMixin):
     """Shared skips (reasons of the kind upstream states for vision encoders without token ids or batches)."""
 
     test_resize_embeddings = False
@@ -88,22 +85,6 @@ class _PackedCommonTests(ModelTesterMixin):
         "tested in tests/models/packed"
     )
     def test_eager_matches_sdpa_inference(self, *args):
-        pass
-
-    @unittest.skip(reason=NO_LOSS)
-    def test_training(self):
-        pass
-
-    @unittest.skip(reason=NO_LOSS)
-    def test_training_gradient_checkpointing(self):
-        pass
-
-    @unittest.skip(reason=NO_LOSS)
-    def test_training_gradient_checkpointing_use_reentrant_false(self):
-        pass
-
-    @unittest.skip(reason=NO_LOSS)
-    def test_training_gradient_checkpointing_use_reentrant_true(self):
         pass
 
     @unittest.skip(

@@ -13,15 +13,7 @@ from visionports.models.videomt import VideomtConfig, VideomtForUniversalSegment
 
 from ..test_configuration_common import ConfigTester
 from ..test_modeling_common import ModelTesterMixin, floats_tensor
-
-NO_EMBEDDINGS = (
-    "VidEoMT does not use inputs_embeds (vision model: its input embedding is a patch convolution)"
-)
-NOT_TEXT = "VidEoMT is a vision model: no token embeddings to resize or tie"
-NO_LOSS = (
-    "VidEoMT computes no training loss (the port covers inference); gradients under gradient checkpointing "
-    "are tested in tests/models/videomt"
-)
+from .skips import NoLossSkips, VisionInputSkips
 
 
 class VideomtModelTester:
@@ -69,7 +61,7 @@ class VideomtModelTester:
         return self.get_config(), {"pixel_values": floats_tensor(shape)}
 
 
-class _VideomtCommonTests(ModelTesterMixin):
+class _VideomtCommonTests(VisionInputSkips, NoLossSkips, ModelTesterMixin):
     all_model_classes = (VideomtForUniversalSegmentation,)
     pipeline_model_mapping = {}
     test_resize_embeddings = False
@@ -83,38 +75,6 @@ class _VideomtCommonTests(ModelTesterMixin):
 
     def test_config(self):
         self.config_tester.run_common_tests()
-
-    @unittest.skip(reason=NO_EMBEDDINGS)
-    def test_inputs_embeds(self):
-        pass
-
-    @unittest.skip(reason=NO_EMBEDDINGS)
-    def test_inputs_embeds_matches_input_ids(self):
-        pass
-
-    @unittest.skip(reason=NO_EMBEDDINGS)
-    def test_model_get_set_embeddings(self):
-        pass
-
-    @unittest.skip(reason=NOT_TEXT)
-    def test_tie_model_weights(self):
-        pass
-
-    @unittest.skip(reason=NO_LOSS)
-    def test_training(self):
-        pass
-
-    @unittest.skip(reason=NO_LOSS)
-    def test_training_gradient_checkpointing(self):
-        pass
-
-    @unittest.skip(reason=NO_LOSS)
-    def test_training_gradient_checkpointing_use_reentrant_false(self):
-        pass
-
-    @unittest.skip(reason=NO_LOSS)
-    def test_training_gradient_checkpointing_use_reentrant_true(self):
-        pass
 
 
 class VideomtDinov2CommonTest(_VideomtCommonTests, unittest.TestCase):
