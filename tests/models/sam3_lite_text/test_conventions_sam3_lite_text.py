@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
+from transformers import AutoConfig
 
 from golden import FIXTURES
 from reload_checks import model_tensors, poisoned_memory
@@ -244,3 +245,74 @@ def test_full_model_default_backends() -> None:
     assert model.detector.detr_decoder.config._attn_implementation == "sdpa"
     model.set_attn_implementation("eager")
     assert model.detector.detr_decoder.config._attn_implementation == "eager"
+    assert model.detector.geometry_encoder.layers[0].self_attn.config._attn_implementation == "eager"
+    model.set_attn_implementation("sdpa")  # every part, the plain-module geometry encoder included
+    assert model.text_model.config._attn_implementation == "sdpa"
+    assert model.detector.geometry_encoder.layers[0].self_attn.config._attn_implementation == "sdpa"
+    assert model.detector.dot_product_scoring.config._attn_implementation == "sdpa"
+
+
+# A config.json saved before text_config was a registered sub-config: a plain dict without model_type.
+_OLD_CONFIG = {
+    "transformers_version": "5.23.0", "model_type": "visionports_sam3_lite_text", "variant": "s1",
+    "architectures": ["Sam3LiteTextModel"], "threshold": 0.4, "mask_threshold": 0.5, "initializer_range": 0.02,
+    "text_config": {"variant": "s1", "layout": "base", "vocab_size": 100, "hidden_size": 32,
+                    "num_transformer_layers": 2, "num_attention_heads": 4, "ffn_multiplier": 4.0,
+                    "context_length": 16, "repmixer_kernel_size": 11, "layer_norm_eps": 1e-05,
+                    "batch_norm_eps": 1e-05, "causal_masking": False, "projection_dim": 32,
+                    "reparameterized": False, "layer_scale_init_value": 1e-05, "initializer_range": 0.02},
+    "detector": _DETECTOR,
+}  # fmt: skip
+
+
+def test_text_config_is_a_sub_config_and_old_folders_load(tmp_path) -> None:
+    """``text_config`` is a registered ``Sam3LiteTextTextConfig`` (``config.text`` the same object); a folder whose
+    config.json stores it as a plain dict (saved before) loads into the same configuration and model."""
+    assert Sam3LiteTextConfig.sub_configs == {"text_config": Sam3LiteTextTextConfig}
+    config = Sam3LiteTextConfig.from_preset("s0")
+    assert isinstance(config.text_config, Sam3LiteTextTextConfig) and config.text is config.text_config
+    assert (config.text.variant, config.text.layout, config.text.hidden_size) == ("s0", "mct", 512)
+    assert Sam3LiteTextConfig().text.to_dict() == Sam3LiteTextTextConfig().to_dict()
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(_OLD_CONFIG))
+    loaded = AutoConfig.from_pretrained(old)
+    assert isinstance(loaded, Sam3LiteTextConfig) and isinstance(loaded.text_config, Sam3LiteTextTextConfig)
+    expected = Sam3LiteTextTextConfig(**_OLD_CONFIG["text_config"])
+    assert loaded.text.to_dict() == expected.to_dict()
+    assert (loaded.threshold, loaded.detector) == (0.4, _DETECTOR)
+    torch.manual_seed(0)
+    model = Sam3LiteTextModel(loaded).eval()
+    model.save_pretrained(tmp_path / "new")
+    saved = json.loads((tmp_path / "new" / "config.json").read_text())["text_config"]
+    assert saved["model_type"] == Sam3LiteTextTextConfig.model_type
+    (tmp_path / "new" / "config.json").write_text(
+        json.dumps(_OLD_CONFIG)
+    )  # the old layout next to new weights
+    reloaded = Sam3LiteTextModel.from_pretrained(tmp_path / "new").eval()
+    assert _equal(model_tensors(reloaded), model_tensors(model))
+    without_dtype = [  # dtype: recorded by from_pretrained
+        {k: v for k, v in m.text_model.config.to_dict().items() if k != "dtype"} for m in (reloaded, model)
+    ]
+    assert without_dtype[0] == without_dtype[1]
+
+
+def test_full_model_feature_methods() -> None:
+    """``get_text_features`` / ``get_image_features``: flags and ``return_dict`` default to the config, the ViT
+    features are ``[B, grid², vit_embed_dim]``, and the token embeddings are the text encoder's."""
+    model = _tiny_full()
+    pixels, ids = torch.randn(2, 3, 112, 112), torch.randint(1, 100, (2, 16))
+    with torch.no_grad():
+        vision = model.get_image_features(pixels)
+        text = model.get_text_features(ids)
+        assert vision.last_hidden_state.shape == (2, 8 * 8, _DETECTOR["vit_embed_dim"])
+        assert vision.hidden_states is None and text.hidden_states is None
+        model.config.output_hidden_states = True
+        assert len(model.get_image_features(pixels).hidden_states) == _DETECTOR["vit_depth"] + 1
+        assert len(model.get_text_features(ids).hidden_states) == model.config.text.num_hidden_layers + 1
+        model.config.return_dict = False
+        assert isinstance(model.get_image_features(pixels), tuple)
+        assert torch.equal(model.get_text_features(ids)[0], text.last_hidden_state)
+        with pytest.raises(ValueError, match="pixel_values must have shape"):
+            model.get_image_features(torch.randn(1, 3, 56, 56))
+    assert model.get_input_embeddings() is model.text_model.token_embedding

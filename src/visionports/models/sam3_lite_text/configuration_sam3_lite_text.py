@@ -94,33 +94,40 @@ DETECTOR_DEFAULTS: dict[str, Any] = {
 
 @strict(accept_kwargs=True)
 class Sam3LiteTextConfig(PreTrainedConfig):
-    r"""SAM3-LiteText: the student text encoder (``text_config``) + the SAM3 detector (``detector`` widths).
+    r"""SAM3-LiteText: the student text encoder (``text_config``, a :class:`Sam3LiteTextTextConfig` sub-config)
+    + the SAM3 detector (``detector`` widths, the original builder's names; see ``DETECTOR_DEFAULTS``).
 
+    ``text_config`` accepts a :class:`Sam3LiteTextTextConfig`, a dict of its fields (how folders saved before it
+    was a registered sub-config store it: no ``model_type``) or ``None`` (the S0 defaults).
     ``threshold`` / ``mask_threshold`` are the post-processing defaults of the original ``Sam3Processor``.
     """
 
     model_type = "visionports_sam3_lite_text"
+    sub_configs_defaults = {"text_config": Sam3LiteTextTextConfig}
 
     variant: str | None = None
-    text_config: dict | None = None
+    text_config: dict | PreTrainedConfig | None = None
     detector: dict | None = None
     threshold: float = 0.5
     mask_threshold: float = 0.5
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
-        if isinstance(self.text_config, Sam3LiteTextTextConfig):
-            self.text_config = self.text_config.to_diff_dict()
-        self.text_config = dict(self.text_config or {"layout": "mct"})
-        for key in ("transformers_version", "model_type", "_name_or_path"):
-            self.text_config.pop(key, None)
+        if isinstance(self.text_config, dict):
+            # keys written by an older save next to the fields (model_type is the class's own)
+            self.text_config = {
+                key: value
+                for key, value in self.text_config.items()
+                if key not in ("transformers_version", "model_type", "_name_or_path")
+            }
         self.detector = {**DETECTOR_DEFAULTS, **(self.detector or {})}
         self.detector["vit_global_att_blocks"] = list(self.detector["vit_global_att_blocks"])
         super().__post_init__(**kwargs)
 
     @property
     def text(self) -> Sam3LiteTextTextConfig:
-        return Sam3LiteTextTextConfig(**self.text_config)
+        """The text encoder's configuration (``text_config``)."""
+        return self.text_config
 
     @property
     def image_size(self) -> int:
@@ -130,4 +137,4 @@ class Sam3LiteTextConfig(PreTrainedConfig):
     def from_preset(cls, name: str, **overrides: Any) -> Sam3LiteTextConfig:
         """A released model: ``s0``, ``s1`` or ``l`` (text encoder) with the released SAM3 detector."""
         text = Sam3LiteTextTextConfig.from_preset(name, **overrides.pop("text_overrides", {}))
-        return cls(variant=name, text_config=text.to_diff_dict(), **overrides)
+        return cls(variant=name, text_config=text, **overrides)

@@ -102,7 +102,7 @@ def infer_config(
     if not has_detector(sd):
         return text
     widths = {**DETECTOR_DEFAULTS, **infer_detector(sd), **detector}
-    return Sam3LiteTextConfig(variant=text.variant, text_config=text.to_diff_dict(), detector=widths)
+    return Sam3LiteTextConfig(variant=text.variant, text_config=text, detector=widths)
 
 
 def infer_text_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Sam3LiteTextTextConfig:

@@ -283,7 +283,7 @@ class Sam3LiteTextDetector(nn.Module):
         """Vision features of a batch of images; pass them back as ``vision_outputs`` to reuse them.
 
         ``flags``: ``output_hidden_states`` / ``output_attentions`` of the ViT trunk."""
-        return self.vision_encoder(pixel_values, **flags)
+        return self.vision_encoder(pixel_values, return_dict=True, **flags)
 
     def forward(
         self,

@@ -70,7 +70,7 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
             config._attn_implementation_internal
         )  # None unless asked for (from_pretrained, _from_config)
         super().__init__(config)
-        text_config, detector_config = config.text, sam3_config_for(**config.detector)
+        text_config, detector_config = config.text_config, sam3_config_for(**config.detector)
         if requested is not None:  # otherwise each part keeps its own default (text: eager, SAM3 parts: sdpa)
             text_config._attn_implementation = requested
             detector_config._attn_implementation = requested
@@ -89,13 +89,56 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
         elif isinstance(module, sam3.Sam3ViTLayer):
             init.copy_(module.position_ids, module.precompute_positions(module.config, module.window_size))
 
-    def get_text_features(self, input_ids: torch.Tensor, **flags: bool) -> Sam3LiteTextTextOutput:
-        """Text encoder outputs (``output_hidden_states`` / ``output_attentions`` flags as the text model's)."""
-        return self.text_model(input_ids, return_dict=True, **flags)
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The text encoder's token embeddings."""
+        return self.text_model.get_input_embeddings()
 
-    def get_image_features(self, pixel_values: torch.Tensor, **flags: bool) -> Any:
-        """ViT + FPN outputs (``output_hidden_states`` / ``output_attentions`` for the ViT trunk)."""
-        return self.detector.encode_image(pixel_values, **flags)
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_model.set_input_embeddings(value)
+
+    def set_attn_implementation(self, attn_implementation: str | dict, **kwargs: Any) -> None:
+        """As transformers', and also for the detector's plain-module parts (geometry encoder, scoring), whose
+        configurations are not registered sub-configs: they follow this model's own implementation."""
+        super().set_attn_implementation(attn_implementation, **kwargs)
+        self.detector.config._attn_implementation = self.config._attn_implementation
+
+    def _flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:
+        config = self.config
+        return {
+            "output_attentions": config.output_attentions if output_attentions is None else output_attentions,
+            "output_hidden_states": (
+                config.output_hidden_states if output_hidden_states is None else output_hidden_states
+            ),
+        }
+
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> Sam3LiteTextTextOutput | tuple:
+        """The text encoder's outputs, to pass as ``text_outputs`` (``last_hidden_state``: the per-token features
+        projected to the detector's d_model). The flags default to this model's config."""
+        out = self.text_model(
+            input_ids, return_dict=True, **self._flags(output_attentions, output_hidden_states)
+        )
+        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
+
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """ViT + FPN outputs, to pass as ``vision_outputs`` (``hidden_states`` / ``attentions`` of the ViT trunk).
+        The flags default to this model's config."""
+        self._check_pixel_values(pixel_values)
+        out = self.detector.encode_image(pixel_values, **self._flags(output_attentions, output_hidden_states))
+        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
 
     def forward(
         self,
@@ -114,12 +157,7 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
         (default: image b with prompt b, or one image with every prompt, or one prompt on every image). The flags
         default to the config's."""
         config = self.config
-        flags = {
-            "output_attentions": config.output_attentions if output_attentions is None else output_attentions,
-            "output_hidden_states": (
-                config.output_hidden_states if output_hidden_states is None else output_hidden_states
-            ),
-        }
+        flags = self._flags(output_attentions, output_hidden_states)
         if text_outputs is None:
             if input_ids is None:
                 raise ValueError("give input_ids (tokenised prompts) or precomputed text_outputs")
