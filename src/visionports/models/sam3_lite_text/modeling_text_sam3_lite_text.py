@@ -22,7 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from ...pretrained import ReloadIdenticalMixin
+from ...pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
 from .configuration_sam3_lite_text import Sam3LiteTextTextConfig
 
 
@@ -203,7 +203,7 @@ class Sam3LiteTextTextOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
+class Sam3LiteTextTextModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTrainedModel):
     """Student text encoder: token + position embeddings, RepMixer/transformer blocks, final LayerNorm, projector."""
 
     config_class = Sam3LiteTextTextConfig
@@ -214,12 +214,6 @@ class Sam3LiteTextTextModel(ReloadIdenticalMixin, PreTrainedModel):
     _no_split_modules = ["Sam3LiteTextTransformerLayer", "Sam3LiteTextRepMixerLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-
-    def get_correct_attn_implementation(
-        self, requested_attention: str | None, is_init_check: bool = False
-    ) -> str:
-        """``eager`` unless another implementation is requested: it is the original's own computation."""
-        return super().get_correct_attn_implementation(requested_attention or "eager", is_init_check)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
