@@ -23,7 +23,9 @@ from pathlib import Path
 import transformers
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "visionports" / "transformers-sdist"
+DEFAULT_CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "visionports" / "transformers-sdist"
+)
 
 
 def sdist_archive(cache: Path, version: str) -> Path:
@@ -59,8 +61,12 @@ def build_harness(archive: Path, root: Path) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("families", nargs="*", help="testers to run (deimv2, videomt, sam3_lite_text, packed)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "families", nargs="*", help="testers to run (deimv2, videomt, sam3_lite_text, packed)"
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the sdist and harness live")
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
