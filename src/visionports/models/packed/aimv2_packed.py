@@ -21,8 +21,8 @@ from transformers.models.aimv2.modeling_aimv2 import (
     build_2d_sinusoidal_position_embedding,
 )
 
-from ...packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
-from .common import PackedEncoderMixin, attention_dropout, split_heads
+from ...packing import Segments, segments_from_grid_thw, validate_packed
+from .common import PackedEncoderMixin, prenorm_block
 from .loading import RefuseMissingWeightsMixin
 
 __all__ = ["Aimv2PackedVisionModel"]
@@ -34,15 +34,13 @@ class _PackedLayer(Aimv2EncoderLayer):
     def forward(  # type: ignore[override]
         self, hidden_states: torch.Tensor, segments: Segments, backend: str, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attention = self.attention
-        normed = self.rms_norm1(hidden_states)
-        q, k, v = (split_heads(proj(normed), attention.num_heads)
-                   for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
-        mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, attention_dropout(attention),
-                                          need_weights)  # fmt: skip
-        hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
-        hidden_states = hidden_states + self.ffn(self.rms_norm2(hidden_states))
-        return hidden_states, weights
+        return prenorm_block(
+            hidden_states,
+            segments,
+            backend,
+            need_weights,
+            (self.rms_norm1, self.attention, self.rms_norm2, self.ffn),
+        )
 
 
 class _PackedEncoder(nn.Module):

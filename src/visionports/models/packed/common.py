@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...packing import Segments, resolve_backend
+from ...packing import Segments, packed_attention, resolve_backend
 
 
 class PackedEncoderMixin:
@@ -103,3 +103,26 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 def attention_dropout(module: nn.Module) -> float:
     """The attention-probability dropout of ``module`` in training, 0 in eval."""
     return float(getattr(module, "dropout", 0.0)) if module.training else 0.0
+
+
+def prenorm_block(
+    hidden_states: torch.Tensor,
+    segments: Segments,
+    backend: str,
+    need_weights: bool,
+    parts: tuple[nn.Module, nn.Module, nn.Module, nn.Module],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A pre-norm transformer block over packed rows ``[N, D]``, attention bounded per image.
+
+    ``parts`` are the block's own modules ``(norm1, attention, norm2, mlp)``; the attention module provides
+    ``q_proj`` / ``k_proj`` / ``v_proj`` / ``out_proj``, ``num_heads`` and ``scale``.
+    Returns the new rows and, with ``need_weights``, the block-diagonal attention weights.
+    """
+    norm1, attention, norm2, mlp = parts
+    normed = norm1(hidden_states)
+    q, k, v = (split_heads(proj(normed), attention.num_heads)
+               for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
+    mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, attention_dropout(attention),
+                                      need_weights)  # fmt: skip
+    hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
+    return hidden_states + mlp(norm2(hidden_states)), weights

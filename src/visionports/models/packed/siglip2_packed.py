@@ -17,8 +17,8 @@ from transformers.models.siglip2.modeling_siglip2 import (
     Siglip2VisionEmbeddings,
 )
 
-from ...packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
-from .common import PackedEncoderMixin, attention_dropout, split_heads
+from ...packing import Segments, segments_from_grid_thw, validate_packed
+from .common import PackedEncoderMixin, prenorm_block
 from .loading import RefuseMissingWeightsMixin
 
 __all__ = ["Siglip2PackedVisionModel"]
@@ -30,15 +30,13 @@ class _PackedEncoderLayer(Siglip2EncoderLayer):
     def forward(  # type: ignore[override]
         self, hidden_states: torch.Tensor, segments: Segments, backend: str, need_weights: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attention = self.self_attn
-        normed = self.layer_norm1(hidden_states)
-        q, k, v = (split_heads(proj(normed), attention.num_heads)
-                   for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
-        mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, attention_dropout(attention),
-                                          need_weights)  # fmt: skip
-        hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
-        hidden_states = hidden_states + self.mlp(self.layer_norm2(hidden_states))
-        return hidden_states, weights
+        return prenorm_block(
+            hidden_states,
+            segments,
+            backend,
+            need_weights,
+            (self.layer_norm1, self.self_attn, self.layer_norm2, self.mlp),
+        )
 
 
 class _PackedEncoder(nn.Module):
