@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from visionports.coco_dataset import load_coco_split
-from visionports.coco_evaluation import coco_ap, evaluate_folder, format_metrics, predict_split
+from visionports.data.coco_dataset import load_coco_split
+from visionports.data.coco_evaluation import coco_ap, evaluate_folder, format_metrics, predict_split
+from visionports.data.synthetic_coco import make_synthetic_coco
 from visionports.models.deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor
 from visionports.models.deimv2.train_deimv2 import FineTuneOptions, fine_tune, load_for_data
-from visionports.synthetic_coco import make_synthetic_coco
 
 
 def initial_folder(root: Path, size: int, seed: int) -> Path:

@@ -20,7 +20,7 @@ from transformers import Deimv2ForObjectDetection as UpstreamDeimv2  # noqa: E40
 from upstream_anchor import randomize_, upstream_config, upstream_to_original_state_dict  # noqa: E402
 
 from visionports import Deimv2ForObjectDetection  # noqa: E402
-from visionports.load_report import load_mapped  # noqa: E402
+from visionports.core.load_report import load_mapped  # noqa: E402
 from visionports.models.deimv2.convert_deimv2 import convert_state_dict, infer_config  # noqa: E402
 
 CASES = [("atto", 320), ("s", 640)]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from transformers import Aimv2VisionConfig, Aimv2VisionModel
 
 from visionports.models.packed.aimv2_packed import Aimv2PackedVisionModel
-from visionports.packing import pack_images, segment_lengths
+from visionports.models.packed.packing import pack_images, segment_lengths
 
 SIZES = [(224, 224), (224, 336), (336, 336), (448, 224), (112, 112), (280, 420)]
 

@@ -7,7 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from visionports.checkpoint import CheckpointError, load_checkpoint_file, load_state_dict, select_state_dict
+from visionports.core.checkpoint import (
+    CheckpointError,
+    load_checkpoint_file,
+    load_state_dict,
+    select_state_dict,
+)
 
 
 class _Evil:  # any custom class makes a pickle unsafe for weights_only loading

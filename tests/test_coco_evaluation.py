@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from visionports import Deimv2Config, Deimv2ForObjectDetection
 from visionports.cli import main
-from visionports.coco_dataset import CocoFormatError, load_coco_split
-from visionports.coco_evaluation import AP_NAMES, coco_ap, evaluate_folder
+from visionports.data.coco_dataset import CocoFormatError, load_coco_split
+from visionports.data.coco_evaluation import AP_NAMES, coco_ap, evaluate_folder
+from visionports.data.synthetic_coco import SHAPES, make_synthetic_coco
 from visionports.models.deimv2.image_processing_deimv2 import Deimv2ImageProcessor
-from visionports.synthetic_coco import SHAPES, make_synthetic_coco
 
 pytest.importorskip("pycocotools")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionports.drawing import PALETTE, Detection, draw_detections
+from visionports.utils.drawing import PALETTE, Detection, draw_detections
 
 
 @pytest.mark.parametrize("size", [(64, 48), (2000, 1500)])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionports.images import ImageInputError, collect_image_files, open_image
+from visionports.utils.images import ImageInputError, collect_image_files, open_image
 
 
 def test_open_image_errors(tmp_path: Path) -> None:

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visionports.checkpoint import CheckpointError
-from visionports.key_mapping import Duplicate, Fold, KeyMapping, Rename, Skip, Split
-from visionports.load_report import IncompleteCheckpointError, load_mapped
+from visionports.core.checkpoint import CheckpointError
+from visionports.core.key_mapping import Duplicate, Fold, KeyMapping, Rename, Skip, Split
+from visionports.core.load_report import IncompleteCheckpointError, load_mapped
 
 
 def test_rename_split_skip_duplicate_fold() -> None:

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from golden import golden_cases
 from visionports.cli import main
-from visionports.parity import compare_tensors, run_parity
-from visionports.registry import get_family
+from visionports.core.parity import compare_tensors, run_parity
+from visionports.core.registry import get_family
 
 CASES = golden_cases("deimv2")
 ALL_CASES = [(m, case) for m in ("deimv2", "videomt", "sam3_lite_text") for case in golden_cases(m)]
@@ -93,7 +93,7 @@ def test_report_has_a_row_per_stage() -> None:
 
 def test_a_reload_that_changes_a_weight_fails_the_reloaded_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     """The reloaded stage is an exact comparison: one weight moved by 1e-6 after loading fails it."""
-    import visionports.parity as parity
+    import visionports.core.parity as parity
 
     real_load_saved = parity.load_saved
 
@@ -112,7 +112,7 @@ def test_a_reload_that_changes_a_weight_fails_the_reloaded_stage(monkeypatch: py
 
 
 def test_compare_exact_treats_nan_and_inf_as_values() -> None:
-    from visionports.parity import compare_exact
+    from visionports.core.parity import compare_exact
 
     ref = {"x": torch.tensor([1.0, float("nan"), float("inf")]), "i": torch.tensor([1, 2])}
     same = compare_exact({k: v.clone() for k, v in ref.items()}, ref, [])

@@ -8,9 +8,9 @@ import torch
 from transformers.utils import TensorType
 
 from visionports import Deimv2ImageProcessor, PackedImageProcessor
+from visionports.core.processing_options import call_options, channels_last, normalize, rescale, to_layout
 from visionports.models.sam3_lite_text import Sam3LiteTextImageProcessor
 from visionports.models.videomt import VideomtVideoProcessor
-from visionports.processing_options import call_options, channels_last, normalize, rescale, to_layout
 
 PROCESSORS = {
     "deimv2": lambda: Deimv2ImageProcessor(size={"height": 32, "width": 32}),

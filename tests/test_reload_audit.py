@@ -31,11 +31,11 @@ from visionports import (
     Siglip2PackedVisionModel,
     pack_images,
 )
+from visionports.core.pretrained import own_aligned_storage
 from visionports.models.sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextModel, Sam3LiteTextTextModel
 from visionports.models.sam3_lite_text.configuration_sam3_lite_text import Sam3LiteTextTextConfig
 from visionports.models.videomt import PRESETS as VIDEOMT_PRESETS
 from visionports.models.videomt import VideomtConfig, VideomtForUniversalSegmentation
-from visionports.pretrained import own_aligned_storage
 
 Run = Callable[[torch.nn.Module], dict[str, torch.Tensor]]
 

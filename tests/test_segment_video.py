@@ -13,7 +13,7 @@ from PIL import Image
 
 from golden import FIXTURES
 from visionports.cli import main
-from visionports.video import write_video
+from visionports.utils.video import write_video
 
 CASE = FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visionports.synthetic_coco import SHAPES, make_synthetic_coco
+from visionports.data.synthetic_coco import SHAPES, make_synthetic_coco
 
 
 def test_writes_coco_layout_with_boxes_inside_images(tmp_path: Path) -> None:

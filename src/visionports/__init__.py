@@ -14,9 +14,9 @@ from .models.deimv2 import (  # noqa: E402
 )
 from .models.packed.aimv2_packed import Aimv2PackedVisionModel  # noqa: E402
 from .models.packed.dinov3_packed import Dinov3PackedVisionModel  # noqa: E402
+from .models.packed.image_processing_packed import PackedImageProcessor  # noqa: E402
+from .models.packed.packing import cu_seqlens_from_grid_thw, pack_images, unpack  # noqa: E402
 from .models.packed.siglip2_packed import Siglip2PackedVisionModel  # noqa: E402
-from .packed_processing import PackedImageProcessor  # noqa: E402
-from .packing import cu_seqlens_from_grid_thw, pack_images, unpack  # noqa: E402
 
 __all__ = [
     "Aimv2PackedVisionModel",

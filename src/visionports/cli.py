@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .registry import family_names, get_family
+from .core.registry import family_names, get_family
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,9 +46,9 @@ def convert(
     """Convert an original CHECKPOINT of MODEL into a from_pretrained folder OUTPUT_DIR."""
     from huggingface_hub.errors import StrictDataclassError
 
-    from .checkpoint import CheckpointError
-    from .conversion import convert_checkpoint
-    from .load_report import IncompleteCheckpointError
+    from .core.checkpoint import CheckpointError
+    from .core.conversion import convert_checkpoint
+    from .core.load_report import IncompleteCheckpointError
 
     overrides = _parse_settings(settings)
     if image_size:
@@ -110,7 +110,7 @@ def parity(model: str, case_dir: Path, float64: bool, sizes: str) -> None:
     """
     if model == "packed":
         _packed_parity(case_dir, sizes)
-    from .parity import run_parity
+    from .core.parity import run_parity
 
     report = run_parity(get_family(model), case_dir, float64=float64)
     click.echo(report.render())
@@ -118,7 +118,7 @@ def parity(model: str, case_dir: Path, float64: bool, sizes: str) -> None:
 
 
 def _packed_parity(folder: Path, sizes: str) -> None:
-    from .packed_parity import compare_packed
+    from .models.packed.parity_packed import compare_packed
 
     try:
         parsed = [tuple(int(v) for v in item.lower().split("x")) for item in sizes.split(",") if item]
@@ -169,8 +169,8 @@ def detect(
     inputs: tuple[Path, ...], model_dir: Path, threshold: float, output_dir: Path, batch_size: int
 ) -> None:
     """Detect objects in IMAGE files or folders; write annotated pictures and JSON results."""
-    from .detect import detect_files
-    from .images import ImageInputError
+    from .tasks.detect import detect_files
+    from .utils.images import ImageInputError
 
     try:
         run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size)
@@ -214,9 +214,9 @@ def export(
         raise click.ClickException(f"{output} exists; pass --overwrite to replace it")
     from transformers import AutoModelForObjectDetection
 
-    from .files import require_model_folder
-    from .images import ImageInputError
+    from .core.files import require_model_folder
     from .models.deimv2.export_deimv2 import export_onnx
+    from .utils.images import ImageInputError
 
     try:
         require_model_folder(model_dir)
@@ -249,9 +249,9 @@ def export(
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
 def evaluate(model: str, model_dir: Path, data_dir: Path, split: str, batch_size: int) -> None:
     """Print the COCO box AP table of a detector folder on a COCO-format data set (pycocotools)."""
-    from .coco_dataset import CocoFormatError
-    from .coco_evaluation import evaluate_folder, format_metrics
-    from .images import ImageInputError
+    from .data.coco_dataset import CocoFormatError
+    from .data.coco_evaluation import evaluate_folder, format_metrics
+    from .utils.images import ImageInputError
 
     try:
         metrics = evaluate_folder(model_dir, data_dir, split, batch_size=batch_size)
@@ -303,10 +303,10 @@ def train(model: str, model_dir: Path, data_dir: Path, output: Path, epochs: int
           ema_warmups: int, hflip: float, max_steps: int, seed: int, evaluate: bool,
           overwrite: bool) -> None:  # fmt: skip
     """Fine-tune a detector on a COCO-format data set (transformers Trainer, EMA, the original recipe)."""
-    from .coco_dataset import CocoFormatError
-    from .coco_evaluation import evaluate_folder, format_metrics
-    from .images import ImageInputError
+    from .data.coco_dataset import CocoFormatError
+    from .data.coco_evaluation import evaluate_folder, format_metrics
     from .models.deimv2.train_deimv2 import FineTuneOptions, fine_tune
+    from .utils.images import ImageInputError
 
     options = FineTuneOptions(
         epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay,
@@ -353,8 +353,8 @@ def train(model: str, model_dir: Path, data_dir: Path, output: Path, epochs: int
 def segment_video_command(video: Path | None, frames_dir: Path | None, model_dir: Path, task: str | None,
                           output: Path, json_path: Path | None, chunk: int) -> None:  # fmt: skip
     """Segment VIDEO (or --frames-dir) online and write it with coloured masks, track ids and labels."""
-    from .images import ImageInputError
-    from .segment_video import segment_video
+    from .tasks.segment_video import segment_video
+    from .utils.images import ImageInputError
 
     if (video is None) == (frames_dir is None):
         raise click.UsageError("give either VIDEO or --frames-dir")
@@ -388,8 +388,8 @@ def segment_video_command(video: Path | None, frames_dir: Path | None, model_dir
 def segment(inputs: tuple[Path, ...], prompts: tuple[str, ...], model_dir: Path, output_dir: Path,
             threshold: float | None) -> None:  # fmt: skip
     """Segment what the --prompt texts describe in IMAGE files or folders (SAM3-LiteText)."""
-    from .images import ImageInputError
-    from .segment_images import segment_files
+    from .tasks.segment_images import segment_files
+    from .utils.images import ImageInputError
 
     try:
         summary = segment_files(inputs, list(prompts), model_dir, output_dir, threshold=threshold)

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
 from golden import FIXTURES
-from visionports.checkpoint import CheckpointError
 from visionports.cli import main
+from visionports.core.checkpoint import CheckpointError
 from visionports.models.deimv2.convert_deimv2 import guess_variant, infer_config, verify_recomputed_buffers
 
 ATTO = FIXTURES / "deimv2" / "atto_s0_b1_320"

@@ -13,8 +13,8 @@ from transformers import AutoImageProcessor
 
 from golden import FIXTURES, golden_cases
 from visionports import Deimv2Config, Deimv2ImageProcessor
-from visionports.images import ImageInputError
 from visionports.models.deimv2.family import make_processor
+from visionports.utils.images import ImageInputError
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -94,7 +94,7 @@ def test_exif_orientation_is_honoured(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
     image.save(tmp_path / "rotated.jpg", exif=exif)
-    from visionports.images import open_image
+    from visionports.utils.images import open_image
 
     assert open_image(tmp_path / "rotated.jpg").size == (20, 60)
 

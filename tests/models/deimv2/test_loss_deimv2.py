@@ -8,7 +8,6 @@ import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 
-from visionports.boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
 from visionports.models.deimv2.configuration_deimv2 import Deimv2Config
 from visionports.models.deimv2.decoder_deimv2 import weighting_function
 from visionports.models.deimv2.denoising_deimv2 import inverse_sigmoid, make_denoising_groups
@@ -20,6 +19,7 @@ from visionports.models.deimv2.loss_deimv2 import (
 )
 from visionports.models.deimv2.matcher_deimv2 import Deimv2HungarianMatcher
 from visionports.models.deimv2.modeling_deimv2 import Deimv2ForObjectDetection
+from visionports.utils.boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
 
 
 def test_iou_and_generalized_iou() -> None:

@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from transformers import AutoModelForObjectDetection
 
 from visionports.cli import main
-from visionports.coco_dataset import load_coco_split
-from visionports.detection_data import CocoDetectionDataset, collate_detection
-from visionports.ema import ModelEMA
+from visionports.data.coco_dataset import load_coco_split
+from visionports.data.detection_data import CocoDetectionDataset, collate_detection
+from visionports.data.synthetic_coco import make_synthetic_coco
 from visionports.models.deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor
 from visionports.models.deimv2.train_deimv2 import flat_cosine_factor, parameter_groups
-from visionports.synthetic_coco import make_synthetic_coco
+from visionports.training.ema import ModelEMA
 
 
 @pytest.fixture(scope="module")

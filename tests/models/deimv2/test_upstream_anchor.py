@@ -27,7 +27,7 @@ from upstream_anchor import (
 )
 
 from visionports import Deimv2Config, Deimv2ForObjectDetection
-from visionports.load_report import load_mapped
+from visionports.core.load_report import load_mapped
 from visionports.models.deimv2.convert_deimv2 import convert_state_dict, infer_config
 
 VIT_TINY = ("s", "m")

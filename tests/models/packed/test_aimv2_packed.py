@@ -9,7 +9,7 @@ import torch
 from transformers import Aimv2Config, Aimv2Model, Aimv2VisionConfig, Aimv2VisionModel
 
 from visionports.models.packed.aimv2_packed import Aimv2PackedVisionModel
-from visionports.packing import cu_seqlens_from_grid_thw, pack_images, unpack
+from visionports.models.packed.packing import cu_seqlens_from_grid_thw, pack_images, unpack
 
 TOL = 1e-5
 

@@ -8,7 +8,7 @@ import transformers
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
 from visionports.models.packed.dinov3_packed import Dinov3PackedVisionModel
-from visionports.packing import pack_images, unpack
+from visionports.models.packed.packing import pack_images, unpack
 
 transformers.utils.logging.disable_progress_bar()
 

@@ -19,10 +19,10 @@ from transformers import (
     Siglip2VisionModel,
 )
 
-import visionports.packing
+import visionports.models.packed.packing
 from reload_checks import poisoned_memory
 from visionports import Aimv2PackedVisionModel, Dinov3PackedVisionModel, Siglip2PackedVisionModel, unpack
-from visionports.packing import pack_images
+from visionports.models.packed.packing import pack_images
 
 transformers.utils.logging.disable_progress_bar()
 
@@ -193,7 +193,7 @@ def test_attn_implementation_is_honoured(tmp_path: Path, name: str, monkeypatch:
         functional = types.SimpleNamespace(
             dropout=torch.nn.functional.dropout, scaled_dot_product_attention=refuse
         )
-        monkeypatch.setattr(visionports.packing, "F", functional)
+        monkeypatch.setattr(visionports.models.packed.packing, "F", functional)
         assert (eager(hidden, grid).last_hidden_state - reference).abs().max() <= 1e-5
         with pytest.raises(AssertionError, match="SDPA called"):
             sdpa(hidden, grid)

@@ -13,8 +13,8 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from visionports.models.packed.packing import pack_images, unpack
 from visionports.models.packed.siglip2_packed import Siglip2PackedVisionModel
-from visionports.packing import pack_images, unpack
 
 hf_logging.disable_progress_bar()
 

@@ -11,10 +11,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from golden import FIXTURES
-from visionports.conversion import convert_checkpoint
+from visionports.core.conversion import convert_checkpoint
+from visionports.core.registry import get_family
 from visionports.models.sam3_lite_text import Sam3LiteTextImageProcessor, Sam3LiteTextTokenizer
 from visionports.models.sam3_lite_text.detector_sam3_lite_text import pair_indices
-from visionports.registry import get_family
 
 CASE = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5"
 BATCH_CASE = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_batch2_56"

@@ -15,7 +15,8 @@ from transformers import AutoConfig
 
 from golden import FIXTURES
 from reload_checks import model_tensors, poisoned_memory
-from visionports.conversion import convert_checkpoint
+from visionports.core.conversion import convert_checkpoint
+from visionports.core.registry import get_family
 from visionports.models.sam3_lite_text import (
     Sam3LiteTextConfig,
     Sam3LiteTextImageProcessor,
@@ -25,7 +26,6 @@ from visionports.models.sam3_lite_text import (
 )
 from visionports.models.sam3_lite_text import modeling_text_sam3_lite_text as text_module
 from visionports.models.sam3_lite_text.parity_sam3_lite_text import Sam3LiteTextParity
-from visionports.registry import get_family
 
 TEXT_CASE = FIXTURES / "sam3_lite_text" / "s0_mct_reduced_ctx16"
 _DETECTOR = dict(d_model=32, ffn_dim=64, n_heads=8, num_queries=20, image_size=112, patch_size=14,

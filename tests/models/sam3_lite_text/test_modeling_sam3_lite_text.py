@@ -13,13 +13,13 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModel
 
 from golden import FIXTURES
-from visionports.boxes import center_to_corners
 from visionports.cli import main
 from visionports.models.sam3_lite_text import (
     Sam3LiteTextImageProcessor,
     Sam3LiteTextModel,
     Sam3LiteTextTokenizer,
 )
+from visionports.utils.boxes import center_to_corners
 
 CASE = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5"
 

@@ -10,13 +10,13 @@ import torch
 from transformers import AutoModel
 
 from golden import FIXTURES
-from visionports.conversion import convert_checkpoint
+from visionports.core.conversion import convert_checkpoint
+from visionports.core.registry import get_family
 from visionports.models.sam3_lite_text import (
     Sam3LiteTextTextConfig,
     Sam3LiteTextTextModel,
     Sam3LiteTextTokenizer,
 )
-from visionports.registry import get_family
 
 TEXT_CASE = FIXTURES / "sam3_lite_text" / "s0_mct_reduced_ctx16"
 TOKENIZER_CASE = FIXTURES / "sam3_lite_text" / "tokenizer_bpe16e6"

@@ -13,10 +13,10 @@ from transformers import AutoModelForUniversalSegmentation
 
 from golden import FIXTURES
 from visionports.cli import main
+from visionports.core.parity import run_parity
+from visionports.core.registry import get_family
 from visionports.models.videomt import VideomtConfig, VideomtForUniversalSegmentation
 from visionports.models.videomt.convert_videomt import infer_config
-from visionports.parity import run_parity
-from visionports.registry import get_family
 
 CASE = FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3"
 _ORIGINAL_DINOV3 = [

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForUniversalSegmentation
 
 from golden import FIXTURES
-from visionports.load_report import load_mapped
+from visionports.core.load_report import load_mapped
 from visionports.models.videomt import VideomtConfig, VideomtForUniversalSegmentation
 from visionports.models.videomt.convert_videomt import convert_state_dict, infer_config
 

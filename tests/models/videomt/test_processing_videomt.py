@@ -10,7 +10,6 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from golden import FIXTURES
-from visionports.images import ImageInputError
 from visionports.models.videomt import VideomtConfig, VideomtVideoProcessor
 from visionports.models.videomt.family import make_processor
 from visionports.models.videomt.postprocessing_videomt import (
@@ -20,6 +19,7 @@ from visionports.models.videomt.postprocessing_videomt import (
     semantic_segmentation,
 )
 from visionports.models.videomt.processing_videomt import shortest_edge_size
+from visionports.utils.images import ImageInputError
 
 CASE = FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3"
 

@@ -8,7 +8,7 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from ...coco import COCO_CLASSES
+from ...data.coco import COCO_CLASSES
 
 # HGNetV2 stage tables of the original: [in, mid, out, num_blocks, downsample, light_block, kernel, layers]
 _HGNET_ARCHS: dict[str, dict[str, Any]] = {

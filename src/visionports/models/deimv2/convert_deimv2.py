@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ...checkpoint import CheckpointError
-from ...key_mapping import Duplicate, Fold, KeyMapping, MappedStateDict, Rename, Skip, Split
+from ...core.checkpoint import CheckpointError
+from ...core.key_mapping import Duplicate, Fold, KeyMapping, MappedStateDict, Rename, Skip, Split
 from .configuration_deimv2 import _HGNET_ARCHS, PRESETS, Deimv2Config
 from .decoder_deimv2 import generate_anchors
 

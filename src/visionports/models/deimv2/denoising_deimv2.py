@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...boxes import center_to_corners, corners_to_center
+from ...utils.boxes import center_to_corners, corners_to_center
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...files import atomic_write
+from ...core.files import atomic_write
 from .modeling_deimv2 import Deimv2ForObjectDetection
 from .postprocessing_deimv2 import select_detections
 

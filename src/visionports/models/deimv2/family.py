@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...registry import ModelFamily
+from ...core.registry import ModelFamily
 from .configuration_deimv2 import Deimv2Config
 from .convert_deimv2 import convert_state_dict, infer_config
 from .image_processing_deimv2 import Deimv2ImageProcessor

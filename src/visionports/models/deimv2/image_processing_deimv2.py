@@ -12,8 +12,8 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension
 
-from ...images import as_image_list, to_rgb
-from ...processing_options import call_options, channels_last, normalize, rescale, to_layout
+from ...core.processing_options import call_options, channels_last, normalize, rescale, to_layout
+from ...utils.images import as_image_list, to_rgb
 from .postprocessing_deimv2 import select_detections
 
 

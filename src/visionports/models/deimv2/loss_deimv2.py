@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
+from ...utils.boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Predictions, Deimv2TrainingOutputs, weighting_function
 from .matcher_deimv2 import Deimv2HungarianMatcher, Matching

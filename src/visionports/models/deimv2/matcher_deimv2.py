@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
+from ...utils.boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
 
 Matching = list[tuple[torch.Tensor, torch.Tensor]]
 

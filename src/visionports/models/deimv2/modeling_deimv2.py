@@ -12,8 +12,8 @@ from transformers import initialization as init
 from transformers.models.hgnet_v2.modeling_hgnet_v2 import HGNetV2LearnableAffineBlock
 from transformers.utils import ModelOutput
 
-from ...images import check_pixel_dtype
-from ...pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
+from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
+from ...utils.images import check_pixel_dtype
 from .backbone_deimv2 import Deimv2LayerScale, Deimv2RopeEmbedding, Deimv2ViT, build_backbone, rope_periods
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention, Deimv2TrainingOutputs

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from ...boxes import center_to_corners
+from ...utils.boxes import center_to_corners
 from .postprocessing_deimv2 import select_detections, to_coco_category_ids
 
 Tensors = dict[str, torch.Tensor]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ...boxes import center_to_corners
-from ...coco import COCO_CATEGORY_IDS
+from ...data.coco import COCO_CATEGORY_IDS
+from ...utils.boxes import center_to_corners
 
 
 def select_detections(

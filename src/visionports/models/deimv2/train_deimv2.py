@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from ...coco_dataset import CocoSplit, load_coco_split
-from ...detection_data import CocoDetectionDataset, collate_detection
-from ...ema import EMACallback
-from ...files import make_temporary_sibling_dir, require_model_folder
+from ...core.files import make_temporary_sibling_dir, require_model_folder
+from ...data.coco_dataset import CocoSplit, load_coco_split
+from ...data.detection_data import CocoDetectionDataset, collate_detection
+from ...training.ema import EMACallback
 
 # Per released variant: (base lr, backbone lr, weight decay, warm-up iterations, lr_gamma), from the ymls.
 RECIPES: dict[str, tuple[float, float, float, int, float]] = {

@@ -21,9 +21,9 @@ from transformers.models.aimv2.modeling_aimv2 import (
     build_2d_sinusoidal_position_embedding,
 )
 
-from ...packing import Segments, segments_from_grid_thw, validate_packed
 from .common import PackedEncoderMixin, prenorm_block
 from .loading import RefuseMissingWeightsMixin
+from .packing import Segments, segments_from_grid_thw, validate_packed
 
 __all__ = ["Aimv2PackedVisionModel"]
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...packing import Segments, packed_attention, resolve_backend
+from .packing import Segments, packed_attention, resolve_backend
 
 
 class PackedEncoderMixin:

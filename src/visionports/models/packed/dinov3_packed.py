@@ -1,7 +1,7 @@
 """DINOv3 ViT over packed images of different sizes: one pass, no padding, attention bounded per image.
 
 Weights and parameter names are those of ``transformers.DINOv3ViTModel``; a folder saved by that class loads
-here unchanged. Input rows are patches only (see ``visionports.packing``); the model inserts each image's CLS
+here unchanged. Input rows are patches only (see ``visionports.models.packed.packing``); the model inserts each image's CLS
 and register tokens, so every image owns ``1 + num_register_tokens + h * w`` output rows
 ``[CLS, registers, patches row-major]``.
 
@@ -30,9 +30,9 @@ from transformers.models.dinov3_vit.modeling_dinov3_vit import (
     get_patches_center_coordinates,
 )
 
-from ...packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
 from .common import PackedEncoderMixin, attention_dropout, split_heads
 from .loading import RefuseMissingWeightsMixin
+from .packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
 
 __all__ = ["Dinov3PackedVisionModel"]
 

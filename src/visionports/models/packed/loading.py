@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...pretrained import ReloadIdenticalMixin
+from ...core.pretrained import ReloadIdenticalMixin
 
 
 class RefuseMissingWeightsMixin(ReloadIdenticalMixin):
@@ -13,7 +13,7 @@ class RefuseMissingWeightsMixin(ReloadIdenticalMixin):
     transformers only warns about missing keys, which would silently leave randomly initialised weights. With no
     folder (``from_pretrained(None, config=..., state_dict=...)``) the caller supplies the weights explicitly, and
     the missing ones are initialised and reported as transformers does. Loaded weights get aligned memory
-    (:class:`~visionports.pretrained.ReloadIdenticalMixin`).
+    (:class:`~visionports.core.pretrained.ReloadIdenticalMixin`).
     """
 
     @classmethod

@@ -17,9 +17,9 @@ from transformers.models.siglip2.modeling_siglip2 import (
     Siglip2VisionEmbeddings,
 )
 
-from ...packing import Segments, segments_from_grid_thw, validate_packed
 from .common import PackedEncoderMixin, prenorm_block
 from .loading import RefuseMissingWeightsMixin
+from .packing import Segments, segments_from_grid_thw, validate_packed
 
 __all__ = ["Siglip2PackedVisionModel"]
 

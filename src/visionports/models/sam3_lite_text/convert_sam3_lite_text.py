@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ...checkpoint import CheckpointError
-from ...key_mapping import KeyMapping, MappedStateDict, Rename, Skip
+from ...core.checkpoint import CheckpointError
+from ...core.key_mapping import KeyMapping, MappedStateDict, Rename, Skip
 from .configuration_sam3_lite_text import (
     DETECTOR_DEFAULTS,
     TEXT_PRESETS,

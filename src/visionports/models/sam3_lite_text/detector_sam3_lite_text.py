@@ -19,7 +19,7 @@ import transformers.models.sam3.modeling_sam3 as sam3
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ...key_mapping import Rename, Rule, Skip, Split
+from ...core.key_mapping import Rename, Rule, Skip, Split
 
 QKV = (r"\1.q_proj.\2", r"\1.k_proj.\2", r"\1.v_proj.\2")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...registry import ModelFamily
+from ...core.registry import ModelFamily
 from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
 from .convert_sam3_lite_text import convert_state_dict, infer_config
 from .image_processing_sam3_lite_text import Sam3LiteTextImageProcessor

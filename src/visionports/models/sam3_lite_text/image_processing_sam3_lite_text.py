@@ -13,9 +13,9 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension
 from transformers.utils import TensorType
 
-from ...boxes import center_to_corners
-from ...images import as_image_list, to_rgb
-from ...processing_options import call_options, channels_last, normalize, rescale, to_layout
+from ...core.processing_options import call_options, channels_last, normalize, rescale, to_layout
+from ...utils.boxes import center_to_corners
+from ...utils.images import as_image_list, to_rgb
 
 
 class Sam3LiteTextImageProcessor(BaseImageProcessor):

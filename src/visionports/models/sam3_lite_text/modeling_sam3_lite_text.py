@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...pretrained import ReloadIdenticalMixin
+from ...core.pretrained import ReloadIdenticalMixin
 from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
 from .detector_sam3_lite_text import Sam3LiteTextDetector, sam3_config_for
 from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel, Sam3LiteTextTextOutput

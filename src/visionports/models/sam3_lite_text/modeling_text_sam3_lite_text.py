@@ -22,7 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from ...pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
+from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
 from .configuration_sam3_lite_text import Sam3LiteTextTextConfig
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from ...parity import ParityReport, TensorCheck
+from ...core.parity import ParityReport, TensorCheck
 from .detector_sam3_lite_text import pair_indices
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 

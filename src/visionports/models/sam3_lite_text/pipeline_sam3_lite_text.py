@@ -8,7 +8,7 @@ import numpy as np
 from transformers import Pipeline
 from transformers.image_utils import load_image
 
-from ...images import to_rgb
+from ...utils.images import to_rgb
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 TASK = "text-prompted-segmentation"

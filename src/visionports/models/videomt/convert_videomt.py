@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from ...checkpoint import CheckpointError
-from ...key_mapping import KeyMapping, MappedStateDict, Rename, Skip
+from ...core.checkpoint import CheckpointError
+from ...core.key_mapping import KeyMapping, MappedStateDict, Rename, Skip
 from .configuration_videomt import PRESETS, VideomtConfig
 
 StateDict = Mapping[str, torch.Tensor]

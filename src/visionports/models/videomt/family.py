@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...registry import ModelFamily
+from ...core.registry import ModelFamily
 from .configuration_videomt import VideomtConfig
 from .convert_videomt import convert_state_dict, infer_config
 from .modeling_videomt import VideomtForUniversalSegmentation

@@ -14,8 +14,8 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension
 from transformers.utils import TensorType
 
-from ...images import ImageInputError, to_rgb
-from ...processing_options import call_options, normalize, to_layout
+from ...core.processing_options import call_options, normalize, to_layout
+from ...utils.images import ImageInputError, to_rgb
 from .postprocessing_videomt import instance_segmentation, panoptic_segmentation, semantic_segmentation
 
 

@@ -11,9 +11,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from .drawing import PALETTE
-from .files import atomic_write, require_model_folder
-from .video import read_frames, video_fps, write_video
+from ..core.files import atomic_write, require_model_folder
+from ..utils.drawing import PALETTE
+from ..utils.video import read_frames, video_fps, write_video
 
 
 @dataclass

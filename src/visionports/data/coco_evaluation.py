@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..core.files import require_model_folder
+from ..utils.images import open_image
 from .coco_dataset import CocoSplit, load_coco_split
-from .files import require_model_folder
-from .images import open_image
 
 AP_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
             "AR_1", "AR_10", "AR_100", "AR_small", "AR_medium", "AR_large")  # fmt: skip

@@ -22,7 +22,7 @@ class PackedCheck:
 def _classes(config_name: str):
     import transformers
 
-    from .models.packed import aimv2_packed, dinov3_packed, siglip2_packed
+    from . import aimv2_packed, dinov3_packed, siglip2_packed
 
     table = {
         "Aimv2VisionConfig": (aimv2_packed.Aimv2PackedVisionModel, transformers.Aimv2VisionModel),

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from .files import atomic_write
+from ..core.files import atomic_write
 
 SHAPES = ("circle", "square", "triangle", "cross")
 """Category names; their COCO category ids are 1..len(SHAPES) in this order."""

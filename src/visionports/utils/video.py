@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .files import atomic_write
+from ..core.files import atomic_write
 from .images import ImageInputError, collect_image_files, open_image
 
 

@@ -23,7 +23,7 @@ class ModelFamily:
     convert_state_dict: Callable[[Mapping[str, torch.Tensor], PreTrainedConfig], MappedStateDict]
     make_processor: Callable[[PreTrainedConfig], Any] | None = None
     auto_model: str = "AutoModel"  # the transformers Auto class a user loads a converted folder with
-    parity: Any = None  # a ParityAdapter (see visionports.parity)
+    parity: Any = None  # a ParityAdapter (see visionports.core.parity)
 
 
 _FAMILY_MODULES = {

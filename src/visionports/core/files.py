@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .images import ImageInputError
+from ..utils.images import ImageInputError
 
 
 def _umask() -> int:

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .drawing import Detection, draw_detections
-from .files import atomic_write, require_model_folder
-from .images import collect_image_files, open_image
+from ..core.files import atomic_write, require_model_folder
+from ..utils.drawing import Detection, draw_detections
+from ..utils.images import collect_image_files, open_image
 
 
 @dataclass

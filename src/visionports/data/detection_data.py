@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..utils.images import open_image
 from .coco_dataset import CocoSplit
-from .images import open_image
 
 
 class CocoDetectionDataset(Dataset):

@@ -13,9 +13,9 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension, infer_channel_dimension_format
 
-from .images import as_image_list, to_rgb
+from ...core.processing_options import call_options
+from ...utils.images import as_image_list, to_rgb
 from .packing import pack_images
-from .processing_options import call_options
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

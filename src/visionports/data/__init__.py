@@ -1,0 +1,1 @@
+"""Data sets: COCO-format reading and evaluation, synthetic data, detection batches."""

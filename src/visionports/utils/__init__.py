@@ -1,0 +1,1 @@
+"""Utilities for user inputs and outputs: boxes, images, video files and drawing."""
