@@ -1,4 +1,4 @@
-"""DEIMv2 training criterion, component by component (golden loss cases run in tests/test_parity.py)."""
+"""DEIMv2 training criterion, component by component (golden loss cases run in tests/core/test_parity.py)."""
 
 from __future__ import annotations
 

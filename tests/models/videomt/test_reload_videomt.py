@@ -52,4 +52,4 @@ def test_rope_frequencies_after_from_pretrained(tmp_path: Path) -> None:
     assert torch.equal(loaded.rope.inv_freq, model.rope.inv_freq)
 
 
-# Bit-identical reloads of every VidEoMT preset shape (both backbones): tests/test_reload_audit.py.
+# Bit-identical reloads of every VidEoMT preset shape (both backbones): tests/core/test_reload_audit.py.

@@ -123,7 +123,7 @@ def test_compare_exact_treats_nan_and_inf_as_values() -> None:
 
 def test_docs_show_the_stage_rows_the_tool_prints() -> None:
     """docs/parity.md's example is the atto case's actual stage summary."""
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "parity.md").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "parity.md").read_text()
     example = docs.split("```\nstage", 1)[1].split("```", 1)[0]
     case = next(c for c in CASES if c.name == "atto_s0_b1_320")
     report = run_parity(get_family("deimv2"), case)
