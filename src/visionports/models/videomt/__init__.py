@@ -7,7 +7,7 @@ from .modeling_videomt import (
     VideomtSegmentationOutput,
     VideomtState,
 )
-from .processing_videomt import VideomtVideoProcessor
+from .video_processing_videomt import VideomtVideoProcessor
 
 __all__ = [
     "PRESETS",

@@ -7,7 +7,7 @@ from .configuration_videomt import VideomtConfig
 from .convert_videomt import convert_state_dict, infer_config
 from .modeling_videomt import VideomtForUniversalSegmentation
 from .parity_videomt import VideomtParity
-from .processing_videomt import VideomtVideoProcessor
+from .video_processing_videomt import VideomtVideoProcessor
 
 
 def make_processor(config: VideomtConfig) -> VideomtVideoProcessor:

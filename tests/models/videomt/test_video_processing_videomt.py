@@ -18,7 +18,7 @@ from visionports.models.videomt.postprocessing_videomt import (
     restore_mask_size,
     semantic_segmentation,
 )
-from visionports.models.videomt.processing_videomt import shortest_edge_size
+from visionports.models.videomt.video_processing_videomt import shortest_edge_size
 from visionports.utils.images import ImageInputError
 
 CASE = FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3"
@@ -228,3 +228,33 @@ def test_post_process_settings_per_call() -> None:
     loose = processor.post_process(outputs, [(60, 80)], [(30, 40)], task="panoptic", object_threshold=0.0,
                                    overlap_threshold=0.0)  # fmt: skip
     assert len(loose[0]["segments"]) > 0
+
+
+def test_named_post_processing_methods_match_the_dispatcher() -> None:
+    """``post_process(task=...)`` is a thin dispatcher to the transformers-style named methods."""
+    processor = VideomtVideoProcessor(num_thing_classes=2)
+    runs = [_outputs(seed) for seed in (0, 1)]
+    outputs = {
+        "class_queries_logits": torch.stack([c for c, _ in runs]),
+        "masks_queries_logits": torch.stack([m.transpose(0, 1) for _, m in runs]),
+    }
+    sizes = ([(60, 80), (45, 50)], [(30, 40), (32, 48)])
+    instance = processor.post_process_instance_segmentation(outputs, *sizes, max_instances=3)
+    semantic = processor.post_process_semantic_segmentation(outputs, *sizes)
+    panoptic = processor.post_process_panoptic_segmentation(outputs, *sizes, object_threshold=0.0)
+    assert len(instance) == len(semantic) == len(panoptic) == 2
+    assert instance[1]["masks"].shape == (3, 3, 45, 50) and semantic[1].shape == (3, 45, 50)
+    for b, (class_logits, mask_logits) in enumerate(runs):
+        args = (class_logits, mask_logits, (32, 48), sizes[1][b], sizes[0][b])
+        assert torch.equal(semantic[b], semantic_segmentation(*args))
+        expected = instance_segmentation(*args, max_instances=3)
+        assert all(torch.equal(instance[b][k], expected[k]) for k in expected)
+        assert panoptic[b]["segments"] == panoptic_segmentation(*args, 2, object_threshold=0.0)["segments"]
+    dispatched = processor.post_process(outputs, *sizes, task="instance", max_instances=3)
+    assert all(torch.equal(d["masks"], i["masks"]) for d, i in zip(dispatched, instance, strict=True))
+    assert all(torch.equal(d, s) for d, s in zip(processor.post_process(outputs, *sizes, task="semantic"),
+                                                 semantic, strict=True))  # fmt: skip
+    by_task = processor.post_process(outputs, *sizes, task="panoptic", object_threshold=0.0)
+    assert [p["segments"] for p in by_task] == [p["segments"] for p in panoptic]
+    with pytest.raises(ValueError, match="num_thing_classes"):
+        VideomtVideoProcessor().post_process_panoptic_segmentation(outputs, *sizes)

@@ -185,6 +185,47 @@ class VideomtVideoProcessor(BaseImageProcessor):
         width = -(-max(s[1] for s in sizes) // div) * div
         return torch.stack([F.pad(c, (0, width - c.shape[-1], 0, height - c.shape[-2])) for c in clips])
 
+    def post_process_instance_segmentation(
+        self, outputs: Any, original_sizes: Any, resized_sizes: Any, max_instances: int | None = None
+    ) -> list[dict]:
+        """Per video: the best (query, class) pairs as ``scores``, ``labels``, ``track_ids`` (query slots) and
+        ``masks`` [N, T, H, W] bool; ``max_instances`` overrides the processor's setting."""
+        top = self.max_instances if max_instances is None else int(max_instances)
+        videos = _per_video(outputs, original_sizes, resized_sizes)
+        return [instance_segmentation(*args, max_instances=top) for args in videos]
+
+    def post_process_semantic_segmentation(
+        self, outputs: Any, original_sizes: Any, resized_sizes: Any
+    ) -> list[torch.Tensor]:
+        """Per video: a [T, H, W] class map."""
+        return [semantic_segmentation(*args) for args in _per_video(outputs, original_sizes, resized_sizes)]
+
+    def post_process_panoptic_segmentation(
+        self,
+        outputs: Any,
+        original_sizes: Any,
+        resized_sizes: Any,
+        num_thing_classes: int | None = None,
+        object_threshold: float | None = None,
+        overlap_threshold: float | None = None,
+    ) -> list[dict]:
+        """Per video: ``segmentation`` [T, H, W] (0 = void) and ``segments``; labels are things-first, so
+        ``num_thing_classes`` is needed (here or on the processor). The arguments override its settings."""
+        things = self.num_thing_classes if num_thing_classes is None else num_thing_classes
+        if things is None:
+            raise ValueError("panoptic post-processing needs num_thing_classes (things-first labels)")
+        settings = {
+            "num_thing_classes": int(things),
+            "object_threshold": self.object_threshold
+            if object_threshold is None
+            else float(object_threshold),
+            "overlap_threshold": self.overlap_threshold
+            if overlap_threshold is None
+            else float(overlap_threshold),
+        }
+        videos = _per_video(outputs, original_sizes, resized_sizes)
+        return [panoptic_segmentation(*args, **settings) for args in videos]
+
     def post_process(
         self,
         outputs: Any,
@@ -196,43 +237,42 @@ class VideomtVideoProcessor(BaseImageProcessor):
         overlap_threshold: float | None = None,
         num_thing_classes: int | None = None,
     ) -> list[dict | torch.Tensor]:
-        """Per video: instance (``scores``, ``labels``, ``track_ids``, ``masks`` [N, T, H, W]), semantic (a
-        [T, H, W] class map) or panoptic (``segmentation`` [T, H, W] and ``segments``).
+        """Dispatch to ``post_process_{instance,semantic,panoptic}_segmentation`` by ``task`` (default: the
+        processor's ``task``), passing on the settings that task uses (the others are ignored).
 
         ``outputs`` holds ``class_queries_logits`` [B, T, Q, K+1] and ``masks_queries_logits``
         [B, T, Q, h, w] (stride 4 of the padded frames); masks go to ``original_sizes`` through the padded
-        size and a crop to ``resized_sizes``. The other arguments override the processor's settings.
+        size and a crop to ``resized_sizes``. Kept for the CLI and callers that choose the task at run time.
         """
         task = task or self.task
-        if task not in ("instance", "semantic", "panoptic"):
-            raise ValueError(f"task must be instance, semantic or panoptic, got {task!r}")
-        things = self.num_thing_classes if num_thing_classes is None else num_thing_classes
-        if task == "panoptic" and things is None:
-            raise ValueError("panoptic post-processing needs num_thing_classes (things-first labels)")
-        classes, masks = outputs["class_queries_logits"], outputs["masks_queries_logits"]
-        original_sizes, resized_sizes = torch.as_tensor(original_sizes), torch.as_tensor(resized_sizes)
-        if len(original_sizes) != classes.shape[0] or len(resized_sizes) != classes.shape[0]:
-            raise ValueError(
-                f"original_sizes/resized_sizes need one (height, width) per video ({classes.shape[0]}), got "
-                f"{len(original_sizes)} and {len(resized_sizes)}"
+        if task == "instance":
+            return self.post_process_instance_segmentation(
+                outputs, original_sizes, resized_sizes, max_instances
             )
-        padded = (masks.shape[-2] * 4, masks.shape[-1] * 4)
-        results = []
-        for b in range(classes.shape[0]):
-            args = (classes[b], masks[b].transpose(0, 1), padded, tuple(resized_sizes[b].tolist()),
-                    tuple(original_sizes[b].tolist()))  # fmt: skip
-            if task == "instance":
-                top = self.max_instances if max_instances is None else int(max_instances)
-                results.append(instance_segmentation(*args, max_instances=top))
-            elif task == "semantic":
-                results.append(semantic_segmentation(*args))
-            else:
-                results.append(panoptic_segmentation(
-                    *args, num_thing_classes=int(things),
-                    object_threshold=self.object_threshold if object_threshold is None else float(object_threshold),
-                    overlap_threshold=self.overlap_threshold if overlap_threshold is None else float(overlap_threshold),
-                ))  # fmt: skip
-        return results
+        if task == "semantic":
+            return self.post_process_semantic_segmentation(outputs, original_sizes, resized_sizes)
+        if task == "panoptic":
+            return self.post_process_panoptic_segmentation(
+                outputs, original_sizes, resized_sizes, num_thing_classes, object_threshold, overlap_threshold
+            )
+        raise ValueError(f"task must be instance, semantic or panoptic, got {task!r}")
+
+
+def _per_video(outputs: Any, original_sizes: Any, resized_sizes: Any) -> list[tuple]:
+    """Per video: (class logits [T, Q, K+1], mask logits [Q, T, h, w], padded, resized, original size)."""
+    classes, masks = outputs["class_queries_logits"], outputs["masks_queries_logits"]
+    original_sizes, resized_sizes = torch.as_tensor(original_sizes), torch.as_tensor(resized_sizes)
+    if len(original_sizes) != classes.shape[0] or len(resized_sizes) != classes.shape[0]:
+        raise ValueError(
+            f"original_sizes/resized_sizes need one (height, width) per video ({classes.shape[0]}), got "
+            f"{len(original_sizes)} and {len(resized_sizes)}"
+        )
+    padded = (masks.shape[-2] * 4, masks.shape[-1] * 4)
+    sizes = zip(resized_sizes.tolist(), original_sizes.tolist(), strict=True)
+    return [
+        (classes[b], masks[b].transpose(0, 1), padded, tuple(resized), tuple(original))
+        for b, (resized, original) in enumerate(sizes)
+    ]
 
 
 def _is_video(item: Any) -> bool:
