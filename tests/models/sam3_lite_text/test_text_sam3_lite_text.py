@@ -118,3 +118,27 @@ def test_released_extras_are_skipped_by_name() -> None:
     }
     out = mapping.apply(extras)
     assert not out.tensors and set(out.skipped) == set(extras)
+
+
+def test_tokenizer_saves_and_loads_with_a_model_folder(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    written = Sam3LiteTextTokenizer(32).save_pretrained(tmp_path)
+    assert json.loads(Path(written[0]).read_text()) == {
+        "tokenizer_class": "Sam3LiteTextTokenizer",
+        "context_length": 32,
+    }
+    loaded = Sam3LiteTextTokenizer.from_pretrained(tmp_path)
+    prompts = ["a cat", "person wearing a red hat", "a dog " * 10]
+    assert loaded.context_length == 32
+    assert torch.equal(loaded(prompts)["input_ids"], Sam3LiteTextTokenizer(32)(prompts)["input_ids"])
+    assert Sam3LiteTextTokenizer.from_pretrained(tmp_path, context_length=16).context_length == 16
+    # AutoTokenizer finds the class by the saved name once it is registered (as the family registration does)
+    AutoTokenizer.register(Sam3LiteTextTextConfig, tokenizer_class=Sam3LiteTextTokenizer, exist_ok=True)
+    auto = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(auto) is Sam3LiteTextTokenizer and auto.context_length == 32
+    with pytest.raises(OSError, match="tokenizer_config.json"):
+        Sam3LiteTextTokenizer.from_pretrained(tmp_path / "missing")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "CLIPTokenizer"}))
+    with pytest.raises(ValueError, match="CLIPTokenizer"):
+        Sam3LiteTextTokenizer.from_pretrained(tmp_path)

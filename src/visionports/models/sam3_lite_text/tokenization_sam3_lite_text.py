@@ -3,15 +3,22 @@
 Differences from transformers' ``CLIPTokenizer`` that change ids (all reproduced here): prompts are cleaned
 with ftfy and HTML-unescaped twice, the literal strings ``<start_of_text>`` / ``<end_of_text>`` are the special
 ids 49406 / 49407, and sequences are padded with id **0** (which the text encoder attends to).
+
+The vocabulary ships with the package; a model folder holds only ``tokenizer_config.json`` (the class name and
+``context_length``), written by :meth:`Sam3LiteTextTokenizer.save_pretrained` and read by ``from_pretrained``.
 """
 
 from __future__ import annotations
 
 import gzip
 import html
+import json
 import logging
+import os
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import ftfy
 import regex
@@ -19,6 +26,7 @@ import torch
 
 SOT, EOT = "<start_of_text>", "<end_of_text>"
 PAD_ID = 0
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 logger = logging.getLogger("visionports.sam3_lite_text")
 _PATTERN = regex.compile(
     r"<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+",
@@ -73,6 +81,34 @@ class Sam3LiteTextTokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self.encoder)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> tuple[str]:
+        """Write ``tokenizer_config.json`` (class name, ``context_length``) into ``save_directory``; the
+        transformers saving options in ``kwargs`` are accepted and ignored (there are no vocabulary files)."""
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / TOKENIZER_CONFIG_NAME
+        settings = {"tokenizer_class": type(self).__name__, "context_length": self.context_length}
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+        return (str(path),)
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike, *args: Any, context_length: int | None = None, **kwargs: Any
+    ) -> Sam3LiteTextTokenizer:
+        """The tokenizer saved in a local ``folder`` (``context_length`` overrides the saved one). Loader
+        options ``AutoTokenizer`` passes on (``kwargs``) are ignored: the vocabulary ships with the package."""
+        path = Path(folder) / TOKENIZER_CONFIG_NAME
+        if not path.is_file():
+            raise OSError(
+                f"{folder}: no {TOKENIZER_CONFIG_NAME} (save it with Sam3LiteTextTokenizer.save_pretrained)"
+            )
+        settings = json.loads(path.read_text())
+        if settings.get("tokenizer_class", cls.__name__) != cls.__name__:
+            raise ValueError(
+                f"{path}: tokenizer_class is {settings['tokenizer_class']!r}, not {cls.__name__!r}"
+            )
+        return cls(int(settings["context_length"]) if context_length is None else int(context_length))
 
     def _merge(self, word: str) -> list[str]:
         if word in self._cache:
