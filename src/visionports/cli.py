@@ -10,6 +10,22 @@ import click
 from .core.registry import family_names, get_family
 
 
+class FamilyChoice(click.Choice):
+    """The registry's families (with hyphenated aliases such as ``sam3-lite-text``), read when a command runs."""
+
+    def __init__(self, extra: tuple[str, ...] = ()) -> None:
+        self._extra = tuple(extra)
+        super().__init__([], case_sensitive=False)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return (*family_names(with_aliases=True), *self._extra)
+
+    @choices.setter
+    def choices(self, value: object) -> None:  # click.Choice assigns its list; the registry is the source
+        pass
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="visionports")
 def main() -> None:
@@ -17,7 +33,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Choice(family_names(with_aliases=True), case_sensitive=False))
+@click.argument("model", type=FamilyChoice())
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--variant", help="Released variant (e.g. atto, s); inferred from the weights when omitted.")
@@ -91,9 +107,7 @@ def _parse_settings(settings: tuple[str, ...]) -> dict:
 
 
 @main.command()
-@click.argument(
-    "model", type=click.Choice([*family_names(with_aliases=True), "packed"], case_sensitive=False)
-)
+@click.argument("model", type=FamilyChoice(extra=("packed",)))
 @click.argument("case_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option(
     "--float64/--no-float64", default=True, help="Also run the strict float64 check when available."

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -29,45 +29,55 @@ Tensors = dict[str, torch.Tensor]
 STAGES = ("converted", "reloaded", "processor", "post-processing")  # the user path, in order
 
 
-class ParityAdapter(Protocol):
-    """What a family provides to run its golden cases."""
+class ParityAdapter:
+    """What a family provides to run its golden cases; every hook but :meth:`run` has a default."""
 
-    def final_outputs(self, case: Mapping[str, Any]) -> set[str]: ...
+    def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        """The model's outputs (and named intermediates) on the case's inputs, named as the case names them."""
+        raise NotImplementedError
 
-    def conversion_options(self, case: Mapping[str, Any]) -> dict[str, Any]: ...
+    def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
+        """Tensors that decide the verdict (the others are diagnostics): by default every recorded output."""
+        outputs = case.get("outputs", [])
+        return {o["name"] if isinstance(o, dict) else o for o in outputs}
 
-    def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors: ...
+    def conversion_options(self, case: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of the converter for this case (by default the case's ``variant``)."""
+        return {"variant": case["variant"]} if case.get("variant") else {}
 
-    def align(
-        self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]
-    ) -> Tensors: ...
+    def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        """Undo legitimate re-orderings of ours before comparing (none by default)."""
+        return ours
 
-    def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> ParityReport | None: ...
+    def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> ParityReport | None:
+        """A report for a case kind other than weights and manifests, or None when the kind is unknown."""
+        return None
 
     def case_tensors(self, case: Mapping[str, Any]) -> Tensors:
         """Results recorded in ``case.json`` rather than in the outputs files (e.g. segment ids), as reference
         tensors compared like the others; ``{}`` when there are none."""
-        ...
+        return {}
 
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """Model inputs made by ``processor`` from the case's raw inputs (``image_uint8`` / ``frames_uint8``),
         named as the case names its prepared tensors (an input such as ``pixel_values`` or an output such as
         ``padded_pixel_values``); ``{}`` when the case carries no raw input."""
-        ...
+        return {}
 
     def postprocess(
         self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
     ) -> Tensors:
         """``processor``'s user-facing post-processing of ``run``'s outputs, named as the case's post-processed
         outputs; ``{}`` when the case records none."""
-        ...
+        return {}
 
     def tolerance(
         self, case: Mapping[str, Any], label: str
     ) -> tuple[dict[str, float | tuple[float, float]], float, float]:
         """Per-tensor tolerances (an atol, or an ``(atol, rtol)`` pair), the default atol and the default rtol,
-        for ``label`` (``float32`` / ``float64``), as the case states them."""
-        ...
+        for ``label`` (``float32`` / ``float64``), as the case states them (by default 1e-5 absolute, the
+        shared fixtures' rule)."""
+        return {}, 1e-5, 0.0
 
 
 @dataclass

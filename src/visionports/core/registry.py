@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,15 +15,24 @@ from .key_mapping import MappedStateDict
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """Hooks a family registers for conversion and parity checking."""
+    """Everything the package knows about a family: the one source of truth for conversion, parity, the
+    transformers Auto classes, processors, pipelines and the CLI's choices.
+
+    ``auto_models`` lists ``(Auto class name, config class, model class)``: every config class met there is
+    registered with ``AutoConfig``, every model with its Auto class. ``processors`` maps a config class to the
+    image processor saved with its models.
+    """
 
     name: str
-    model_class: type[PreTrainedModel]
+    model_class: Callable[[PreTrainedConfig], PreTrainedModel]  # the converted model for a config
     infer_config: Callable[..., PreTrainedConfig]  # (state_dict, variant=None, **overrides) -> config
     convert_state_dict: Callable[[Mapping[str, torch.Tensor], PreTrainedConfig], MappedStateDict]
     make_processor: Callable[[PreTrainedConfig], Any] | None = None
     auto_model: str = "AutoModel"  # the transformers Auto class a user loads a converted folder with
     parity: Any = None  # a ParityAdapter (see visionports.core.parity)
+    auto_models: tuple[tuple[str, type[PreTrainedConfig], type[PreTrainedModel]], ...] = ()
+    processors: Mapping[type[PreTrainedConfig], type] = field(default_factory=dict)
+    register_pipelines: Callable[[], None] | None = None
 
 
 _FAMILY_MODULES = {
@@ -44,3 +53,28 @@ def get_family(name: str) -> ModelFamily:
     if key not in _FAMILY_MODULES:
         raise ValueError(f"unknown model {name!r}; supported: {', '.join(family_names())}")
     return importlib.import_module(_FAMILY_MODULES[key]).FAMILY
+
+
+def all_families() -> list[ModelFamily]:
+    return [get_family(name) for name in family_names()]
+
+
+def register_with_transformers(family: ModelFamily) -> None:
+    """Register a family's configs, models, processors and pipelines with transformers (idempotent).
+
+    Registered by class object with ``exist_ok``: upstream transformers has classes of the same names, and each
+    of our config classes must still resolve to our models. Processors go on the mapping directly, one class
+    for both backends: ``AutoImageProcessor.register`` would first instantiate the backends of an upstream entry
+    of the same name.
+    """
+    import transformers
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
+
+    for auto_name, config_class, model_class in family.auto_models:
+        transformers.AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
+    for config_class, processor_class in family.processors.items():
+        backends = {"pil": processor_class, "torchvision": processor_class}
+        IMAGE_PROCESSOR_MAPPING.register(config_class, backends, exist_ok=True)
+    if family.register_pipelines is not None:
+        family.register_pipelines()

@@ -6,7 +6,7 @@ from ...core.registry import ModelFamily
 from .configuration_deimv2 import Deimv2Config
 from .convert_deimv2 import convert_state_dict, infer_config
 from .image_processing_deimv2 import Deimv2ImageProcessor
-from .modeling_deimv2 import Deimv2ForObjectDetection
+from .modeling_deimv2 import Deimv2ForObjectDetection, Deimv2Model
 from .parity_deimv2 import Deimv2Parity
 
 
@@ -29,4 +29,9 @@ FAMILY = ModelFamily(
     make_processor=make_processor,
     auto_model="AutoModelForObjectDetection",
     parity=Deimv2Parity(),
+    auto_models=(
+        ("AutoModel", Deimv2Config, Deimv2Model),
+        ("AutoModelForObjectDetection", Deimv2Config, Deimv2ForObjectDetection),
+    ),
+    processors={Deimv2Config: Deimv2ImageProcessor},
 )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
+from ...core.parity import ParityAdapter
 from ...utils.boxes import center_to_corners
 from .postprocessing_deimv2 import select_detections, to_coco_category_ids
 
@@ -84,7 +84,7 @@ def run_loss_case(model: PreTrainedModel, inputs: Tensors, case: Mapping[str, An
     return result
 
 
-class Deimv2Parity:
+class Deimv2Parity(ParityAdapter):
     def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
         if is_loss_case(case):
             return {"loss.total", *(f"loss.{name}" for name in case.get("loss_terms", []))}
@@ -94,10 +94,6 @@ class Deimv2Parity:
         spec = case.get("tolerance", {}).get(label, {})
         default = 1e-5 if label == "float32" else 1e-8
         return dict(spec.get("per_tensor_atol", {})), default, float(spec.get("rtol", 0.0))
-
-    def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> None:
-        """DEIMv2 has no case kinds besides weights and manifests."""
-        return None
 
     def conversion_options(self, case: Mapping[str, Any]) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -153,10 +149,6 @@ class Deimv2Parity:
                            "post.labels_coco_category": to_coco_category_ids(post["labels"]),
                            "post.query_indices": post["query_indices"]})  # fmt: skip
         return result
-
-    def case_tensors(self, case: Mapping[str, Any]) -> Tensors:
-        """DEIMv2 cases keep every result in their outputs files."""
-        return {}
 
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """``pixel_values`` made by ``processor`` from the case's ``image_uint8`` ([3, H, W] or [B, 3, H, W]);

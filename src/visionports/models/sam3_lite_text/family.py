@@ -6,8 +6,10 @@ from ...core.registry import ModelFamily
 from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
 from .convert_sam3_lite_text import convert_state_dict, infer_config
 from .image_processing_sam3_lite_text import Sam3LiteTextImageProcessor
-from .modeling_sam3_lite_text import build_model
+from .modeling_sam3_lite_text import Sam3LiteTextModel, build_model
+from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel
 from .parity_sam3_lite_text import Sam3LiteTextParity
+from .pipeline_sam3_lite_text import register_pipeline
 
 
 def make_processor(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> Sam3LiteTextImageProcessor | None:
@@ -26,4 +28,10 @@ FAMILY = ModelFamily(
     convert_state_dict=convert_state_dict,
     make_processor=make_processor,
     parity=Sam3LiteTextParity(),
+    auto_models=(
+        ("AutoModel", Sam3LiteTextTextConfig, Sam3LiteTextTextModel),
+        ("AutoModel", Sam3LiteTextConfig, Sam3LiteTextModel),
+    ),
+    processors={Sam3LiteTextConfig: Sam3LiteTextImageProcessor},
+    register_pipelines=register_pipeline,
 )

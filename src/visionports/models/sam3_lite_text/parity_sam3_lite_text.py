@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from ...core.parity import ParityReport, TensorCheck
+from ...core.parity import ParityAdapter, ParityReport, TensorCheck
 from .detector_sam3_lite_text import pair_indices
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
@@ -21,7 +21,7 @@ _DETECTOR_FINAL = re.compile(
 )
 
 
-class Sam3LiteTextParity:
+class Sam3LiteTextParity(ParityAdapter):
     def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
         """Text finals, plus the detector's outputs when the case records them (they must be produced)."""
         outputs = case.get("outputs", [])
@@ -102,10 +102,6 @@ class Sam3LiteTextParity:
                                     ids[k : k + 1], k, sliced=False))  # fmt: skip
         return result
 
-    def case_tensors(self, case: Mapping[str, Any]) -> Tensors:
-        """SAM3-LiteText cases keep every result in their outputs files."""
-        return {}
-
     def preprocess(self, processor: Any, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """``pixel_values`` made by the saved processor from ``image_uint8`` ([3, H, W] or [B, 3, H, W])."""
         if "image_uint8" not in inputs or not hasattr(processor, "post_process_instance_segmentation"):
@@ -136,9 +132,6 @@ class Sam3LiteTextParity:
                            f"p{k}_post_masks_prob": post["mask_probs"][:, None],
                            f"p{k}_post_masks": post["masks"][:, None]})  # fmt: skip
         return result
-
-    def align(self, ours: Tensors, reference: Tensors, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
-        return ours
 
     def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> ParityReport | None:
         """Tokenizer cases: prompts with the original's ids at several context lengths (exact match)."""

@@ -34,4 +34,9 @@ FAMILY = ModelFamily(
     make_processor=make_processor,
     auto_model="AutoModelForUniversalSegmentation",
     parity=VideomtParity(),
+    auto_models=(
+        ("AutoModel", VideomtConfig, VideomtForUniversalSegmentation),
+        ("AutoModelForUniversalSegmentation", VideomtConfig, VideomtForUniversalSegmentation),
+    ),
+    processors={VideomtConfig: VideomtVideoProcessor},
 )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
+from ...core.parity import ParityAdapter
 from .modeling_videomt import resample_position_table
 from .postprocessing_videomt import restore_mask_size, video_class_logits
 
@@ -64,7 +64,7 @@ def relaxed_thresholds(settings: Mapping[str, Any]) -> tuple[float, float]:
     return float(relaxed[0]), float(relaxed[1])
 
 
-class VideomtParity:
+class VideomtParity(ParityAdapter):
     def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
         return set(END_TO_END_FINALS | _segment_names()) if "test_settings" in case else set(FINALS)
 
@@ -89,9 +89,6 @@ class VideomtParity:
             {"vis_scores": (1e-6, 0.0), "padded_pixel_values": (0.0, 0.0)} if end_to_end else {}
         )
         return atols, float(suggested.get("atol", 1e-5)), float(suggested.get("rtol", 0.0))
-
-    def check_other(self, case_dir: Path, case: Mapping[str, Any]) -> None:
-        return None
 
     def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """Every video streamed frame by frame; from ``pixel_values`` [B, T, 3, H, W] or an end-to-end
