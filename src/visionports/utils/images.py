@@ -110,14 +110,3 @@ def collect_image_files(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             raise ImageInputError(f"{item}: no such file or folder")
     return files
-
-
-def check_pixel_dtype(pixel_values: torch.Tensor, model: torch.nn.Module) -> None:
-    """``TypeError`` unless ``pixel_values`` is floating and of the model's parameter dtype."""
-    if not pixel_values.is_floating_point():
-        raise TypeError(f"pixel_values must be a floating tensor, got {pixel_values.dtype}")
-    expected = next(model.parameters()).dtype
-    if pixel_values.dtype != expected:
-        raise TypeError(
-            f"pixel_values has dtype {pixel_values.dtype} but the model is {expected}; cast one of them"
-        )

@@ -201,7 +201,7 @@ def test_lite_variant_terms_eval_mode_and_empty_targets() -> None:
     assert float(nothing.loss_dict["loss_bbox"].detach()) == 0.0
 
 
-def test_criterion_epoch_comes_from_the_model_attribute() -> None:
+def test_criterion_epoch_comes_from_the_model_attribute_unless_given() -> None:
     torch.manual_seed(0)
     model = Deimv2ForObjectDetection(Deimv2Config.from_preset("atto", num_queries=20, matcher_change_epoch=3))
     for p in model.model.decoder.parameters():
@@ -213,7 +213,21 @@ def test_criterion_epoch_comes_from_the_model_attribute() -> None:
         model.training_epoch = epoch
         torch.manual_seed(1)
         results.append(model(x, labels=_labels()).loss_dict["loss_mal"])
+    model.training_epoch = 0  # forward(epoch=...) wins over the default
     torch.manual_seed(1)
     explicit = model(x, labels=_labels(), epoch=3).loss_dict["loss_mal"]
-    assert torch.equal(explicit, results[1])
+    assert torch.equal(explicit, results[1]) and not torch.equal(results[0], results[1])
     assert Deimv2Criterion(model.config).matcher.change_epoch == 3
+
+
+def test_criterion_takes_targets_and_epoch_as_arguments() -> None:
+    torch.manual_seed(0)
+    model = Deimv2ForObjectDetection(Deimv2Config.from_preset("atto", num_queries=20)).train()
+    x = torch.rand(2, 3, 128, 128)
+    torch.manual_seed(1)
+    out = model(x, labels=_labels(), epoch=2)
+    assert not hasattr(out.training_outputs, "targets")  # the checked targets do not travel in the output
+    targets = prepare_targets(_labels(), 2, model.config.num_labels, x.device, x.dtype)
+    direct = Deimv2Criterion(model.config)(out.training_outputs, targets, epoch=2)
+    assert direct.keys() == out.loss_dict.keys()
+    assert all(torch.equal(direct[k], out.loss_dict[k]) for k in direct)

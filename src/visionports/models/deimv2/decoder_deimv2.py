@@ -3,7 +3,7 @@ distribution refinement (FDR) of box edges."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -172,8 +172,8 @@ class Deimv2TrainingOutputs:
 
     ``final`` is the last layer; ``auxiliary`` the earlier layers (distilled from the last one);
     ``first_layer`` the plain box head after layer 0; ``encoder`` the selected encoder proposals;
-    ``denoising`` / ``denoising_first_layer`` the same for the denoising queries (all layers), when used;
-    ``targets`` the checked ``[{"labels", "boxes"}]`` they were computed for.
+    ``denoising`` / ``denoising_first_layer`` the same for the denoising queries (all layers), when used.
+    The targets are not part of it: the criterion receives them as an argument.
     """
 
     final: Deimv2Predictions
@@ -182,7 +182,6 @@ class Deimv2TrainingOutputs:
     encoder: list[Deimv2Predictions]
     up: torch.Tensor
     reg_scale: torch.Tensor
-    targets: list[dict[str, torch.Tensor]]
     denoising: list[Deimv2Predictions] | None = None
     denoising_first_layer: Deimv2Predictions | None = None
     denoising_positive_indices: tuple[torch.Tensor, ...] | None = None
@@ -202,17 +201,53 @@ def _layer_predictions(
     ]
 
 
+@dataclass
+class _QuerySelection:
+    """The encoder's proposals: token scores, the selected tokens and their reference boxes."""
+
+    enc_logits: torch.Tensor
+    topk: torch.Tensor
+    queries: torch.Tensor
+    reference_logits: torch.Tensor
+    proposal_logits: torch.Tensor
+
+    def encoder_predictions(self) -> Deimv2Predictions:
+        """The selected proposals as predictions, for the criterion's encoder terms."""
+        index = self.topk.unsqueeze(-1).expand(-1, -1, self.enc_logits.shape[-1])
+        return Deimv2Predictions(self.enc_logits.gather(1, index), F.sigmoid(self.proposal_logits))
+
+
+@dataclass
+class _LayerOutputs:
+    """What the layer loop produces: every run layer's states and each kept layer's predictions."""
+
+    hidden_states: list[torch.Tensor]
+    attentions: list[torch.Tensor | None] = field(default_factory=list)
+    logits: list[torch.Tensor] = field(default_factory=list)
+    boxes: list[torch.Tensor] = field(default_factory=list)
+    corners: list[torch.Tensor] = field(default_factory=list)
+    refs: list[torch.Tensor] = field(default_factory=list)
+    pre_boxes: torch.Tensor | None = None
+    pre_logits: torch.Tensor | None = None
+
+
+def _prepend_denoising(
+    queries: torch.Tensor, ref_logits: torch.Tensor, denoising: DenoisingGroups | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The decoder's input queries, reference logits and attention mask, denoising queries first."""
+    if denoising is None:
+        return queries, ref_logits, None
+    hidden = torch.cat([denoising.content.to(queries.dtype), queries], dim=1)
+    references = torch.cat([denoising.reference_logits.to(ref_logits.dtype), ref_logits], dim=1)
+    return hidden, references, denoising.attention_mask
+
+
 def _split_training_outputs(
-    logits: list[torch.Tensor],
-    boxes: list[torch.Tensor],
-    corners: list[torch.Tensor],
-    refs: list[torch.Tensor],
-    first: Deimv2Predictions,
+    layers: _LayerOutputs,
     encoder: Deimv2Predictions,
     denoising: DenoisingGroups | None,
     up: torch.Tensor,
     reg_scale: torch.Tensor,
-    targets: list[dict[str, torch.Tensor]],
 ) -> Deimv2TrainingOutputs:
     """Separate the denoising queries (first ``denoising.num_queries``) from the matching ones."""
     split = denoising.num_queries if denoising is not None else 0
@@ -220,22 +255,26 @@ def _split_training_outputs(
     def part(tensors: list[torch.Tensor], dn: bool) -> list[torch.Tensor]:
         return [t[:, :split] if dn else t[:, split:] for t in tensors]
 
-    match_logits, match_boxes = part(logits, False), part(boxes, False)
-    match_corners, match_refs = part(corners, False), part(refs, False)
+    def predictions(dn: bool) -> list[Deimv2Predictions]:
+        return _layer_predictions(
+            part(layers.logits, dn), part(layers.boxes, dn), part(layers.corners, dn), part(layers.refs, dn)
+        )
+
+    matching = predictions(False)
+    last = matching[-1]
     out = Deimv2TrainingOutputs(
-        final=Deimv2Predictions(match_logits[-1], match_boxes[-1], match_corners[-1], match_refs[-1]),
-        auxiliary=_layer_predictions(match_logits, match_boxes, match_corners, match_refs)[:-1],
-        first_layer=Deimv2Predictions(first.logits[:, split:], first.boxes[:, split:]),
+        final=Deimv2Predictions(last.logits, last.boxes, last.corners, last.reference_boxes),
+        auxiliary=matching[:-1],
+        first_layer=Deimv2Predictions(layers.pre_logits[:, split:], layers.pre_boxes[:, split:]),
         encoder=[encoder],
         up=up,
         reg_scale=reg_scale,
-        targets=targets,
     )
     if denoising is not None:
-        out.denoising = _layer_predictions(
-            part(logits, True), part(boxes, True), part(corners, True), part(refs, True)
+        out.denoising = predictions(True)
+        out.denoising_first_layer = Deimv2Predictions(
+            layers.pre_logits[:, :split], layers.pre_boxes[:, :split]
         )
-        out.denoising_first_layer = Deimv2Predictions(first.logits[:, :split], first.boxes[:, :split])
         out.denoising_positive_indices = denoising.positive_indices
         out.denoising_num_groups = denoising.num_groups
     return out
@@ -254,6 +293,32 @@ class Deimv2DecoderResult:
     initial_reference_logits: torch.Tensor
     pre_boxes: torch.Tensor
     training: Deimv2TrainingOutputs | None = None
+
+
+def _decoder_result(
+    selection: _QuerySelection, layers: _LayerOutputs, training: Deimv2TrainingOutputs | None, split: int
+) -> Deimv2DecoderResult:
+    """The decoder's outputs; with ``training`` only the matching queries (after the first ``split``)."""
+    hidden_states, attentions, pre_boxes = layers.hidden_states, layers.attentions, layers.pre_boxes
+    logits, boxes = layers.logits[-1], layers.boxes[-1]
+    if training is not None:
+        hidden_states = [h[:, split:] for h in hidden_states]
+        attentions = [a[:, :, split:, split:] if a is not None else None for a in attentions]
+        logits, boxes = training.final.logits, training.final.boxes
+        pre_boxes = pre_boxes[:, split:]
+    return Deimv2DecoderResult(
+        logits=logits,
+        pred_boxes=boxes,
+        last_hidden_state=hidden_states[-1],
+        hidden_states=tuple(hidden_states),
+        attentions=tuple(attentions),
+        enc_outputs_logits=selection.enc_logits,
+        enc_topk_indices=selection.topk,
+        initial_queries=selection.queries,
+        initial_reference_logits=selection.reference_logits,
+        pre_boxes=pre_boxes,
+        training=training,
+    )
 
 
 class Deimv2Decoder(nn.Module):
@@ -290,31 +355,57 @@ class Deimv2Decoder(nn.Module):
         """Decode the encoder maps.
 
         ``hidden_states`` holds the initial queries then each run layer's output; ``attentions`` each run
-        layer's self-attention weights (eager path). With ``targets`` (``[{"labels", "boxes"}]``) every layer's predictions are kept for the criterion
-        (``result.training``), and in training mode the contrastive denoising queries are added.
+        layer's self-attention weights (eager path). With ``targets`` (``[{"labels", "boxes"}]``) every
+        layer's predictions are kept for the criterion (``result.training``), and in training mode the
+        contrastive denoising queries are added.
         """
-        config = self.config
         spatial_shapes = [(f.shape[2], f.shape[3]) for f in features]
         memory = torch.cat([f.flatten(2).permute(0, 2, 1) for f in features], dim=1)
-        batch, _, dim = memory.shape
+        self._check_memory(memory)
+        denoising = self._denoising_groups(targets)
+        selection = self._select_queries(memory, spatial_shapes)
+        hidden, ref_logits, attention_mask = _prepend_denoising(
+            selection.queries, selection.reference_logits, denoising
+        )
+        layers = self._run_layers(
+            hidden, ref_logits, memory, spatial_shapes, attention_mask, output_attentions, targets is not None
+        )
+        if targets is None:
+            return _decoder_result(selection, layers, None, 0)
+        training = _split_training_outputs(
+            layers, selection.encoder_predictions(), denoising, self.up, self.reg_scale
+        )
+        split = denoising.num_queries if denoising is not None else 0
+        return _decoder_result(selection, layers, training, split)
 
+    def _check_memory(self, memory: torch.Tensor) -> None:
+        config = self.config
         if memory.shape[1] < config.num_queries:
             raise ValueError(
                 f"the input is too small: its feature maps give {memory.shape[1]} anchors but the model selects "
                 f"num_queries={config.num_queries}; use a larger image (default {config.eval_image_size})"
             )
-        denoising = None
-        if targets is not None and self.training:
-            denoising = make_denoising_groups(
-                [t["labels"] for t in targets],
-                [t["boxes"] for t in targets],
-                config.num_labels,
-                config.num_queries,
-                self.denoising_class_embed,
-                num_denoising=config.num_denoising,
-                label_noise_ratio=config.label_noise_ratio,
-                box_noise_scale=config.box_noise_scale,
-            )
+
+    def _denoising_groups(self, targets: list[dict[str, torch.Tensor]] | None) -> DenoisingGroups | None:
+        """The contrastive denoising queries of ``targets`` (training mode only)."""
+        if targets is None or not self.training:
+            return None
+        config = self.config
+        return make_denoising_groups(
+            [t["labels"] for t in targets],
+            [t["boxes"] for t in targets],
+            config.num_labels,
+            config.num_queries,
+            self.denoising_class_embed,
+            num_denoising=config.num_denoising,
+            label_noise_ratio=config.label_noise_ratio,
+            box_noise_scale=config.box_noise_scale,
+        )
+
+    def _select_queries(self, memory: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> _QuerySelection:
+        """Score every valid anchor's token and keep the ``num_queries`` best as initial queries."""
+        config = self.config
+        batch, _, dim = memory.shape
         anchors, valid = generate_anchors(
             spatial_shapes, config.anchor_grid_size, config.anchor_eps, memory.device
         )
@@ -325,27 +416,29 @@ class Deimv2Decoder(nn.Module):
         selected = masked.gather(1, topk.unsqueeze(-1).expand(-1, -1, dim))
         topk_anchors = anchors.expand(batch, -1, -1).gather(1, topk.unsqueeze(-1).expand(-1, -1, 4))
         proposal_logits = self.enc_bbox_head(selected) + topk_anchors
-        ref_logits = proposal_logits.detach()
-        queries = selected.detach()
-        hidden, decoder_ref_logits, attention_mask = queries, ref_logits, None
-        if denoising is not None:
-            hidden = torch.cat([denoising.content.to(queries.dtype), queries], dim=1)
-            decoder_ref_logits = torch.cat(
-                [denoising.reference_logits.to(ref_logits.dtype), ref_logits], dim=1
-            )
-            attention_mask = denoising.attention_mask
+        return _QuerySelection(enc_logits, topk, selected.detach(), proposal_logits.detach(), proposal_logits)
 
+    def _run_layers(
+        self,
+        hidden: torch.Tensor,
+        ref_logits: torch.Tensor,
+        memory: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        attention_mask: torch.Tensor | None,
+        output_attentions: bool,
+        all_layers: bool,
+    ) -> _LayerOutputs:
+        """The decoder layers with FDR box refinement; stops after ``eval_idx`` unless ``all_layers``."""
+        config = self.config
+        batch, length, dim = memory.shape
         heads = config.decoder_attention_heads
-        values = memory.reshape(batch, memory.shape[1], heads, dim // heads).permute(0, 2, 3, 1)
+        values = memory.reshape(batch, length, heads, dim // heads).permute(0, 2, 3, 1)
         project = weighting_function(config.max_num_bins, self.up, self.reg_scale)
-
-        all_layers = targets is not None
-        ref_boxes = F.sigmoid(decoder_ref_logits)
+        ref_boxes = F.sigmoid(ref_logits)
         query_pos = self.query_pos_head(ref_boxes).clamp(min=-10, max=10)
         previous_hidden: torch.Tensor | int = 0
         previous_corners: torch.Tensor | int = 0
-        hidden_states, attentions = [hidden], []
-        layer_logits, layer_boxes, layer_corners, layer_refs = [], [], [], []
+        out = _LayerOutputs(hidden_states=[hidden])
         for index, layer in enumerate(self.layers):
             hidden, weights = layer(
                 hidden,
@@ -356,59 +449,22 @@ class Deimv2Decoder(nn.Module):
                 attention_mask,
                 output_attentions,
             )
-            hidden_states.append(hidden)
-            attentions.append(weights)
+            out.hidden_states.append(hidden)
+            out.attentions.append(weights)
             if index == 0:
-                pre_boxes = F.sigmoid(self.pre_bbox_head(hidden) + inverse_sigmoid(ref_boxes))
-                pre_logits = self.dec_score_head[0](hidden) if all_layers else None
-                initial_boxes = pre_boxes.detach()
+                out.pre_boxes = F.sigmoid(self.pre_bbox_head(hidden) + inverse_sigmoid(ref_boxes))
+                out.pre_logits = self.dec_score_head[0](hidden) if all_layers else None
+                initial_boxes = out.pre_boxes.detach()
             corners = self.bbox_head(index)(hidden + previous_hidden) + previous_corners
             boxes = distance_to_box(initial_boxes, distribution_to_offsets(corners, project), self.reg_scale)
             if all_layers or index == self.eval_idx:
-                logits = self.lqe_layers[index](self.dec_score_head[index](hidden), corners)
-                layer_logits.append(logits)
-                layer_boxes.append(boxes)
-                layer_corners.append(corners)
-                layer_refs.append(initial_boxes)
+                out.logits.append(self.lqe_layers[index](self.dec_score_head[index](hidden), corners))
+                out.boxes.append(boxes)
+                out.corners.append(corners)
+                out.refs.append(initial_boxes)
                 if not all_layers:
                     break
             previous_corners = corners
             ref_boxes = boxes.detach()
             previous_hidden = hidden.detach()
-
-        training = None
-        if all_layers:
-            training = _split_training_outputs(
-                layer_logits,
-                layer_boxes,
-                layer_corners,
-                layer_refs,
-                Deimv2Predictions(pre_logits, pre_boxes),
-                Deimv2Predictions(
-                    enc_logits.gather(1, topk.unsqueeze(-1).expand(-1, -1, enc_logits.shape[-1])),
-                    F.sigmoid(proposal_logits),
-                ),
-                denoising,
-                self.up,
-                self.reg_scale,
-                targets,
-            )
-            split = denoising.num_queries if denoising is not None else 0
-            hidden_states = [h[:, split:] for h in hidden_states]
-            attentions = [a[:, :, split:, split:] if a is not None else None for a in attentions]
-            logits, boxes = training.final.logits, training.final.boxes
-            pre_boxes = pre_boxes[:, split:]
-
-        return Deimv2DecoderResult(
-            logits=logits,
-            pred_boxes=boxes,
-            last_hidden_state=hidden_states[-1],
-            hidden_states=tuple(hidden_states),
-            attentions=tuple(attentions),
-            enc_outputs_logits=enc_logits,
-            enc_topk_indices=topk,
-            initial_queries=queries,
-            initial_reference_logits=ref_logits,
-            pre_boxes=pre_boxes,
-            training=training,
-        )
+        return out

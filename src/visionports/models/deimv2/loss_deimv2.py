@@ -6,7 +6,7 @@ decoder layer, the auxiliary layers, the first-layer head, the encoder proposals
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +156,32 @@ class _CallState:
     num_neg: torch.Tensor | None = None
 
 
+@dataclass
+class _Head:
+    """One prediction head the criterion scores: its predictions, its own matching and its terms' suffix.
+
+    ``union_losses`` are the losses that use the union matching (when enabled).
+    """
+
+    pred: Deimv2Predictions
+    matching: Matching
+    suffix: str
+    union_losses: tuple[str, ...] = ("boxes", "local")
+    is_denoising: bool = False
+
+
+@dataclass
+class _CallContext:
+    """What every head's terms share within one call: targets, FDR parameters, union matching, counts."""
+
+    targets: Targets
+    up: torch.Tensor
+    reg_scale: torch.Tensor
+    union: Matching | None
+    counts: tuple[float, float]  # (number of target boxes, number of union-matched queries)
+    state: _CallState
+
+
 class Deimv2Criterion:
     """The original recipe's criterion, configured from a :class:`Deimv2Config`.
 
@@ -265,10 +291,8 @@ class Deimv2Criterion:
         targets: Targets,
         matching: Matching,
         num_boxes: float,
-        state: _CallState,
+        context: _CallContext,
         is_denoising: bool,
-        up: torch.Tensor,
-        reg_scale: torch.Tensor,
     ) -> dict:
         if pred.corners is None:
             return {}
@@ -277,11 +301,16 @@ class Deimv2Criterion:
         tgt = _matched_target_boxes(targets, matching)
         corners = pred.corners[index].reshape(-1, bins)
         reference = pred.reference_boxes[index].detach()
+        state = context.state
         encoded = state.fgl_denoising if is_denoising else state.fgl
         if encoded is None:  # the original encodes the targets once per call (per kind) and reuses them
             with torch.no_grad():
                 encoded = fdr_targets(
-                    reference, center_to_corners(tgt, clamp_size=True), self.max_num_bins, reg_scale, up
+                    reference,
+                    center_to_corners(tgt, clamp_size=True),
+                    self.max_num_bins,
+                    context.reg_scale,
+                    context.up,
                 )
             if is_denoising:
                 state.fgl_denoising = encoded
@@ -325,114 +354,65 @@ class Deimv2Criterion:
         return losses
 
     # --------------------------------------------------------------------------------------------- driver
-    def _terms(
-        self,
-        pred: Deimv2Predictions,
-        targets: Targets,
-        matchings: tuple[Matching, Matching | None],
-        counts: tuple[float, float],
-        union_losses: tuple[str, ...],
-        suffix: str,
-        state: _CallState,
-        outputs: Deimv2TrainingOutputs,
-        is_denoising: bool = False,
-    ) -> dict[str, torch.Tensor]:
-        own, union = matchings
+    def _terms(self, head: _Head, context: _CallContext) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of one head, named with its suffix."""
         terms: dict[str, torch.Tensor] = {}
         for loss in self.loss_types:
-            use_union = union is not None and self.use_union_set and loss in union_losses
-            matching = union if use_union else own
-            num_boxes = counts[1] if use_union else counts[0]
+            use_union = context.union is not None and self.use_union_set and loss in head.union_losses
+            matching = context.union if use_union else head.matching
+            num_boxes = context.counts[1] if use_union else context.counts[0]
             if loss == "local":
                 values = self.loss_local(
-                    pred, targets, matching, num_boxes, state, is_denoising, outputs.up, outputs.reg_scale
+                    head.pred, context.targets, matching, num_boxes, context, head.is_denoising
                 )
             else:
-                values = getattr(self, f"loss_{loss}")(pred, targets, matching, num_boxes)
-            terms.update({f"{k}{suffix}": v * self.weights[k] for k, v in values.items()})
+                values = getattr(self, f"loss_{loss}")(head.pred, context.targets, matching, num_boxes)
+            terms.update({f"{k}{head.suffix}": v * self.weights[k] for k, v in values.items()})
         return terms
+
+    def _matched_heads(self, outputs: Deimv2TrainingOutputs, targets: Targets, epoch: int) -> list[_Head]:
+        """The final, auxiliary, first-layer and encoder heads, each matched to ``targets``."""
+
+        def head(pred: Deimv2Predictions, suffix: str, union_losses: tuple[str, ...]) -> _Head:
+            return _Head(pred, self.matcher(pred.logits, pred.boxes, targets, epoch), suffix, union_losses)
+
+        layers = ("boxes", "local")
+        return [
+            head(outputs.final, "", layers),
+            *(head(p, f"_aux_{i}", layers) for i, p in enumerate(outputs.auxiliary)),
+            head(outputs.first_layer, "_pre", layers),
+            *(head(p, f"_enc_{i}", ("boxes",)) for i, p in enumerate(outputs.encoder)),
+        ]
+
+    def _denoising_heads(self, outputs: Deimv2TrainingOutputs, targets: Targets) -> list[_Head]:
+        """Every layer's denoising head and the first-layer one, matched by construction."""
+        matching = self.denoising_matching(
+            outputs.denoising_positive_indices, outputs.denoising_num_groups, targets
+        )
+        return [
+            *(_Head(p, matching, f"_dn_{i}", (), True) for i, p in enumerate(outputs.denoising)),
+            _Head(outputs.denoising_first_layer, matching, "_dn_pre", (), True),
+        ]
 
     def __call__(
         self, outputs: Deimv2TrainingOutputs, targets: Targets, epoch: int = 0
     ) -> dict[str, torch.Tensor]:
-        def match(pred: Deimv2Predictions) -> Matching:
-            return self.matcher(pred.logits, pred.boxes, targets, epoch)
-
-        state = _CallState()
-        final_matching = match(outputs.final)
-        layer_matchings = [match(p) for p in [*outputs.auxiliary, outputs.first_layer]]
-        encoder_matchings = [match(p) for p in outputs.encoder]
-        union = union_matching(final_matching, layer_matchings + encoder_matchings)
+        """The weighted loss terms of ``outputs`` against the checked ``targets`` at ``epoch``."""
+        heads = self._matched_heads(outputs, targets, epoch)
+        union = union_matching(heads[0].matching, [h.matching for h in heads[1:]])
         num_union = max(float(sum(len(rows) for rows, _ in union)), 1.0)
         num_boxes = max(float(sum(len(t["labels"]) for t in targets)), 1.0)
-        counts = (num_boxes, num_union)
-        box_and_local = ("boxes", "local")
-
-        losses = self._terms(
-            outputs.final, targets, (final_matching, union), counts, box_and_local, "", state, outputs
+        context = _CallContext(
+            targets, outputs.up, outputs.reg_scale, union, (num_boxes, num_union), _CallState()
         )
-        for i, pred in enumerate(outputs.auxiliary):
-            losses.update(
-                self._terms(
-                    pred,
-                    targets,
-                    (layer_matchings[i], union),
-                    counts,
-                    box_and_local,
-                    f"_aux_{i}",
-                    state,
-                    outputs,
-                )
-            )
-        losses.update(
-            self._terms(
-                outputs.first_layer,
-                targets,
-                (layer_matchings[-1], union),
-                counts,
-                box_and_local,
-                "_pre",
-                state,
-                outputs,
-            )
-        )
-        for i, pred in enumerate(outputs.encoder):
-            losses.update(
-                self._terms(
-                    pred,
-                    targets,
-                    (encoder_matchings[i], union),
-                    counts,
-                    ("boxes",),
-                    f"_enc_{i}",
-                    state,
-                    outputs,
-                )
-            )
+        losses: dict[str, torch.Tensor] = {}
+        for head in heads:
+            losses.update(self._terms(head, context))
         if outputs.denoising is not None:
-            dn_matching = self.denoising_matching(
-                outputs.denoising_positive_indices, outputs.denoising_num_groups, targets
-            )
-            dn_counts = (num_boxes * outputs.denoising_num_groups,) * 2
-            for i, pred in enumerate(outputs.denoising):
-                losses.update(
-                    self._terms(
-                        pred, targets, (dn_matching, None), dn_counts, (), f"_dn_{i}", state, outputs, True
-                    )
-                )
-            losses.update(
-                self._terms(
-                    outputs.denoising_first_layer,
-                    targets,
-                    (dn_matching, None),
-                    dn_counts,
-                    (),
-                    "_dn_pre",
-                    state,
-                    outputs,
-                    True,
-                )
-            )
+            counts = (num_boxes * outputs.denoising_num_groups,) * 2
+            denoising_context = replace(context, union=None, counts=counts)
+            for head in self._denoising_heads(outputs, targets):
+                losses.update(self._terms(head, denoising_context))
         return {k: torch.nan_to_num(v, nan=0.0) for k, v in losses.items()}
 
     @staticmethod

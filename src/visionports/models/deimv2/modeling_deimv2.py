@@ -12,8 +12,8 @@ from transformers import initialization as init
 from transformers.models.hgnet_v2.modeling_hgnet_v2 import HGNetV2LearnableAffineBlock
 from transformers.utils import ModelOutput
 
+from ...core.inputs import check_pixel_dtype
 from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
-from ...utils.images import check_pixel_dtype
 from .backbone_deimv2 import Deimv2LayerScale, Deimv2RopeEmbedding, Deimv2ViT, build_backbone, rope_periods
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention, Deimv2TrainingOutputs
@@ -159,6 +159,19 @@ def validate_pixel_values(pixel_values: torch.Tensor, model: nn.Module, multiple
         )
 
 
+def checked_inputs(
+    pixel_values: torch.Tensor, labels: list[dict] | None, model: Deimv2PreTrainedModel
+) -> list[dict[str, torch.Tensor]] | None:
+    """Validate ``pixel_values``; the checked targets of ``labels`` (``None`` without labels)."""
+    config = model.config
+    validate_pixel_values(pixel_values, model, config.largest_stride)
+    if labels is None:
+        return None
+    return prepare_targets(
+        labels, pixel_values.shape[0], config.num_labels, pixel_values.device, pixel_values.dtype
+    )
+
+
 class Deimv2Model(Deimv2PreTrainedModel):
     """DEIMv2 detector body: backbone, encoder and decoder with its detection heads."""
 
@@ -181,14 +194,9 @@ class Deimv2Model(Deimv2PreTrainedModel):
         **kwargs,
     ) -> Deimv2ModelOutput | tuple:
         """``labels`` (``[{"class_labels", "boxes"}]``, checked by :func:`prepare_targets`) adds the denoising
-        queries in training mode and keeps the per-layer predictions, with the checked targets, for the
-        training criterion in ``training_outputs``."""
-        validate_pixel_values(pixel_values, self, self.config.largest_stride)
-        targets = None
-        if labels is not None:
-            targets = prepare_targets(
-                labels, pixel_values.shape[0], self.config.num_labels, pixel_values.device, pixel_values.dtype
-            )
+        queries in training mode and keeps the per-layer predictions for the training criterion in
+        ``training_outputs`` (the checked targets themselves are not returned)."""
+        targets = checked_inputs(pixel_values, labels, self)
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -224,8 +232,9 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
 
     Training: pass ``labels=[{"class_labels": LongTensor[n], "boxes": FloatTensor[n, 4]}, ...]`` (boxes
     normalised cx, cy, w, h) to get the original recipe's ``loss`` and ``loss_dict``. The matcher switches
-    its cost at ``config.matcher_change_epoch``: pass ``epoch=`` or set ``model.training_epoch`` (the
-    trainer's callback does).
+    its cost at ``config.matcher_change_epoch``: the criterion takes the epoch as an argument, ``epoch=`` of
+    :meth:`forward`. Without it the default ``model.training_epoch`` is used (0 unless set; the trainer's
+    epoch callback sets it at every epoch); an explicit ``epoch=`` always wins.
     """
 
     accepts_loss_kwargs = False  # the loss is normalised by the number of boxes, not by the trainer
@@ -233,7 +242,7 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
     def __init__(self, config: Deimv2Config):
         super().__init__(config)
         self.model = Deimv2Model(config)
-        self.training_epoch = 0
+        self.training_epoch = 0  # default epoch of the criterion, see the class docstring
         self.post_init()
 
     def forward(
@@ -247,18 +256,18 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
         **kwargs,
     ) -> Deimv2ObjectDetectionOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        targets = checked_inputs(pixel_values, labels, self)  # the body checks them again (idempotent)
         out = self.model(
             pixel_values,
             output_hidden_states=output_hidden_states,
             return_dict=True,
-            labels=labels,
+            labels=targets,
             output_attentions=output_attentions,
         )
         output = Deimv2ObjectDetectionOutput(**{k: v for k, v in out.items()})
-        if labels is not None:
-            criterion = Deimv2Criterion(self.config)
+        if targets is not None:
             epoch = self.training_epoch if epoch is None else epoch
-            training = out.training_outputs
-            output.loss_dict = criterion(training, training.targets, epoch=int(epoch))
+            criterion = Deimv2Criterion(self.config)
+            output.loss_dict = criterion(out.training_outputs, targets, epoch=int(epoch))
             output.loss = sum(output.loss_dict.values())
         return output if return_dict else output.to_tuple()

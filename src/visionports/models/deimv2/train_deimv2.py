@@ -112,7 +112,11 @@ def load_for_data(model_dir: str | Path, split: CocoSplit):
 
 
 class _EpochCallback(TrainerCallback):
-    """Tells the criterion the current epoch (the matcher changes its cost at ``matcher_change_epoch``)."""
+    """Sets the model's default criterion epoch, ``model.training_epoch``, at every epoch.
+
+    The matcher changes its cost at ``matcher_change_epoch``; the trainer calls the model without
+    ``epoch=``, so the default is what the criterion receives (an explicit ``forward(epoch=...)`` wins).
+    """
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
         model.training_epoch = int(round(state.epoch or 0))

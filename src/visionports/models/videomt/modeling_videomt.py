@@ -22,8 +22,8 @@ from transformers.models.dinov3_vit.modeling_dinov3_vit import (
 )
 from transformers.utils import ModelOutput
 
+from ...core.inputs import check_pixel_dtype
 from ...core.pretrained import ReloadIdenticalMixin
-from ...utils.images import check_pixel_dtype
 from .configuration_videomt import VideomtConfig
 
 Rope = tuple[torch.Tensor, torch.Tensor]  # DINOv3 RoPE (cos, sin) of the patch tokens
