@@ -81,13 +81,14 @@ def convert_checkpoint(
 
 
 def save_atomically(result: ConversionResult, family: ModelFamily, target: Path) -> None:
-    """Write model, config and processor to a temporary sibling folder, then move it into place."""
+    """Write model, config, processor and tokenizer to a temporary sibling folder, then move it into place."""
     tmp = make_temporary_sibling_dir(target)
     try:
         result.model.save_pretrained(tmp)
-        processor = family.make_processor(result.config) if family.make_processor is not None else None
-        if processor is not None:
-            processor.save_pretrained(tmp)
+        for make in (family.make_processor, family.make_tokenizer):
+            companion = make(result.config) if make is not None else None
+            if companion is not None:
+                companion.save_pretrained(tmp)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

@@ -19,8 +19,9 @@ class ModelFamily:
     transformers Auto classes, processors, pipelines and the CLI's choices.
 
     ``auto_models`` lists ``(Auto class name, config class, model class)``: every config class met there is
-    registered with ``AutoConfig``, every model with its Auto class. ``processors`` maps a config class to the
-    image processor saved with its models.
+    registered with ``AutoConfig``, every model with its Auto class. ``processors`` / ``tokenizers`` map a
+    config class to the image processor / tokenizer saved with its models (``make_processor`` /
+    ``make_tokenizer`` build them for a converted folder).
     """
 
     name: str
@@ -33,6 +34,8 @@ class ModelFamily:
     auto_models: tuple[tuple[str, type[PreTrainedConfig], type[PreTrainedModel]], ...] = ()
     processors: Mapping[type[PreTrainedConfig], type] = field(default_factory=dict)
     register_pipelines: Callable[[], None] | None = None
+    make_tokenizer: Callable[[PreTrainedConfig], Any] | None = None  # saved with converted folders
+    tokenizers: Mapping[type[PreTrainedConfig], type] = field(default_factory=dict)  # for AutoTokenizer
 
 
 _FAMILY_MODULES = {
@@ -76,5 +79,7 @@ def register_with_transformers(family: ModelFamily) -> None:
     for config_class, processor_class in family.processors.items():
         backends = {"pil": processor_class, "torchvision": processor_class}
         IMAGE_PROCESSOR_MAPPING.register(config_class, backends, exist_ok=True)
+    for config_class, tokenizer_class in family.tokenizers.items():
+        transformers.AutoTokenizer.register(config_class, tokenizer_class=tokenizer_class, exist_ok=True)
     if family.register_pipelines is not None:
         family.register_pipelines()

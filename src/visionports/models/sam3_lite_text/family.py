@@ -10,6 +10,7 @@ from .modeling_sam3_lite_text import Sam3LiteTextModel, build_model
 from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel
 from .parity_sam3_lite_text import Sam3LiteTextParity
 from .pipeline_sam3_lite_text import register_pipeline
+from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 
 def make_processor(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> Sam3LiteTextImageProcessor | None:
@@ -19,6 +20,12 @@ def make_processor(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> Sam3L
     return Sam3LiteTextImageProcessor(
         size=config.image_size, threshold=config.threshold, mask_threshold=config.mask_threshold
     )
+
+
+def make_tokenizer(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> Sam3LiteTextTokenizer:
+    """The original tokenizer at the text encoder's context length."""
+    text = config if isinstance(config, Sam3LiteTextTextConfig) else config.text
+    return Sam3LiteTextTokenizer(text.context_length)
 
 
 FAMILY = ModelFamily(
@@ -34,4 +41,6 @@ FAMILY = ModelFamily(
     ),
     processors={Sam3LiteTextConfig: Sam3LiteTextImageProcessor},
     register_pipelines=register_pipeline,
+    make_tokenizer=make_tokenizer,
+    tokenizers={Sam3LiteTextTextConfig: Sam3LiteTextTokenizer, Sam3LiteTextConfig: Sam3LiteTextTokenizer},
 )
