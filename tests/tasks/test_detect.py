@@ -107,3 +107,17 @@ def test_pipeline_without_warnings(model_dir: Path) -> None:
     assert not logged.records, [r.getMessage() for r in logged.records]
     assert found and set(found[0]) == {"score", "label", "box"}
     assert set(found[0]["box"]) == {"xmin", "ymin", "xmax", "ymax"} and isinstance(found[0]["label"], str)
+
+
+def test_same_file_name_in_two_folders_gets_two_pictures(model_dir: Path, tmp_path: Path) -> None:
+    first, second = _images(tmp_path / "a")[0], tmp_path / "b" / "small.png"
+    second.parent.mkdir()
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(second)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["detect", str(first), str(second), "--model", str(model_dir),
+                                       "--output", str(out), "--threshold", "0.3"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 image(s)" in result.output
+    payload = json.loads((out / "detections.json").read_text())
+    assert payload["pictures"] == {str(first): "small.png", str(second): "small_1.png"}
+    assert Image.open(out / "small.png").size == (80, 48) and Image.open(out / "small_1.png").size == (40, 30)

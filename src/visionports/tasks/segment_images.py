@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from PIL import Image
 
-from ..core.files import atomic_write, require_model_folder
 from ..utils.drawing import Detection, blend_masks, draw_detections
-from ..utils.images import collect_image_files, open_image
+from .runner import ImageTask, Predict, run_image_task
+
+_BOX = ("xmin", "ymin", "xmax", "ymax")
 
 
 @dataclass
@@ -19,6 +19,34 @@ class SegmentationSummary:
     images: int
     instances: int
     output_dir: Path
+
+
+def _segmenter(prompts: list[str], threshold: float | None) -> Callable[[Path], Predict]:
+    def load(model_dir: Path) -> Predict:
+        from transformers import pipeline
+
+        segmenter = pipeline("text-prompted-segmentation", model=str(model_dir))
+        return lambda images: [segmenter(image, prompts=prompts, threshold=threshold) for image in images]
+
+    return load
+
+
+def _render(prompts: list[str]) -> Callable[[Image.Image, list[dict]], Image.Image]:
+    """Masks blended in their prompt's colour, then each instance's box and ``prompt score`` tag."""
+
+    def render(image: Image.Image, found: list[dict]) -> Image.Image:
+        label_ids = [prompts.index(f["label"]) for f in found]
+        picture = blend_masks(image, [f["mask"] for f in found], label_ids)
+        boxes = [Detection(i, f["label"], f["score"], tuple(f["box"][k] for k in _BOX))
+                 for i, f in zip(label_ids, found, strict=True)]  # fmt: skip
+        return draw_detections(picture, boxes)
+
+    return render
+
+
+def _to_json(found: list[dict]) -> list[dict]:
+    return [{"label": f["label"], "score": round(f["score"], 6), "box": [round(v, 2) for v in f["box"].values()],
+             "mask_pixels": int(f["mask"].sum())} for f in found]  # fmt: skip
 
 
 def segment_files(
@@ -30,33 +58,19 @@ def segment_files(
     progress: bool = True,
 ) -> SegmentationSummary:
     """Segment every prompt in every image; write ``<name>.png`` (masks, boxes, prompt labels) and ``segments.json``."""
-    from transformers import pipeline
-
-    prompts = [p for p in prompts]
+    prompts = list(prompts)
     if not prompts or any(not p.strip() for p in prompts):
         raise ValueError("--prompt: give at least one non-empty text prompt")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
-    files = collect_image_files(inputs)
-    for file in files:  # nothing is written unless every input is a readable image
-        open_image(file)
-    model_dir = require_model_folder(model_dir)
-    segmenter = pipeline("text-prompted-segmentation", model=str(model_dir))
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    results, total = {}, 0
-    for file in tqdm(files, desc="segment", unit="image", disable=not progress):
-        image = open_image(file)
-        found = segmenter(image, prompts=prompts, threshold=threshold)
-        label_ids = [prompts.index(f["label"]) for f in found]
-        picture = blend_masks(image, [f["mask"] for f in found], label_ids)
-        boxes = [Detection(i, f["label"], f["score"], tuple(f["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")))
-                 for i, f in zip(label_ids, found, strict=True)]  # fmt: skip
-        picture = draw_detections(picture, boxes)
-        atomic_write(output_dir / f"{file.stem}.png", lambda tmp, img=picture: img.save(tmp, format="PNG"))
-        results[str(file)] = [{"label": f["label"], "score": round(f["score"], 6), "box": [round(v, 2) for v in f["box"].values()],
-                               "mask_pixels": int(f["mask"].sum())} for f in found]  # fmt: skip
-        total += len(found)
-    payload = {"model": str(model_dir), "prompts": prompts, "threshold": threshold, "images": results}
-    atomic_write(output_dir / "segments.json", lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
-    return SegmentationSummary(len(files), total, output_dir)
+    task = ImageTask(
+        name="segment",
+        load=_segmenter(prompts, threshold),
+        render=_render(prompts),
+        to_json=_to_json,
+        manifest="segments.json",
+        settings={"prompts": prompts, "threshold": threshold},
+    )
+    run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)
+    total = sum(len(found) for found in run.results.values())
+    return SegmentationSummary(len(run.pictures), total, Path(output_dir))

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from tqdm.auto import tqdm
 
-from ..core.files import atomic_write, require_model_folder
-from ..utils.drawing import PALETTE
+from ..utils.drawing import blend_masks, caption_masks
 from ..utils.video import read_frames, video_fps, write_video
+from .runner import load_model_folder, write_json
 
 
 @dataclass
@@ -44,33 +43,48 @@ def _segments(result, task: str, id2label: dict) -> list[tuple[np.ndarray, int, 
 
 def render(frames: list[Image.Image], segments: list[tuple[np.ndarray, int, str]]) -> list[np.ndarray]:
     """Frames with each segment blended in its colour and captioned at its centre."""
+    keys = [key for _, key, _ in segments]
+    captions = [caption for _, _, caption in segments]
     out = []
-    size = max(frames[0].size)
-    font = ImageFont.load_default(size=max(10, round(13 * size / 640)))
     for t, frame in enumerate(frames):
-        canvas = np.asarray(frame.convert("RGB")).astype(np.float32)
-        captions = []
-        for mask, key, caption in segments:
-            region = mask[t]
-            if region.any():
-                colour = np.array(PALETTE[key % len(PALETTE)], dtype=np.float32)
-                canvas[region] = 0.5 * canvas[region] + 0.5 * colour
-                ys, xs = np.nonzero(region)
-                captions.append((float(xs.mean()), float(ys.mean()), caption, PALETTE[key % len(PALETTE)]))
-        image = Image.fromarray(canvas.round().clip(0, 255).astype(np.uint8))
-        draw = ImageDraw.Draw(image)
-        for x, y, caption, colour in captions:
-            draw.text(
-                (x, y),
-                caption,
-                fill=(255, 255, 255),
-                font=font,
-                anchor="mm",
-                stroke_width=2,
-                stroke_fill=colour,
-            )
-        out.append(np.asarray(image))
+        masks = [mask[t] for mask, _, _ in segments]  # empty ones are neither blended nor captioned
+        out.append(
+            np.asarray(caption_masks(blend_masks(frame, masks, keys, alpha=0.5), masks, keys, captions))
+        )
     return out
+
+
+def _load(model_dir: Path) -> tuple:
+    """The model (eval mode) and its processor."""
+    from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
+
+    model = AutoModelForUniversalSegmentation.from_pretrained(model_dir).eval()
+    return model, AutoImageProcessor.from_pretrained(model_dir)
+
+
+def _stream(model, pixels: torch.Tensor, chunk: int, progress: bool) -> dict[str, torch.Tensor]:
+    """The model over ``pixels`` [1, T, ...], ``chunk`` frames at a time; the state stays one set of queries."""
+    frames, state, classes, masks = pixels.shape[1], None, [], []
+    with (
+        torch.inference_mode(),
+        tqdm(total=frames, desc="segment", unit="frame", disable=not progress) as bar,
+    ):
+        for start in range(0, frames, chunk):
+            out = model(pixels[:, start : start + chunk], state=state)
+            state = out.state
+            classes.append(out.class_queries_logits)
+            masks.append(out.masks_queries_logits.half())
+            bar.update(min(chunk, frames - start))
+    return {
+        "class_queries_logits": torch.cat(classes, 1),
+        "masks_queries_logits": torch.cat(masks, 1).float(),
+    }
+
+
+def _payload(source: Path, task: str, frames: int, segments: list[tuple[np.ndarray, int, str]]) -> dict:
+    return {"source": str(source), "task": task, "frames": frames,
+            "segments": [{"key": key, "caption": caption, "frames": [int(t) for t in np.nonzero(m.any((1, 2)))[0]]}
+                         for m, key, caption in segments]}  # fmt: skip
 
 
 def segment_video(
@@ -83,39 +97,18 @@ def segment_video(
     progress: bool = True,
 ) -> SegmentationRun:
     """Segment a video file (or a folder of frames) and write the annotated video (and JSON)."""
-    from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
-
     source, output = Path(source), Path(output)
     frames = read_frames(source)
-    model_dir = require_model_folder(model_dir)
-    model = AutoModelForUniversalSegmentation.from_pretrained(model_dir).eval()
-    processor = AutoImageProcessor.from_pretrained(model_dir)
+    model_dir, (model, processor) = load_model_folder(model_dir, _load)
     task = task or processor.task
     inputs = processor([frames], return_tensors="pt")
     pixels = inputs["pixel_values"].to(next(model.parameters()).dtype)
-    state, classes, masks = None, [], []
-    bar = tqdm(total=len(frames), desc="segment", unit="frame", disable=not progress)
-    with torch.inference_mode():
-        for start in range(0, len(frames), chunk):  # streaming: the model state stays one set of queries
-            out = model(pixels[:, start : start + chunk], state=state)
-            state = out.state
-            classes.append(out.class_queries_logits)
-            masks.append(out.masks_queries_logits.half())
-            bar.update(min(chunk, len(frames) - start))
-    bar.close()
-    outputs = {
-        "class_queries_logits": torch.cat(classes, 1),
-        "masks_queries_logits": torch.cat(masks, 1).float(),
-    }
+    outputs = _stream(model, pixels, chunk, progress)
     result = processor.post_process(outputs, inputs["original_sizes"], inputs["resized_sizes"], task=task)[0]
     segments = _segments(result, task, model.config.id2label)
     fps = video_fps(source) if source.is_file() else 10.0
     write_video(render(frames, segments), output, fps=fps)
-    written_json = None
-    if json_path is not None:
-        written_json = Path(json_path)
-        payload = {"source": str(source), "task": task, "frames": len(frames),
-                   "segments": [{"key": key, "caption": caption, "frames": [int(t) for t in np.nonzero(m.any((1, 2)))[0]]}
-                                for m, key, caption in segments]}  # fmt: skip
-        atomic_write(written_json, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
+    written_json = None if json_path is None else Path(json_path)
+    if written_json is not None:
+        write_json(written_json, _payload(source, task, len(frames), segments))
     return SegmentationRun(len(frames), output, written_json, f"{len(segments)} segment(s)")

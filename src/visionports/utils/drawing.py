@@ -1,9 +1,10 @@
-"""Annotated pictures of detections: boxes, label names and scores, readable at any image size."""
+"""Annotated pictures: boxes with label names and scores, blended masks and their captions, readable at any size."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -33,13 +34,19 @@ def _text_colour(fill: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if luminance > 150 else (255, 255, 255)
 
 
+@lru_cache(maxsize=8)
+def _font(longest_side: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The label font for an image whose longer side is ``longest_side`` pixels (13 px at 640)."""
+    return ImageFont.load_default(size=max(10, round(13 * longest_side / 640)))
+
+
 def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Image.Image:
     """A copy of ``image`` with each detection's box and ``label score`` tag (best scores drawn last)."""
     canvas = image.convert("RGB")
     draw = ImageDraw.Draw(canvas)
     scale = max(canvas.size) / 640
     line = max(1, round(2 * scale))
-    font = ImageFont.load_default(size=max(10, round(13 * scale)))
+    font = _font(max(canvas.size))
     for det in sorted(detections, key=lambda d: d.score):
         colour = PALETTE[det.label_id % len(PALETTE)]
         x1, y1, x2, y2 = det.box
@@ -69,3 +76,30 @@ def blend_masks(
         colour = np.array(PALETTE[label_id % len(PALETTE)], dtype=np.float32)
         canvas[region] = (1 - alpha) * canvas[region] + alpha * colour
     return Image.fromarray(canvas.round().clip(0, 255).astype(np.uint8))
+
+
+def caption_masks(
+    image: Image.Image, masks: Sequence, label_ids: Sequence[int], captions: Sequence[str]
+) -> Image.Image:
+    """A copy of ``image`` with each caption written at the centre of its (non-empty) boolean mask [H, W],
+    white outlined in the mask's class colour."""
+    import numpy as np
+
+    canvas = image.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    font = _font(max(canvas.size))
+    for mask, label_id, caption in zip(masks, label_ids, captions, strict=True):
+        ys, xs = np.nonzero(np.asarray(mask, dtype=bool))
+        if len(xs):
+            colour = PALETTE[label_id % len(PALETTE)]
+            centre = (float(xs.mean()), float(ys.mean()))
+            draw.text(
+                centre,
+                caption,
+                fill=(255, 255, 255),
+                font=font,
+                anchor="mm",
+                stroke_width=2,
+                stroke_fill=colour,
+            )
+    return canvas

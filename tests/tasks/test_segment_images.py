@@ -1,0 +1,41 @@
+"""`visionports segment` on the SAM3-LiteText tiny golden detector: one picture per input, never overwritten."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from golden import FIXTURES
+from visionports.cli import main
+
+CASE = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sam3") / "model"
+    result = CliRunner().invoke(main, ["convert", "sam3-lite-text", str(CASE / "checkpoint.pt"), str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_same_file_name_in_two_folders_gets_two_pictures(model_dir: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    inputs = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]
+    for path, size in zip(inputs, ((90, 150), (40, 60)), strict=True):
+        path.parent.mkdir()
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["segment", *map(str, inputs), "--prompt", "a cat", "--model",
+                                       str(model_dir), "--threshold", "0.05", "--output", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 image(s)" in result.output
+    payload = json.loads((out / "segments.json").read_text())
+    assert payload["pictures"] == {str(inputs[0]): "x.png", str(inputs[1]): "x_1.png"}
+    assert set(payload["images"]) == set(payload["pictures"])
+    assert Image.open(out / "x.png").size == (150, 90) and Image.open(out / "x_1.png").size == (60, 40)
