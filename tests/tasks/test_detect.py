@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,8 @@ ATTO = FIXTURES / "deimv2" / "atto_s0_b1_320"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("models") / "atto"
-    result = CliRunner().invoke(main, ["convert", "deimv2", str(ATTO / "checkpoint.pth"), str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def model_dir(convert: Callable[..., Path]) -> Path:
+    return convert("deimv2", ATTO / "checkpoint.pth")
 
 
 def _images(folder: Path) -> list[Path]:

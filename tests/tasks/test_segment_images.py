@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,8 @@ CASE = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sam3") / "model"
-    result = CliRunner().invoke(main, ["convert", "sam3-lite-text", str(CASE / "checkpoint.pt"), str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def model_dir(convert: Callable[..., Path]) -> Path:
+    return convert("sam3-lite-text", CASE / "checkpoint.pt")
 
 
 def test_same_file_name_in_two_folders_gets_two_pictures(model_dir: Path, tmp_path: Path) -> None:

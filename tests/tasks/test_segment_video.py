@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -19,13 +20,9 @@ CASE = FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("videomt") / "model"
-    args = ["convert", "videomt", str(CASE / "checkpoint.pth"), str(out), "--set", "num_attention_heads=4",
-            "--set", "num_thing_classes=2", "--set", "min_size_test=64"]  # fmt: skip
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
-    return out
+def model_dir(convert: Callable[..., Path]) -> Path:
+    return convert("videomt", CASE / "checkpoint.pth", "--set", "num_attention_heads=4",
+                   "--set", "num_thing_classes=2", "--set", "min_size_test=64")  # fmt: skip
 
 
 def _clip(path: Path, frames: int = 5) -> Path:
