@@ -157,3 +157,19 @@ def test_safetensors_export_without_duplicate_tensors(tmp_path: Path) -> None:
     code, text = _convert(str(tmp_path / "model.safetensors"), str(tmp_path / "out"))
     assert code == 0 and "missing 0 / unexpected 0" in text, text
     _assert_matches_fixture(tmp_path / "out", ATTO)
+
+
+def test_backbone_is_read_once_and_intermediates_stay_out_of_the_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from visionports.models.deimv2 import convert_deimv2
+
+    calls = []
+    read = convert_deimv2._infer_hgnet
+    monkeypatch.setattr(convert_deimv2, "_infer_hgnet", lambda sd: calls.append(1) or read(sd))
+    sd = _state_dict(ATTO)
+    config = infer_config({f"module.{k}": v for k, v in sd.items()})
+    assert len(calls) == 1 and config.to_dict() == infer_config(sd).to_dict()
+    layout = convert_deimv2._infer_encoder(sd)
+    assert not any(k.startswith("_") for k in layout.values) and layout.csp_blocks > 0
+    assert not {"_csp_channels", "_csp_blocks", "_num_aifi"} & set(config.to_dict())

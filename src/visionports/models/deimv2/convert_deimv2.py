@@ -9,31 +9,28 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ...core.checkpoint import CheckpointError
 from ...core.key_mapping import Duplicate, Fold, KeyMapping, MappedStateDict, Rename, Skip, Split
+from ...core.state_dict import StateDict, count_blocks, shape_of
+from ...core.state_dict import strip_wrapper_prefix as _strip
 from .configuration_deimv2 import _HGNET_ARCHS, PRESETS, Deimv2Config
 from .decoder_deimv2 import generate_anchors
 
-StateDict = Mapping[str, torch.Tensor]
-
 _HGNET_PRESET_OF_ARCH = {"Atto": "atto", "Femto": "femto", "Pico": "pico", "B0": "n"}
+WRAPPER_PREFIXES = ("module.", "ema.module.", "model.")
 
 
 def _count(sd: StateDict, pattern: str) -> int:
-    regex = re.compile(pattern)
-    found = {m.group(1) for k in sd if (m := regex.match(k))}
-    return len(found)
+    return count_blocks(sd, pattern)
 
 
 def _shape(sd: StateDict, key: str) -> tuple[int, ...]:
-    if key not in sd:
-        raise CheckpointError(f"expected key {key!r} in the DEIMv2 checkpoint")
-    return tuple(sd[key].shape)
+    return shape_of(sd, key, "DEIMv2")
 
 
 def _has_values(t: torch.Tensor) -> bool:
@@ -43,10 +40,7 @@ def _has_values(t: torch.Tensor) -> bool:
 def strip_wrapper_prefix(sd: StateDict) -> dict[str, torch.Tensor]:
     """Drop a prefix shared by every key (``module.`` of DistributedDataParallel, or a flattened
     ``ema.module.`` / ``model.`` top level): original DEIMv2 keys start with backbone/encoder/decoder."""
-    for prefix in ("module.", "ema.module.", "model."):
-        if sd and all(k.startswith(prefix) for k in sd):
-            return strip_wrapper_prefix({k[len(prefix) :]: v for k, v in sd.items()})
-    return dict(sd)
+    return _strip(sd, WRAPPER_PREFIXES)
 
 
 def detect_backbone(sd: StateDict) -> str:
@@ -113,7 +107,18 @@ def _infer_vit(sd: StateDict, flavor: str) -> dict[str, Any]:
     }
 
 
-def _infer_encoder(sd: StateDict) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EncoderLayout:
+    """What the weights tell about the encoder: config values, and the CSP widths / AIFI count that
+    select the yml factors and AIFI levels (read once, passed on; never stored in the config)."""
+
+    values: dict[str, Any]
+    csp_channels: int
+    csp_blocks: int
+    num_aifi: int | None = None
+
+
+def _infer_encoder(sd: StateDict) -> EncoderLayout:
     lite = "encoder.bi_fusion.cv.conv.weight" in sd
     if lite:
         hidden = _shape(sd, "encoder.input_proj.0.conv.weight")[0]
@@ -134,15 +139,18 @@ def _infer_encoder(sd: StateDict) -> dict[str, Any]:
         "encoder_hidden_dim": hidden,
         "encoder_in_channels": in_channels,
         "encoder_block": "elan4" if block + "cv2.1.conv.weight" in sd else "elan5",
-        "_csp_channels": _shape(sd, block + "cv2.0.conv1.conv.weight")[0] // 2,
-        "_csp_blocks": _count(sd, rf"{re.escape(block)}cv2\.0\.bottlenecks\.(\d+)\."),
     }
+    num_aifi = None
     if not lite:
         num_aifi = _count(sd, r"encoder\.encoder\.(\d+)\.")
         values["encoder_layers"] = _count(sd, r"encoder\.encoder\.0\.layers\.(\d+)\.")
         values["encoder_ffn_dim"] = _shape(sd, "encoder.encoder.0.layers.0.linear1.weight")[0]
-        values["_num_aifi"] = num_aifi
-    return values
+    return EncoderLayout(
+        values=values,
+        csp_channels=_shape(sd, block + "cv2.0.conv1.conv.weight")[0] // 2,
+        csp_blocks=_count(sd, rf"{re.escape(block)}cv2\.0\.bottlenecks\.(\d+)\."),
+        num_aifi=num_aifi,
+    )
 
 
 def _infer_decoder(sd: StateDict, preset: dict[str, Any]) -> dict[str, Any]:
@@ -208,48 +216,53 @@ def _eval_size_from_anchors(sd: StateDict, strides: list[int]) -> list[int] | No
     return [size, size]
 
 
-def guess_variant(sd: StateDict) -> str:
-    """Name of the released variant whose architecture family matches the weights."""
-    kind = detect_backbone(sd)
+def _infer_backbone(sd: StateDict, kind: str) -> dict[str, Any]:
+    return _infer_hgnet(sd) if kind == "hgnetv2" else _infer_vit(sd, kind)
+
+
+def _variant_of(sd: StateDict, kind: str, backbone: dict[str, Any]) -> str:
+    """Released variant matching the backbone values already read from ``sd``."""
     if kind == "hgnetv2":
-        stages = _infer_hgnet(sd)["hgnet_stages"]
+        stages = backbone["hgnet_stages"]
         for arch, table in _HGNET_ARCHS.items():
             if [list(s) for s in table["stages"]] == stages:
                 return _HGNET_PRESET_OF_ARCH[arch]
         return "n" if len(stages) == 4 else "atto"
-    dim = _infer_vit(sd, kind)["vit_hidden_size"]
     if kind == "vit_tiny":
-        return "m" if dim >= 256 else "s"
+        return "m" if backbone["vit_hidden_size"] >= 256 else "s"
     return "x" if "backbone.dinov3.blocks.0.mlp.w1.weight" in sd else "l"
+
+
+def guess_variant(sd: StateDict) -> str:
+    """Name of the released variant whose architecture family matches the weights."""
+    kind = detect_backbone(sd)
+    return _variant_of(sd, kind, _infer_backbone(sd, kind))
+
+
+def _preset_name(sd: StateDict, kind: str, backbone: dict[str, Any], variant: str | None) -> str:
+    """The requested (or inferred) preset, checked against the backbone kind of the weights."""
+    name = (variant or _variant_of(sd, kind, backbone)).lower()
+    if name not in PRESETS:
+        raise CheckpointError(f"unknown DEIMv2 variant {variant!r}; choose from {', '.join(PRESETS)}")
+    preset_family = "hgnetv2" if PRESETS[name]["backbone_type"] == "hgnetv2" else PRESETS[name]["vit_flavor"]
+    if preset_family != kind:
+        raise CheckpointError(f"the weights hold a {kind} backbone but variant {name!r} uses {preset_family}")
+    return name
 
 
 def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Deimv2Config:
     """Build the :class:`Deimv2Config` of an original state dict (variant inferred when not given)."""
     sd = strip_wrapper_prefix(sd)
     kind = detect_backbone(sd)
-    name = (variant or guess_variant(sd)).lower()
-    if name not in PRESETS:
-        raise CheckpointError(f"unknown DEIMv2 variant {variant!r}; choose from {', '.join(PRESETS)}")
-    preset_family = "hgnetv2" if PRESETS[name]["backbone_type"] == "hgnetv2" else PRESETS[name]["vit_flavor"]
-    if preset_family != kind:
-        raise CheckpointError(f"the weights hold a {kind} backbone but variant {name!r} uses {preset_family}")
-    values = dict(PRESETS[name])
-    values.update(_infer_hgnet(sd) if kind == "hgnetv2" else _infer_vit(sd, kind))
+    backbone = _infer_backbone(sd, kind)
+    name = _preset_name(sd, kind, backbone, variant)
+    values = {**PRESETS[name], **backbone}
     encoder = _infer_encoder(sd)
-    csp_channels, csp_blocks = encoder.pop("_csp_channels"), encoder.pop("_csp_blocks")
-    num_aifi = encoder.pop("_num_aifi", None)
-    values.update(encoder)
+    values.update(encoder.values)
     values.update(_infer_decoder(sd, PRESETS[name]))
-    levels = len(values["encoder_in_channels"])
-    if kind == "hgnetv2":
-        values["hgnet_out_indices"] = list(
-            range(len(values["hgnet_stages"]) - levels, len(values["hgnet_stages"]))
-        )
-    if num_aifi is not None and num_aifi != len(values.get("encoder_aifi_indices", [])):
-        values["encoder_aifi_indices"] = list(range(levels - num_aifi, levels))
-    values.update(_encoder_width_factors(values, csp_channels, csp_blocks))
-    strides = list(values["decoder_feat_strides"])
-    eval_size = _eval_size_from_anchors(sd, strides)
+    values.update(_levels(values, kind, encoder.num_aifi))
+    values.update(_encoder_width_factors(values, encoder.csp_channels, encoder.csp_blocks))
+    eval_size = _eval_size_from_anchors(sd, list(values["decoder_feat_strides"]))
     if eval_size is not None:
         values["eval_image_size"] = eval_size
     num_labels = values.pop("num_labels")
@@ -257,6 +270,19 @@ def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) ->
         values["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
     values.update(overrides)
     return Deimv2Config.from_preset(name, **values)
+
+
+def _levels(values: dict[str, Any], kind: str, num_aifi: int | None) -> dict[str, Any]:
+    """HGNetV2 stages tapped and AIFI levels, from the number of encoder input levels."""
+    levels = len(values["encoder_in_channels"])
+    out: dict[str, Any] = {}
+    if kind == "hgnetv2":
+        out["hgnet_out_indices"] = list(
+            range(len(values["hgnet_stages"]) - levels, len(values["hgnet_stages"]))
+        )
+    if num_aifi is not None and num_aifi != len(values.get("encoder_aifi_indices", [])):
+        out["encoder_aifi_indices"] = list(range(levels - num_aifi, levels))
+    return out
 
 
 def _encoder_width_factors(values: dict[str, Any], channels: int, blocks: int) -> dict[str, float]:

@@ -9,31 +9,28 @@ encoder converts to ``Sam3LiteTextTextModel``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ...core.checkpoint import CheckpointError
-from ...core.key_mapping import KeyMapping, MappedStateDict, Rename, Skip
+from ...core.key_mapping import KeyMapping, MappedStateDict, Rename, Rule, Skip, Split
+from ...core.state_dict import StateDict, block_indices, strip_key_prefixes
 from .configuration_sam3_lite_text import (
     DETECTOR_DEFAULTS,
     TEXT_PRESETS,
     Sam3LiteTextConfig,
     Sam3LiteTextTextConfig,
 )
-from .detector_sam3_lite_text import detector_key_mapping
 
 TEXT_PREFIX = "backbone.language_backbone."
-StateDict = Mapping[str, torch.Tensor]
+VIT_POSITIONS = "backbone.vision_backbone.trunk.pos_embed"
+WRAPPER_PREFIXES = ("module.", "detector.", "student_trunk.")
 
 
 def strip_prefixes(sd: StateDict) -> dict[str, torch.Tensor]:
     """Drop ``module.`` / ``detector.`` / ``student_trunk.`` prefixes as the original loader does."""
-    out = dict(sd)
-    for prefix in ("module.", "detector.", "student_trunk."):
-        out = {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in out.items()}
-    return out
+    return strip_key_prefixes(sd, WRAPPER_PREFIXES)
 
 
 def _text(sd: StateDict, key: str) -> torch.Tensor:
@@ -44,7 +41,12 @@ def _text(sd: StateDict, key: str) -> torch.Tensor:
 
 
 def guess_variant(sd: StateDict) -> str:
-    sd = strip_prefixes(sd)
+    """Released text-encoder variant of an original state dict."""
+    return _variant_of(strip_prefixes(sd))
+
+
+def _variant_of(sd: StateDict) -> str:
+    """Released text-encoder variant of a state dict whose prefixes are stripped."""
     dim = _text(sd, "encoder.embedding_layer.weight").shape[1]
     if f"{TEXT_PREFIX}encoder.transformer.0.token_mixer.layer_scale" in sd:
         return "s0"
@@ -62,9 +64,7 @@ def infer_detector(sd: StateDict) -> dict[str, Any]:
     if trunk + "patch_embed.proj.weight" in sd:
         dim, _, patch, _ = sd[trunk + "patch_embed.proj.weight"].shape
         values.update(vit_embed_dim=dim, patch_size=patch)
-        blocks = sorted(
-            {int(m.group(1)) for k in sd if (m := re.match(re.escape(trunk) + r"blocks\.(\d+)\.", k))}
-        )
+        blocks = block_indices(sd, re.escape(trunk) + r"blocks\.(\d+)\.")
         values["vit_depth"] = len(blocks)
         values["vit_mlp_ratio"] = sd[f"{trunk}blocks.0.mlp.fc1.weight"].shape[0] / dim
         if trunk + "pos_embed" in sd:
@@ -106,22 +106,16 @@ def infer_config(
 
 
 def infer_text_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Sam3LiteTextTextConfig:
-    """Text-encoder configuration from the weights (heads default to width / 64, as in every release)."""
+    """Text-encoder configuration from stripped weights (heads default to width / 64, as in every release)."""
     vocab, dim = _text(sd, "encoder.embedding_layer.weight").shape
-    name = variant or guess_variant(sd)
+    name = variant or _variant_of(sd)
     if name not in TEXT_PRESETS:
         raise CheckpointError(
             f"unknown SAM3-LiteText variant {variant!r}; choose from {', '.join(TEXT_PRESETS)}"
         )
-    blocks = {
-        int(m.group(1))
-        for k in sd
-        if (m := re.match(re.escape(TEXT_PREFIX) + r"encoder\.transformer\.(\d+)\.", k))
-    }
+    blocks = block_indices(sd, re.escape(TEXT_PREFIX) + r"encoder\.transformer\.(\d+)\.")
     attention = [
-        i
-        for i in sorted(blocks)
-        if f"{TEXT_PREFIX}encoder.transformer.{i}.pre_norm_mha.1.qkv_proj.weight" in sd
+        i for i in blocks if f"{TEXT_PREFIX}encoder.transformer.{i}.pre_norm_mha.1.qkv_proj.weight" in sd
     ]
     mct = f"{TEXT_PREFIX}encoder.transformer.0.token_mixer.layer_scale" in sd
     if (TEXT_PRESETS[name]["layout"] == "mct") != mct:
@@ -146,7 +140,7 @@ def key_mapping(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> KeyMappi
     """Text rules (prefixed ``text_model.`` for the full model) + the detector's rules (prefixed ``detector.``)."""
     if isinstance(config, Sam3LiteTextTextConfig):
         return KeyMapping(text_rules())
-    detector = [r for r in detector_key_mapping() if "language_backbone" not in r.pattern]
+    detector = detector_key_mapping()
     prefix_text = Rename(r"^(token_embedding|position_embedding|layers|final_layer_norm|text_projection|projector)\b",
                          r"text_model.\1")  # fmt: skip
     unused = [
@@ -159,6 +153,105 @@ def key_mapping(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> KeyMappi
         r"detector.\1.",
     )
     return KeyMapping([*unused, *text_rules(), prefix_text, *detector, prefix_detector])
+
+
+QKV = (r"\1.q_proj.\2", r"\1.k_proj.\2", r"\1.v_proj.\2")
+
+
+def _attention(prefix: str, original: str, ours: str) -> list[Rule]:
+    """Rules for one ``nn.MultiheadAttention`` (fused in-projection) under ``prefix``."""
+    return [
+        Rename(rf"^({prefix})\.{original}\.in_proj_(weight|bias)$", rf"\1.{ours}.in_proj.\2"),
+        Rename(rf"^({prefix})\.{original}\.out_proj\.", rf"\1.{ours}.o_proj."),
+        Split(rf"(.*\.{ours})\.in_proj\.(weight|bias)", QKV),
+    ]
+
+
+def _mlp(path: str, num_layers: int) -> list[Rule]:
+    """Rules for an original ``MLP`` (``layers.i``) at ``path`` onto a ``Sam3DecoderMLP`` (``layer{i+1}``)."""
+    return [Rename(rf"^({path})\.layers\.{i}\.", rf"\1.layer{i + 1}.") for i in range(num_layers)]
+
+
+def detector_key_mapping() -> list[Rule]:
+    """Rules from original detector keys (``detector.`` prefix stripped) to :class:`Sam3LiteTextDetector` keys."""
+    vit = r"vision_encoder\.backbone"
+    enc = r"detr_encoder\.layers\.\d+"
+    geo = r"geometry_encoder\.layers\.\d+"
+    dec = r"detr_decoder\.layers\.\d+"
+    rules: list[Rule] = [
+        Skip(r".*\.attn\.freqs_cis", "RoPE table, recomputed by Sam3ViTRotaryEmbedding"),
+        Skip(
+            r"geometry_encoder\.points_.*",
+            "point prompts: transformers' SAM3 geometry encoder takes boxes only",
+        ),
+        # ViT trunk
+        Rename(r"^backbone\.vision_backbone\.trunk\.", "vision_encoder.backbone."),
+        Rename(rf"^({vit})\.pos_embed$", r"\1.embeddings.position_embeddings"),
+        Rename(rf"^({vit})\.patch_embed\.proj\.", r"\1.embeddings.patch_embeddings.projection."),
+        Rename(rf"^({vit})\.ln_pre\.", r"\1.layer_norm."),
+        Rename(rf"^({vit})\.blocks\.(\d+)\.norm(\d)\.", r"\1.layers.\2.layer_norm\3."),
+        Rename(rf"^({vit})\.blocks\.(\d+)\.attn\.proj\.", r"\1.layers.\2.attention.o_proj."),
+        Rename(rf"^({vit})\.blocks\.(\d+)\.attn\.qkv\.", r"\1.layers.\2.attention.qkv."),
+        Rename(rf"^({vit})\.blocks\.(\d+)\.mlp\.", r"\1.layers.\2.mlp."),
+        Split(r"(.*\.attention)\.qkv\.(weight|bias)", QKV),
+        # FPN neck
+        Rename(r"^backbone\.vision_backbone\.convs\.(\d+)\.", r"vision_encoder.neck.fpn_layers.\1."),
+        Rename(r"\.dconv_2x2_0\.", ".scale_layers.0."),
+        Rename(r"\.dconv_2x2_1\.", ".scale_layers.2."),
+        Rename(r"\.dconv_2x2\.", ".scale_layers.0."),
+        Rename(r"(fpn_layers\.\d+)\.conv_1x1\.", r"\1.proj1."),
+        Rename(r"(fpn_layers\.\d+)\.conv_3x3\.", r"\1.proj2."),
+        # geometry encoder (text-only prompts read its CLS token)
+        Rename(r"^geometry_encoder\.encode\.(\d+)\.", r"geometry_encoder.layers.\1."),
+        Rename(r"^geometry_encoder\.img_pre_norm\.", "geometry_encoder.vision_layer_norm."),
+        Rename(r"^geometry_encoder\.norm\.", "geometry_encoder.prompt_layer_norm."),
+        Rename(r"^geometry_encoder\.encode_norm\.", "geometry_encoder.output_layer_norm."),
+        # DETR encoder
+        Rename(r"^transformer\.encoder\.layers\.", "detr_encoder.layers."),
+    ]
+    for layer in (enc, geo):
+        rules += [
+            *_attention(layer, "self_attn", "self_attn"),
+            *_attention(layer, "cross_attn_image", "cross_attn"),
+            Rename(rf"^({layer})\.norm(\d)\.", r"\1.layer_norm\2."),
+            Rename(rf"^({layer})\.linear1\.", r"\1.mlp.fc1."),
+            Rename(rf"^({layer})\.linear2\.", r"\1.mlp.fc2."),
+        ]
+    rules += [
+        # DETR decoder
+        Rename(r"^transformer\.decoder\.", "detr_decoder."),
+        *_attention(dec, "cross_attn", "vision_cross_attn"),
+        *_attention(dec, "ca_text", "text_cross_attn"),
+        *_attention(dec, "self_attn", "self_attn"),
+        Rename(rf"^({dec})\.norm1\.", r"\1.vision_cross_attn_layer_norm."),
+        Rename(rf"^({dec})\.catext_norm\.", r"\1.text_cross_attn_layer_norm."),
+        Rename(rf"^({dec})\.norm2\.", r"\1.self_attn_layer_norm."),
+        Rename(rf"^({dec})\.norm3\.", r"\1.mlp_layer_norm."),
+        Rename(rf"^({dec})\.linear1\.", r"\1.mlp.fc1."),
+        Rename(rf"^({dec})\.linear2\.", r"\1.mlp.fc2."),
+        Rename(r"^detr_decoder\.norm\.", "detr_decoder.output_layer_norm."),
+        Rename(r"^detr_decoder\.presence_token_out_norm\.", "detr_decoder.presence_layer_norm."),
+        Rename(r"^detr_decoder\.boxRPB_embed_(x|y)\.", r"detr_decoder.box_rpb_embed_\1."),
+        Rename(r"^detr_decoder\.bbox_embed\.", "detr_decoder.box_head."),
+        Rename(r"^detr_decoder\.presence_token_head\.", "detr_decoder.presence_head."),
+        *_mlp(r"detr_decoder\.(?:box_head|presence_head)", 3),
+        *_mlp(r"detr_decoder\.(?:ref_point_head|box_rpb_embed_x|box_rpb_embed_y)", 2),
+        # dot-product scoring
+        Rename(r"^dot_prod_scoring\.", "dot_product_scoring."),
+        Rename(r"^dot_product_scoring\.prompt_mlp\.out_norm\.", "dot_product_scoring.text_mlp_out_norm."),
+        Rename(r"^dot_product_scoring\.prompt_mlp\.", "dot_product_scoring.text_mlp."),
+        *_mlp(r"dot_product_scoring\.text_mlp", 2),
+        Rename(r"^dot_product_scoring\.prompt_proj\.", "dot_product_scoring.text_proj."),
+        Rename(r"^dot_product_scoring\.hs_proj\.", "dot_product_scoring.query_proj."),
+        # segmentation head
+        Rename(r"^segmentation_head\.", "mask_decoder."),
+        Rename(r"^mask_decoder\.mask_predictor\.mask_embed\.", "mask_decoder.mask_embedder."),
+        *_attention("mask_decoder", "cross_attend_prompt", "prompt_cross_attn"),
+        Rename(r"^mask_decoder\.cross_attn_norm\.", "mask_decoder.prompt_cross_attn_norm."),
+        Rename(r"^mask_decoder\.semantic_seg_head\.", "mask_decoder.semantic_projection."),
+        Rename(r"^mask_decoder\.instance_seg_head\.", "mask_decoder.instance_projection."),
+    ]
+    return rules
 
 
 def text_rules() -> list:
@@ -186,22 +279,27 @@ def text_rules() -> list:
     ]  # fmt: skip
 
 
-def convert_state_dict(sd: StateDict, config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> MappedStateDict:
-    """Map a released state dict. The stored 77-row text position table is sliced to ``context_length`` rows
-    (what the released inference does; never interpolated) and the ViT position table loses its unused
-    pre-training CLS row."""
-    sd = strip_prefixes(sd)
-    context = (config.text if isinstance(config, Sam3LiteTextConfig) else config).context_length
+def filter_checkpoint(sd: StateDict, context_length: int) -> dict[str, torch.Tensor]:
+    """Released tables to the port's shapes (timm's ``checkpoint_filter_fn``): the stored 77-row text position
+    table is sliced to ``context_length`` rows (what the released inference does; never interpolated) and the
+    ViT position table loses its unused pre-training CLS row. The model itself never reshapes loaded tables."""
+    out = dict(sd)
     key = f"{TEXT_PREFIX}encoder.positional_embedding.pos_embed.pos_embed"
-    table = sd.get(key)
+    table = out.get(key)
     if table is not None:
         rows = table.reshape(-1, table.shape[-1])
-        if rows.shape[0] < context:
+        if rows.shape[0] < context_length:
             raise CheckpointError(
-                f"the position table has {rows.shape[0]} rows, fewer than context_length {context}"
+                f"the position table has {rows.shape[0]} rows, fewer than context_length {context_length}"
             )
-        sd[key] = rows[:context]
-    vit_table = sd.get("backbone.vision_backbone.trunk.pos_embed")
+        out[key] = rows[:context_length]
+    vit_table = out.get(VIT_POSITIONS)
     if vit_table is not None and round((vit_table.shape[1] - 1) ** 0.5) ** 2 == vit_table.shape[1] - 1:
-        sd["backbone.vision_backbone.trunk.pos_embed"] = vit_table[:, 1:]  # drop the pre-training CLS row
-    return key_mapping(config).apply(sd)
+        out[VIT_POSITIONS] = vit_table[:, 1:]
+    return out
+
+
+def convert_state_dict(sd: StateDict, config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> MappedStateDict:
+    """Map a released state dict (prefixes stripped, tables filtered by :func:`filter_checkpoint`)."""
+    context = (config.text if isinstance(config, Sam3LiteTextConfig) else config).context_length
+    return key_mapping(config).apply(filter_checkpoint(strip_prefixes(sd), context))

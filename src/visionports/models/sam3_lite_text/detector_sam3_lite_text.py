@@ -1,8 +1,8 @@
 """SAM3 detector for SAM3-LiteText, composed from transformers' generic SAM3 building blocks.
 
 The student text encoder lives in :mod:`.modeling_text_sam3_lite_text`; this module wires its projected features
-into transformers' SAM3 vision model, geometry encoder, DETR encoder/decoder, dot-product scoring and mask decoder,
-and maps the original ``detector.*`` checkpoint keys onto them.
+into transformers' SAM3 vision model, geometry encoder, DETR encoder/decoder, dot-product scoring and mask decoder.
+The original ``detector.*`` checkpoint keys are mapped onto them by :mod:`.convert_sam3_lite_text`.
 
 transformers' SAM3 modules are imported as modules: through the lazy ``transformers.models.sam3`` package they
 become placeholders when torchvision is missing, although only the box-prompt path (``roi_align``) needs it.
@@ -18,107 +18,6 @@ import transformers.models.sam3.configuration_sam3 as sam3_config
 import transformers.models.sam3.modeling_sam3 as sam3
 from torch import nn
 from transformers.utils import ModelOutput
-
-from ...core.key_mapping import Rename, Rule, Skip, Split
-
-QKV = (r"\1.q_proj.\2", r"\1.k_proj.\2", r"\1.v_proj.\2")
-
-
-def _attention(prefix: str, original: str, ours: str) -> list[Rule]:
-    """Rules for one ``nn.MultiheadAttention`` (fused in-projection) under ``prefix``."""
-    return [
-        Rename(rf"^({prefix})\.{original}\.in_proj_(weight|bias)$", rf"\1.{ours}.in_proj.\2"),
-        Rename(rf"^({prefix})\.{original}\.out_proj\.", rf"\1.{ours}.o_proj."),
-        Split(rf"(.*\.{ours})\.in_proj\.(weight|bias)", QKV),
-    ]
-
-
-def _mlp(path: str, num_layers: int) -> list[Rule]:
-    """Rules for an original ``MLP`` (``layers.i``) at ``path`` onto a ``Sam3DecoderMLP`` (``layer{i+1}``)."""
-    return [Rename(rf"^({path})\.layers\.{i}\.", rf"\1.layer{i + 1}.") for i in range(num_layers)]
-
-
-def detector_key_mapping() -> list[Rule]:
-    """Rules from original detector keys (``detector.`` prefix stripped) to :class:`Sam3LiteTextDetector` keys."""
-    vit = r"vision_encoder\.backbone"
-    enc = r"detr_encoder\.layers\.\d+"
-    geo = r"geometry_encoder\.layers\.\d+"
-    dec = r"detr_decoder\.layers\.\d+"
-    rules: list[Rule] = [
-        Skip(r"backbone\.language_backbone\..*", "student text encoder: mapped by the text converter"),
-        Skip(r".*\.attn\.freqs_cis", "RoPE table, recomputed by Sam3ViTRotaryEmbedding"),
-        Skip(
-            r"geometry_encoder\.points_.*",
-            "point prompts: transformers' SAM3 geometry encoder takes boxes only",
-        ),
-        # ViT trunk
-        Rename(r"^backbone\.vision_backbone\.trunk\.", "vision_encoder.backbone."),
-        Rename(rf"^({vit})\.pos_embed$", r"\1.embeddings.position_embeddings"),
-        Rename(rf"^({vit})\.patch_embed\.proj\.", r"\1.embeddings.patch_embeddings.projection."),
-        Rename(rf"^({vit})\.ln_pre\.", r"\1.layer_norm."),
-        Rename(rf"^({vit})\.blocks\.(\d+)\.norm(\d)\.", r"\1.layers.\2.layer_norm\3."),
-        Rename(rf"^({vit})\.blocks\.(\d+)\.attn\.proj\.", r"\1.layers.\2.attention.o_proj."),
-        Rename(rf"^({vit})\.blocks\.(\d+)\.attn\.qkv\.", r"\1.layers.\2.attention.qkv."),
-        Rename(rf"^({vit})\.blocks\.(\d+)\.mlp\.", r"\1.layers.\2.mlp."),
-        Split(r"(.*\.attention)\.qkv\.(weight|bias)", QKV),
-        # FPN neck
-        Rename(r"^backbone\.vision_backbone\.convs\.(\d+)\.", r"vision_encoder.neck.fpn_layers.\1."),
-        Rename(r"\.dconv_2x2_0\.", ".scale_layers.0."),
-        Rename(r"\.dconv_2x2_1\.", ".scale_layers.2."),
-        Rename(r"\.dconv_2x2\.", ".scale_layers.0."),
-        Rename(r"(fpn_layers\.\d+)\.conv_1x1\.", r"\1.proj1."),
-        Rename(r"(fpn_layers\.\d+)\.conv_3x3\.", r"\1.proj2."),
-        # geometry encoder (text-only prompts read its CLS token)
-        Rename(r"^geometry_encoder\.encode\.(\d+)\.", r"geometry_encoder.layers.\1."),
-        Rename(r"^geometry_encoder\.img_pre_norm\.", "geometry_encoder.vision_layer_norm."),
-        Rename(r"^geometry_encoder\.norm\.", "geometry_encoder.prompt_layer_norm."),
-        Rename(r"^geometry_encoder\.encode_norm\.", "geometry_encoder.output_layer_norm."),
-        # DETR encoder
-        Rename(r"^transformer\.encoder\.layers\.", "detr_encoder.layers."),
-    ]
-    for layer in (enc, geo):
-        rules += [
-            *_attention(layer, "self_attn", "self_attn"),
-            *_attention(layer, "cross_attn_image", "cross_attn"),
-            Rename(rf"^({layer})\.norm(\d)\.", r"\1.layer_norm\2."),
-            Rename(rf"^({layer})\.linear1\.", r"\1.mlp.fc1."),
-            Rename(rf"^({layer})\.linear2\.", r"\1.mlp.fc2."),
-        ]
-    rules += [
-        # DETR decoder
-        Rename(r"^transformer\.decoder\.", "detr_decoder."),
-        *_attention(dec, "cross_attn", "vision_cross_attn"),
-        *_attention(dec, "ca_text", "text_cross_attn"),
-        *_attention(dec, "self_attn", "self_attn"),
-        Rename(rf"^({dec})\.norm1\.", r"\1.vision_cross_attn_layer_norm."),
-        Rename(rf"^({dec})\.catext_norm\.", r"\1.text_cross_attn_layer_norm."),
-        Rename(rf"^({dec})\.norm2\.", r"\1.self_attn_layer_norm."),
-        Rename(rf"^({dec})\.norm3\.", r"\1.mlp_layer_norm."),
-        Rename(rf"^({dec})\.linear1\.", r"\1.mlp.fc1."),
-        Rename(rf"^({dec})\.linear2\.", r"\1.mlp.fc2."),
-        Rename(r"^detr_decoder\.norm\.", "detr_decoder.output_layer_norm."),
-        Rename(r"^detr_decoder\.presence_token_out_norm\.", "detr_decoder.presence_layer_norm."),
-        Rename(r"^detr_decoder\.boxRPB_embed_(x|y)\.", r"detr_decoder.box_rpb_embed_\1."),
-        Rename(r"^detr_decoder\.bbox_embed\.", "detr_decoder.box_head."),
-        Rename(r"^detr_decoder\.presence_token_head\.", "detr_decoder.presence_head."),
-        *_mlp(r"detr_decoder\.(?:box_head|presence_head)", 3),
-        *_mlp(r"detr_decoder\.(?:ref_point_head|box_rpb_embed_x|box_rpb_embed_y)", 2),
-        # dot-product scoring
-        Rename(r"^dot_prod_scoring\.", "dot_product_scoring."),
-        Rename(r"^dot_product_scoring\.prompt_mlp\.out_norm\.", "dot_product_scoring.text_mlp_out_norm."),
-        Rename(r"^dot_product_scoring\.prompt_mlp\.", "dot_product_scoring.text_mlp."),
-        *_mlp(r"dot_product_scoring\.text_mlp", 2),
-        Rename(r"^dot_product_scoring\.prompt_proj\.", "dot_product_scoring.text_proj."),
-        Rename(r"^dot_product_scoring\.hs_proj\.", "dot_product_scoring.query_proj."),
-        # segmentation head
-        Rename(r"^segmentation_head\.", "mask_decoder."),
-        Rename(r"^mask_decoder\.mask_predictor\.mask_embed\.", "mask_decoder.mask_embedder."),
-        *_attention("mask_decoder", "cross_attend_prompt", "prompt_cross_attn"),
-        Rename(r"^mask_decoder\.cross_attn_norm\.", "mask_decoder.prompt_cross_attn_norm."),
-        Rename(r"^mask_decoder\.semantic_seg_head\.", "mask_decoder.semantic_projection."),
-        Rename(r"^mask_decoder\.instance_seg_head\.", "mask_decoder.instance_projection."),
-    ]
-    return rules
 
 
 def sam3_config_for(
@@ -258,14 +157,6 @@ class Sam3LiteTextDetector(nn.Module):
         self.detr_decoder = sam3.Sam3DetrDecoder(config.detr_decoder_config)
         self.mask_decoder = sam3.Sam3MaskDecoder(config.mask_decoder_config)
         self.dot_product_scoring = sam3.Sam3DotProductScoring(config)
-        self._register_load_state_dict_pre_hook(self._drop_cls_position)
-
-    def _drop_cls_position(self, state_dict, prefix, *args, **kwargs) -> None:
-        """The original ViT position table keeps its pre-training CLS row first; ours has none."""
-        key = prefix + "vision_encoder.backbone.embeddings.position_embeddings"
-        table = self.vision_encoder.backbone.embeddings.position_embeddings
-        if key in state_dict and state_dict[key].shape[1] == table.shape[1] + 1:
-            state_dict[key] = state_dict[key][:, 1:]
 
     def empty_geometry_prompt(self, vision_features: torch.Tensor, vision_pos: torch.Tensor) -> torch.Tensor:
         """Geometry-encoder output for an empty geometric prompt: its CLS token alone, ``[B, 1, d_model]``."""

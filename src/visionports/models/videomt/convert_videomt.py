@@ -8,30 +8,27 @@ propagated queries are normalised) comes from the preset or the defaults documen
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ...core.checkpoint import CheckpointError
 from ...core.key_mapping import KeyMapping, MappedStateDict, Rename, Skip
+from ...core.state_dict import StateDict, count_blocks, shape_of
+from ...core.state_dict import strip_wrapper_prefix as _strip
 from .configuration_videomt import PRESETS, VideomtConfig
 
-StateDict = Mapping[str, torch.Tensor]
 _V2 = "backbone.encoder.backbone."
+WRAPPER_PREFIXES = ("module.", "model.")
 
 
 def strip_wrapper_prefix(sd: StateDict) -> dict[str, torch.Tensor]:
-    for prefix in ("module.", "model."):
-        if sd and all(k.startswith(prefix) for k in sd):
-            return strip_wrapper_prefix({k[len(prefix) :]: v for k, v in sd.items()})
-    return dict(sd)
+    """Drop a ``module.`` / ``model.`` prefix shared by every key."""
+    return _strip(sd, WRAPPER_PREFIXES)
 
 
 def _shape(sd: StateDict, key: str) -> tuple[int, ...]:
-    if key not in sd:
-        raise CheckpointError(f"expected key {key!r} in the VidEoMT checkpoint")
-    return tuple(sd[key].shape)
+    return shape_of(sd, key, "VidEoMT")
 
 
 def detect_backbone(sd: StateDict) -> str:
@@ -54,7 +51,7 @@ def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) ->
     """
     sd = strip_wrapper_prefix(sd)
     kind = detect_backbone(sd)
-    depth = len({m.group(1) for k in sd if (m := re.match(re.escape(_V2) + r"blocks\.(\d+)\.", k))})
+    depth = count_blocks(sd, re.escape(_V2) + r"blocks\.(\d+)\.")
     num_blocks = _shape(sd, "backbone.attn_mask_probs")[0]
     num_queries, dim = _shape(sd, "backbone.q.weight")
     num_labels = _shape(sd, "backbone.class_head.weight")[0] - 1
@@ -64,9 +61,7 @@ def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) ->
         "num_hidden_layers": depth,
         "segmenter_blocks": list(range(depth - num_blocks, depth)),
         "num_queries": num_queries,
-        "num_upscale_blocks": len(
-            {m.group(1) for k in sd if (m := re.match(r"backbone\.upscale\.(\d+)\.", k))}
-        ),
+        "num_upscale_blocks": count_blocks(sd, r"backbone\.upscale\.(\d+)\."),
     }
     if kind == "dinov2":
         grid = round(_shape(sd, _V2 + "pos_embed")[1] ** 0.5)

@@ -1,0 +1,59 @@
+"""Conversion of released SAM3-LiteText files: prefixes, table filtering (in the converter only), key rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from golden import FIXTURES
+from visionports.core.checkpoint import CheckpointError, load_state_dict
+from visionports.models.sam3_lite_text.convert_sam3_lite_text import (
+    TEXT_PREFIX,
+    VIT_POSITIONS,
+    convert_state_dict,
+    filter_checkpoint,
+    guess_variant,
+    infer_config,
+    strip_prefixes,
+)
+from visionports.models.sam3_lite_text.modeling_sam3_lite_text import build_model
+
+CASE = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5"
+TEXT_TABLE = f"{TEXT_PREFIX}encoder.positional_embedding.pos_embed.pos_embed"
+OURS = "detector.vision_encoder.backbone.embeddings.position_embeddings"
+
+
+def _released() -> dict[str, torch.Tensor]:
+    return load_state_dict(CASE / "checkpoint.pt")[0]
+
+
+def test_filter_drops_the_vit_cls_row_and_slices_the_text_table() -> None:
+    sd = strip_prefixes(_released())
+    out = filter_checkpoint(sd, context_length=16)
+    table = sd[VIT_POSITIONS]
+    assert torch.equal(out[VIT_POSITIONS], table[:, 1:])
+    assert out[TEXT_TABLE].shape[0] == 16
+    assert sd[VIT_POSITIONS] is table  # the input is left as it was
+    with pytest.raises(CheckpointError, match="fewer than context_length"):
+        filter_checkpoint(sd, context_length=10_000)
+
+
+def test_the_model_loads_the_converted_table_as_is() -> None:
+    sd = _released()
+    config = infer_config(sd)
+    mapped = convert_state_dict(sd, config)
+    model = build_model(config)
+    assert mapped.tensors[OURS].shape == model.state_dict()[OURS].shape
+    model.load_state_dict(mapped.tensors, strict=True)
+    assert torch.equal(model.state_dict()[OURS], mapped.tensors[OURS])
+    with pytest.raises(RuntimeError, match="position_embeddings"):  # no second filtering in the model
+        model.load_state_dict({**mapped.tensors, OURS: strip_prefixes(sd)[VIT_POSITIONS]}, strict=True)
+
+
+def test_wrapped_and_bare_keys_convert_alike() -> None:
+    sd = _released()
+    wrapped = {f"module.{k}": v for k, v in sd.items()}
+    assert guess_variant(wrapped) == guess_variant(strip_prefixes(sd))
+    assert infer_config(wrapped).to_dict() == infer_config(sd).to_dict()
+    config = infer_config(sd)
+    assert convert_state_dict(wrapped, config).source == convert_state_dict(sd, config).source
