@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .errors import VisionportsError
 from .key_mapping import MappedStateDict
 
 
-class IncompleteCheckpointError(RuntimeError):
+class IncompleteCheckpointError(VisionportsError, RuntimeError):
     """Weights did not cover the model exactly; carries the :class:`LoadReport`."""
 
     def __init__(self, report: LoadReport):

@@ -6,8 +6,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.errors import VisionportsError
 
-class CocoFormatError(ValueError):
+
+class CocoFormatError(VisionportsError, ValueError):
     """A COCO annotation file that cannot be used as is; the message names the file and the entry."""
 
 

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..core.errors import VisionportsError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-class ImageInputError(ValueError):
+class ImageInputError(VisionportsError, ValueError):
     """An input cannot be used as an image; the message names it and says what was expected."""
 
 

@@ -1,0 +1,13 @@
+"""The base of every error visionports raises about what it is given.
+
+``CheckpointError`` / ``IncompleteCheckpointError`` (core), ``ImageInputError`` (utils.images) and
+``CocoFormatError`` (data) derive from :class:`VisionportsError`, so a caller — the CLI among them — catches
+them all in one place; each keeps its built-in base (``ValueError``, ``RuntimeError``), so existing ``except``
+clauses still work. Messages name the argument or file and say what was expected.
+"""
+
+from __future__ import annotations
+
+
+class VisionportsError(Exception):
+    """Base of every error about an input, a file or a folder given to visionports."""
