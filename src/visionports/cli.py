@@ -26,7 +26,26 @@ class FamilyChoice(click.Choice):
         pass
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input can cause: one ``Error:`` line and exit 1, never a traceback."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    from .core.errors import VisionportsError
+
+    return (VisionportsError, ValueError, TypeError, OSError, ImportError, StrictDataclassError)
+
+
+class VisionportsGroup(click.Group):
+    """Every verb's errors about its inputs (package errors, bad values, files) reported the same way."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as err:
+            raise click.ClickException(str(err)) from err
+
+
+@click.group(cls=VisionportsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="visionports")
 def main() -> None:
     """Vision models ported into transformers, with parity to their originals."""
@@ -60,28 +79,21 @@ def convert(
     settings: tuple[str, ...],
 ) -> None:
     """Convert an original CHECKPOINT of MODEL into a from_pretrained folder OUTPUT_DIR."""
-    from huggingface_hub.errors import StrictDataclassError
 
-    from .core.checkpoint import CheckpointError
     from .core.conversion import convert_checkpoint
-    from .core.load_report import IncompleteCheckpointError
 
     overrides = _parse_settings(settings)
     if image_size:
         overrides["eval_image_size"] = [image_size, image_size]
-    try:
-        result = convert_checkpoint(
-            get_family(model),
-            checkpoint,
-            output_dir,
-            variant=variant,
-            allow_partial=allow_partial,
-            overwrite=overwrite,
-            config_overrides=overrides or None,
-        )
-    except (CheckpointError, IncompleteCheckpointError, FileExistsError, ValueError, TypeError,
-            StrictDataclassError) as err:  # fmt: skip
-        raise click.ClickException(str(err)) from err
+    result = convert_checkpoint(
+        get_family(model),
+        checkpoint,
+        output_dir,
+        variant=variant,
+        allow_partial=allow_partial,
+        overwrite=overwrite,
+        config_overrides=overrides or None,
+    )
     report = result.report
     name = getattr(result.config, "variant", None) or "custom"
     click.echo(
@@ -140,10 +152,7 @@ def _packed_parity(folder: Path, sizes: str) -> None:
         raise click.BadParameter(
             f"expected sizes like 224x224,224x336, got {sizes!r}", param_hint="--sizes"
         ) from err
-    try:
-        checks = compare_packed(folder, parsed)
-    except ValueError as err:
-        raise click.ClickException(str(err)) from err
+    checks = compare_packed(folder, parsed)
     click.echo(f"{'size':>10} {'rows':>6} {'max abs':>10} {'pooled':>10}  result")
     for c in checks:
         pooled = "-" if c.pooled_max_abs is None else f"{c.pooled_max_abs:.2e}"
@@ -184,12 +193,8 @@ def detect(
 ) -> None:
     """Detect objects in IMAGE files or folders; write annotated pictures and JSON results."""
     from .tasks.detect import detect_files
-    from .utils.images import ImageInputError
 
-    try:
-        run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size)
-    except (ImageInputError, ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from err
+    run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size)
     total = sum(len(v) for v in run.results.values())
     click.echo(
         f"{len(run.pictures)} image(s), {total} detection(s) -> {output_dir} (pictures + {run.json_path.name})"
@@ -230,24 +235,17 @@ def export(
 
     from .core.files import require_model_folder
     from .models.deimv2.export_deimv2 import export_onnx
-    from .utils.images import ImageInputError
 
-    try:
-        require_model_folder(model_dir)
-    except ImageInputError as err:
-        raise click.ClickException(str(err)) from err
+    require_model_folder(model_dir)
     detector = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
     if detector.config.model_type != "visionports_deimv2":
         raise click.ClickException(
             f"{model_dir}: a {detector.config.model_type} model, expected a DEIMv2 folder"
         )
-    try:
-        path = export_onnx(
-            detector, output, dynamic_batch=dynamic_batch, postprocess=postprocess, opset=opset,
-            image_size=tuple(image_size) if image_size else None,
-        )  # fmt: skip
-    except (ValueError, ImportError) as err:
-        raise click.ClickException(str(err)) from err
+    path = export_onnx(
+        detector, output, dynamic_batch=dynamic_batch, postprocess=postprocess, opset=opset,
+        image_size=tuple(image_size) if image_size else None,
+    )  # fmt: skip
     kind = "labels/boxes/scores" if postprocess else "logits/pred_boxes"
     batch = "dynamic" if dynamic_batch else "static"
     click.echo(f"deimv2 -> {path} (opset {opset}, {batch} batch, outputs {kind})")
@@ -263,14 +261,9 @@ def export(
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
 def evaluate(model: str, model_dir: Path, data_dir: Path, split: str, batch_size: int) -> None:
     """Print the COCO box AP table of a detector folder on a COCO-format data set (pycocotools)."""
-    from .data.coco_dataset import CocoFormatError
     from .data.coco_evaluation import evaluate_folder, format_metrics
-    from .utils.images import ImageInputError
 
-    try:
-        metrics = evaluate_folder(model_dir, data_dir, split, batch_size=batch_size)
-    except (CocoFormatError, ImageInputError, ValueError, ImportError, OSError) as err:
-        raise click.ClickException(str(err)) from err
+    metrics = evaluate_folder(model_dir, data_dir, split, batch_size=batch_size)
     click.echo(format_metrics(metrics))
 
 
@@ -317,29 +310,21 @@ def train(model: str, model_dir: Path, data_dir: Path, output: Path, epochs: int
           ema_warmups: int, hflip: float, max_steps: int, seed: int, evaluate: bool,
           overwrite: bool) -> None:  # fmt: skip
     """Fine-tune a detector on a COCO-format data set (transformers Trainer, EMA, the original recipe)."""
-    from .data.coco_dataset import CocoFormatError
     from .data.coco_evaluation import evaluate_folder, format_metrics
     from .models.deimv2.train_deimv2 import FineTuneOptions, fine_tune
-    from .utils.images import ImageInputError
 
     options = FineTuneOptions(
         epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay,
         warmup_steps=warmup_steps, flat_epochs=flat_epochs, no_aug_epochs=no_aug_epochs, lr_gamma=lr_gamma,
         ema_decay=ema_decay, ema_warmups=ema_warmups, horizontal_flip=hflip, max_steps=max_steps, seed=seed,
     )  # fmt: skip
-    try:
-        summary = fine_tune(model_dir, data_dir, output, options, overwrite=overwrite)
-    except (CocoFormatError, ImageInputError, ValueError, ImportError, OSError) as err:
-        raise click.ClickException(str(err)) from err
+    summary = fine_tune(model_dir, data_dir, output, options, overwrite=overwrite)
     click.echo(
         f"deimv2: {summary['steps']} steps on {summary['num_images']} images ({summary['num_classes']} classes), "
         f"mean loss {summary['train_loss']:.3f} -> {output}"
     )
     if evaluate and (Path(data_dir) / "annotations" / "instances_val.json").is_file():
-        try:
-            click.echo(format_metrics(evaluate_folder(output, data_dir, "val", batch_size=batch_size)))
-        except (CocoFormatError, ImageInputError, ValueError) as err:
-            raise click.ClickException(str(err)) from err
+        click.echo(format_metrics(evaluate_folder(output, data_dir, "val", batch_size=batch_size)))
 
 
 @main.command("segment-video")
@@ -368,16 +353,10 @@ def segment_video_command(video: Path | None, frames_dir: Path | None, model_dir
                           output: Path, json_path: Path | None, chunk: int) -> None:  # fmt: skip
     """Segment VIDEO (or --frames-dir) online and write it with coloured masks, track ids and labels."""
     from .tasks.segment_video import segment_video
-    from .utils.images import ImageInputError
 
     if (video is None) == (frames_dir is None):
         raise click.UsageError("give either VIDEO or --frames-dir")
-    try:
-        run = segment_video(
-            video or frames_dir, model_dir, output, task=task, json_path=json_path, chunk=chunk
-        )
-    except (ImageInputError, ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from err
+    run = segment_video(video or frames_dir, model_dir, output, task=task, json_path=json_path, chunk=chunk)
     click.echo(
         f"{run.frames} frame(s), {run.summary} -> {run.output}"
         + (f" and {run.json_path}" if run.json_path else "")
@@ -403,12 +382,8 @@ def segment(inputs: tuple[Path, ...], prompts: tuple[str, ...], model_dir: Path,
             threshold: float | None) -> None:  # fmt: skip
     """Segment what the --prompt texts describe in IMAGE files or folders (SAM3-LiteText)."""
     from .tasks.segment_images import segment_files
-    from .utils.images import ImageInputError
 
-    try:
-        summary = segment_files(inputs, list(prompts), model_dir, output_dir, threshold=threshold)
-    except (ImageInputError, ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from err
+    summary = segment_files(inputs, list(prompts), model_dir, output_dir, threshold=threshold)
     click.echo(f"{summary.images} image(s), {summary.instances} instance(s) -> {summary.output_dir}")
 
 
