@@ -62,3 +62,14 @@ def test_select_state_dict_errors() -> None:
         select_state_dict([1, 2])
     ordered = collections.OrderedDict(w=torch.ones(1))
     assert select_state_dict(ordered)[1] == "<top level>"
+
+
+def test_package_errors_share_one_base() -> None:
+    from visionports.core.errors import VisionportsError
+    from visionports.core.load_report import IncompleteCheckpointError
+    from visionports.data.coco_dataset import CocoFormatError
+    from visionports.utils.images import ImageInputError
+
+    for error in (CheckpointError, IncompleteCheckpointError, CocoFormatError, ImageInputError):
+        assert issubclass(error, VisionportsError), error
+    assert issubclass(CheckpointError, ValueError) and issubclass(IncompleteCheckpointError, RuntimeError)

@@ -10,10 +10,12 @@ from typing import Any
 
 import torch
 
+from .errors import VisionportsError
+
 StateDict = dict[str, torch.Tensor]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(VisionportsError, ValueError):
     """A checkpoint file cannot be read or does not hold what was expected."""
 
 
