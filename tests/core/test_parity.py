@@ -136,3 +136,19 @@ def test_docs_show_the_stage_rows_the_tool_prints() -> None:
     assert shown[0] == printed[0]
     assert [row.split()[:2] for row in shown[1:-1]] == [row.split()[:2] for row in printed[1:]]
     assert shown[-1] == "PARITY OK" and report.ok
+
+
+def test_one_reading_of_every_tolerance_schema() -> None:
+    from visionports.core.parity import read_tolerance
+
+    deimv2 = {"tolerance": {"float32": {"per_tensor_atol": {"pred_logits": 9e-3}, "rtol": 0.0}}}
+    assert read_tolerance(deimv2, "float32") == ({"pred_logits": 9e-3}, 1e-5, 0.0)
+    assert read_tolerance(deimv2, "float64") == ({}, 1e-8, 0.0)
+    videomt = {"tolerances": {"suggested_port_float32": {"atol": 1e-5, "rtol": 1e-4}}}
+    assert read_tolerance(videomt, "float32") == ({}, 1e-5, 1e-4)
+    sam3 = {
+        "tolerances": {"float32_max_abs_diff": 1e-4, "note": "post_boxes_xyxy is in pixels: 1e-2. Others"},
+        "outputs": [{"name": "p0_post_boxes_xyxy"}, {"name": "p0_pred_logits"}],
+    }
+    assert read_tolerance(sam3, "float32") == ({"p0_post_boxes_xyxy": 1e-2}, 1e-4, 0.0)
+    assert read_tolerance({}, "float32") == ({}, 1e-5, 0.0)

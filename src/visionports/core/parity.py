@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,41 @@ Tensors = dict[str, torch.Tensor]
 STAGES = ("converted", "reloaded", "processor", "post-processing")  # the user path, in order
 
 
+Tolerance = tuple[
+    dict[str, float | tuple[float, float]], float, float
+]  # per tensor, default atol, default rtol
+
+
+def read_tolerance(case: Mapping[str, Any], label: str) -> Tolerance:
+    """THE reading of a case's tolerance for ``label`` (``float32`` / ``float64``), whichever schema its
+    generator wrote:
+
+    * ``tolerance.<label>.per_tensor_atol`` + ``rtol`` (DEIMv2 cases),
+    * ``tolerances.suggested_port_<label>.atol`` / ``rtol`` (VidEoMT cases),
+    * ``tolerances.<label>_max_abs_diff``, with ``"<name> is in pixels: <atol>"`` in ``tolerances.note`` for
+      outputs whose name ends with ``<name>`` (SAM3-LiteText cases).
+
+    Otherwise the shared fixtures' rule: 1e-5 absolute in float32, 1e-8 in float64.
+    """
+    default = 1e-5 if label == "float32" else 1e-8
+    per_label = case.get("tolerance", {}).get(label)
+    if isinstance(per_label, Mapping):
+        return dict(per_label.get("per_tensor_atol", {})), default, float(per_label.get("rtol", 0.0))
+    spec = case.get("tolerances", {})
+    suggested = spec.get(f"suggested_port_{label}")
+    if isinstance(suggested, Mapping):
+        return {}, float(suggested.get("atol", default)), float(suggested.get("rtol", 0.0))
+    per_tensor: dict[str, float | tuple[float, float]] = {}
+    for suffix, value in re.findall(r"(\w+) is in pixels: ([0-9.eE+-]+\d)", str(spec.get("note", ""))):
+        per_tensor.update({name: float(value) for name in _output_names(case) if name.endswith(suffix)})
+    return per_tensor, float(spec.get(f"{label}_max_abs_diff", default)), 0.0
+
+
+def _output_names(case: Mapping[str, Any]) -> list[str]:
+    outputs = case.get("outputs", [])
+    return [o["name"] if isinstance(o, dict) else o for o in outputs]
+
+
 class ParityAdapter:
     """What a family provides to run its golden cases; every hook but :meth:`run` has a default."""
 
@@ -38,8 +74,7 @@ class ParityAdapter:
 
     def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
         """Tensors that decide the verdict (the others are diagnostics): by default every recorded output."""
-        outputs = case.get("outputs", [])
-        return {o["name"] if isinstance(o, dict) else o for o in outputs}
+        return set(_output_names(case))
 
     def conversion_options(self, case: Mapping[str, Any]) -> dict[str, Any]:
         """Keyword arguments of the converter for this case (by default the case's ``variant``)."""
@@ -71,13 +106,10 @@ class ParityAdapter:
         outputs; ``{}`` when the case records none."""
         return {}
 
-    def tolerance(
-        self, case: Mapping[str, Any], label: str
-    ) -> tuple[dict[str, float | tuple[float, float]], float, float]:
+    def tolerance(self, case: Mapping[str, Any], label: str) -> Tolerance:
         """Per-tensor tolerances (an atol, or an ``(atol, rtol)`` pair), the default atol and the default rtol,
-        for ``label`` (``float32`` / ``float64``), as the case states them (by default 1e-5 absolute, the
-        shared fixtures' rule)."""
-        return {}, 1e-5, 0.0
+        for ``label`` (``float32`` / ``float64``), as the case states them (:func:`read_tolerance`)."""
+        return read_tolerance(case, label)
 
 
 @dataclass

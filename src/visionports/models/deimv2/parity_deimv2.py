@@ -90,11 +90,6 @@ class Deimv2Parity(ParityAdapter):
             return {"loss.total", *(f"loss.{name}" for name in case.get("loss_terms", []))}
         return set(FINALS)
 
-    def tolerance(self, case: Mapping[str, Any], label: str) -> tuple[dict[str, float], float, float]:
-        spec = case.get("tolerance", {}).get(label, {})
-        default = 1e-5 if label == "float32" else 1e-8
-        return dict(spec.get("per_tensor_atol", {})), default, float(spec.get("rtol", 0.0))
-
     def conversion_options(self, case: Mapping[str, Any]) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if case.get("variant"):

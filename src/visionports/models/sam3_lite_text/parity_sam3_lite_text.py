@@ -44,16 +44,6 @@ class Sam3LiteTextParity(ParityAdapter):
             overrides["detector"] = dict(config["detector"])
         return {"variant": variant, "config_overrides": overrides}
 
-    def tolerance(self, case: Mapping[str, Any], label: str) -> tuple[dict[str, float], float, float]:
-        spec = case.get("tolerances", {})
-        default = float(spec.get(f"{label}_max_abs_diff", 1e-5))
-        names = [o["name"] if isinstance(o, dict) else o for o in case.get("outputs", [])]
-        # case.json: "post_boxes_xyxy is in pixels: 1e-2"
-        pixels = {
-            n: 1e-2 for n in names if n.endswith("post_boxes_xyxy") and "1e-2" in str(spec.get("note", ""))
-        }
-        return pixels, default, 0.0
-
     def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         if "pixel_values" in inputs and hasattr(model, "detector"):
             return self._run_detector(model, inputs, case)

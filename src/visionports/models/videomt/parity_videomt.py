@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from ...core.parity import ParityAdapter
+from ...core.parity import ParityAdapter, Tolerance
 from .modeling_videomt import resample_position_table
 from .postprocessing_videomt import restore_mask_size, video_class_logits
 
@@ -78,17 +78,13 @@ class VideomtParity(ParityAdapter):
             options["config_overrides"] = overrides
         return options
 
-    def tolerance(
-        self, case: Mapping[str, Any], label: str
-    ) -> tuple[dict[str, float | tuple[float, float]], float, float]:
-        """The case's suggested tolerance; end-to-end cases (§9): scores 1e-6 absolute, the padded frames exact
+    def tolerance(self, case: Mapping[str, Any], label: str) -> Tolerance:
+        """The case's tolerance; end-to-end cases add spec §9's: scores 1e-6 absolute, the padded frames exact
         (the binary masks and id maps are exact after :meth:`align`)."""
-        suggested = case.get("tolerances", {}).get(f"suggested_port_{label}", {})
-        end_to_end = "test_settings" in case
-        atols: dict[str, float | tuple[float, float]] = (
-            {"vis_scores": (1e-6, 0.0), "padded_pixel_values": (0.0, 0.0)} if end_to_end else {}
-        )
-        return atols, float(suggested.get("atol", 1e-5)), float(suggested.get("rtol", 0.0))
+        per_tensor, atol, rtol = super().tolerance(case, label)
+        if "test_settings" in case:
+            per_tensor = {**per_tensor, "vis_scores": (1e-6, 0.0), "padded_pixel_values": (0.0, 0.0)}
+        return per_tensor, atol, rtol
 
     def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """Every video streamed frame by frame; from ``pixel_values`` [B, T, 3, H, W] or an end-to-end
