@@ -1,6 +1,8 @@
 """Golden batch case for SAM3-LiteText from the ORIGINAL code: 2 images x 2 prompts through ``forward_grounding``.
 
-    /tmp/sam3-venv/bin/python tools/sam3_lite_text_original/make_batch_case.py ORIGINAL_SAM3_DIR OUT_DIR
+    ORIGINAL_VENV/bin/python tools/sam3_lite_text_original/make_batch_case.py ORIGINAL_SAM3_DIR OUT_DIR
+
+``ORIGINAL_VENV`` is a separate environment for the original code (never the project's .venv).
 
 ``ORIGINAL_SAM3_DIR`` is the ``sam3/`` folder of ``SimonZeng7108/efficientsam3`` (branch ``sam3_litetext``,
 commit bef17f5), not part of this project. The tiny detector is the visible case ``tiny_detector_s0_mct_seed5``:

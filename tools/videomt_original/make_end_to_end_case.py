@@ -8,9 +8,9 @@ stand-in that computes is ``ImageList.from_tensors`` (zero padding to a multiple
 
 Run it in a separate environment holding torch, timm 1.0.20 and einops (never the project's .venv):
 
-    git -C <mirror> archive HEAD videomt | tar -x -C /tmp/videomt-src   # tue-mps/videomt at 39411e9
-    /tmp/orig-venv/bin/python tools/videomt_original/make_end_to_end_case.py \
-        --src /tmp/videomt-src --out tests/fixtures/videomt/e2e_dinov2_micro_s0_t3 --seed 0
+    git -C <mirror> archive HEAD videomt | tar -x -C <videomt-src>   # tue-mps/videomt at 39411e9
+    <original-venv>/bin/python tools/videomt_original/make_end_to_end_case.py \
+        --src <videomt-src> --out tests/fixtures/videomt/e2e_dinov2_micro_s0_t3 --seed 0
 """
 
 from __future__ import annotations
