@@ -61,8 +61,14 @@ def read_tolerance(case: Mapping[str, Any], label: str) -> Tolerance:
 
 
 def _output_names(case: Mapping[str, Any]) -> list[str]:
+    """The outputs ``case.json`` documents, in its order (a list of names or ``{name, ...}`` entries, or a
+    mapping keyed by name)."""
     outputs = case.get("outputs", [])
-    return [o["name"] if isinstance(o, dict) else o for o in outputs]
+    return (
+        list(outputs)
+        if isinstance(outputs, Mapping)
+        else [o["name"] if isinstance(o, dict) else o for o in outputs]
+    )
 
 
 class ParityAdapter:
@@ -304,27 +310,26 @@ def _weights_case(
     inputs = load_file(str(case_dir / "inputs.safetensors"))
     processor = family.make_processor(result.config) if family.make_processor is not None else None
     prepared = {**_preprocess(adapter, processor, inputs, case), **inputs}
-    order = _output_order(case)
+    order = _output_names(case)
     finals = adapter.final_outputs(case)
     runs = [("float32", torch.float32, "outputs.safetensors")]
     if float64 and (case_dir / "outputs_float64.safetensors").is_file():
         runs.append(("float64", torch.float64, "outputs_float64.safetensors"))
-    reference32 = {**load_file(str(case_dir / "outputs.safetensors")), **adapter.case_tensors(case)}
     in_memory: Tensors = {}
+    post_names: set[str] = set()
     for label, dtype, filename in runs:
         model = result.model.to(dtype)
-        reference = reference32 if label == "float32" else load_file(str(case_dir / filename))
-        if label != "float32":
-            reference.update(adapter.case_tensors(case))
+        reference = {**load_file(str(case_dir / filename)), **adapter.case_tensors(case)}
         cast = _cast(prepared, dtype)
-        ours = _run(adapter, model, processor, cast, case)
-        in_memory = in_memory or ours
+        ours, posted = _run(adapter, model, processor, cast, case)
+        if label == "float32":
+            in_memory, post_names, reference32 = ours, posted & set(reference), reference
         ours = adapter.align(ours, reference, cast, case)
         atols, default_atol, rtol = adapter.tolerance(case, label)
         checks = compare_tensors(ours, reference, order, atols, default_atol, finals, rtol)
         report.add("converted", label, checks, finals_only=True)
     result.model.to(torch.float32)
-    _user_path(family, adapter, result, report, inputs, prepared, in_memory, reference32, case)
+    _user_path(family, adapter, result, report, inputs, prepared, in_memory, post_names, reference32, case)
     return report
 
 
@@ -336,17 +341,18 @@ def _user_path(
     inputs: Tensors,
     prepared: Tensors,
     in_memory: Tensors,
+    post_names: set[str],
     reference: Tensors,
     case: dict,
 ) -> None:
     """save_pretrained -> from_pretrained (Auto classes) -> processor on raw inputs -> post-processing."""
-    order = _output_order(case)
+    order = _output_names(case)
     atols, default_atol, rtol = adapter.tolerance(case, "float32")
     with tempfile.TemporaryDirectory(prefix="visionports-parity-") as tmp, _quiet_progress():
         folder = Path(tmp) / "model"
         save_atomically(result, family, folder)
         model, processor = load_saved(family, folder)
-        reloaded = _run(adapter, model, processor, prepared, case)
+        reloaded, _ = _run(adapter, model, processor, prepared, case)
         report.add("reloaded", "reloaded", compare_exact(reloaded, in_memory, order))
         made = _preprocess(adapter, processor, inputs, case)
         if made:
@@ -354,11 +360,10 @@ def _user_path(
             targets = {name: t for name, t in targets.items() if t is not None}
             checks = compare_tensors(made, targets, order, atols, default_atol, set(targets), rtol)
             report.add("processor", "processor", checks)
-        post_names = set(_postprocess(adapter, processor, in_memory, prepared, case)) & set(reference)
         if post_names:
             user_inputs = {**prepared, **made}
             user = adapter.align(
-                _run(adapter, model, processor, user_inputs, case), reference, user_inputs, case
+                _run(adapter, model, processor, user_inputs, case)[0], reference, user_inputs, case
             )
             picked = {name: reference[name] for name in post_names}
             checks = compare_tensors(user, picked, order, atols, default_atol, post_names, rtol)
@@ -392,11 +397,12 @@ def load_saved(family: ModelFamily, folder: Path) -> tuple[PreTrainedModel, Any]
 
 def _run(
     adapter: ParityAdapter, model: PreTrainedModel, processor: Any, inputs: Tensors, case: dict
-) -> Tensors:
+) -> tuple[Tensors, set[str]]:
+    """The adapter's outputs plus the processor's post-processed ones, and the names of the latter."""
     with torch.no_grad():
         outputs = adapter.run(model, inputs, case)
-        outputs.update(_postprocess(adapter, processor, outputs, inputs, case))
-    return outputs
+        posted = _postprocess(adapter, processor, outputs, inputs, case)
+    return {**outputs, **posted}, set(posted)
 
 
 def _preprocess(adapter: ParityAdapter, processor: Any, inputs: Tensors, case: dict) -> Tensors:
@@ -406,19 +412,11 @@ def _preprocess(adapter: ParityAdapter, processor: Any, inputs: Tensors, case: d
 def _postprocess(
     adapter: ParityAdapter, processor: Any, outputs: Tensors, inputs: Tensors, case: dict
 ) -> Tensors:
-    if processor is None:
-        return {}
-    with torch.no_grad():
-        return dict(adapter.postprocess(processor, outputs, inputs, case))
+    return dict(adapter.postprocess(processor, outputs, inputs, case)) if processor is not None else {}
 
 
 def _cast(tensors: Tensors, dtype: torch.dtype) -> Tensors:
     return {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
-
-
-def _output_order(case: Mapping[str, Any]) -> list[str]:
-    outputs_doc = case.get("outputs", {})
-    return [o["name"] for o in outputs_doc] if isinstance(outputs_doc, list) else list(outputs_doc)
 
 
 def compare_exact(ours: Tensors, reference: Tensors, order: list[str]) -> list[TensorCheck]:
