@@ -21,7 +21,7 @@ from transformers.models.aimv2.modeling_aimv2 import (
     build_2d_sinusoidal_position_embedding,
 )
 
-from .common import PackedEncoderMixin, prenorm_block
+from .common import PackedEncoderMixin, layer_container, prenorm_block
 from .loading import RefuseMissingWeightsMixin
 from .packing import Segments, segments_from_grid_thw, validate_packed
 
@@ -43,14 +43,6 @@ class _PackedLayer(Aimv2EncoderLayer):
         )
 
 
-class _PackedEncoder(nn.Module):
-    """Holds ``layers`` so the keys read ``encoder.layers.N.*`` as upstream."""
-
-    def __init__(self, config: Aimv2VisionConfig):
-        super().__init__()
-        self.layers = nn.ModuleList([_PackedLayer(config) for _ in range(config.num_hidden_layers)])
-
-
 class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Aimv2PreTrainedModel):
     """``forward(hidden_states [N, p*p*C], grid_thw [n, 3])`` -> rows ``[N, D]`` (no CLS: ``num_prefix_tokens = 0``)
     and ``pooler_output [n, D]`` when ``config.use_head``. Fixed-size checkpoints accept only ``(1, S, S)`` grids.
@@ -66,7 +58,9 @@ class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Aimv
     def __init__(self, config: Aimv2VisionConfig):
         super().__init__(config)
         self.embeddings = Aimv2VisionEmbeddings(config)
-        self.encoder = _PackedEncoder(config)
+        self.encoder = layer_container(
+            "layers", [_PackedLayer(config) for _ in range(config.num_hidden_layers)]
+        )
         self.rms_norm = Aimv2RMSNorm(config.hidden_size, config.rms_norm_eps)
         if config.use_head:
             self.head = Aimv2AttentionPoolingHead(config)

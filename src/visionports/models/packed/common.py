@@ -126,3 +126,11 @@ def prenorm_block(
                                       need_weights)  # fmt: skip
     hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
     return hidden_states + mlp(norm2(hidden_states)), weights
+
+
+def layer_container(name: str, layers: list[nn.Module]) -> nn.Module:
+    """A module holding ``layers`` as an ``nn.ModuleList`` attribute ``name``, so the parameter names read as
+    upstream's (``encoder.layers.N.*``, ``model.layer.N.*``)."""
+    container = nn.Module()
+    container.add_module(name, nn.ModuleList(layers))
+    return container

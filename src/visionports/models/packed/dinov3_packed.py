@@ -30,7 +30,7 @@ from transformers.models.dinov3_vit.modeling_dinov3_vit import (
     get_patches_center_coordinates,
 )
 
-from .common import PackedEncoderMixin, attention_dropout, split_heads
+from .common import PackedEncoderMixin, attention_dropout, layer_container, split_heads
 from .loading import RefuseMissingWeightsMixin
 from .packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
 
@@ -81,14 +81,6 @@ class _PackedLayer(DINOv3ViTLayer):
         return hidden_states, weights
 
 
-class _PackedEncoder(nn.Module):
-    """Holds the layers under the standard names (``model.layer.N``)."""
-
-    def __init__(self, config: DINOv3ViTConfig):
-        super().__init__()
-        self.layer = nn.ModuleList([_PackedLayer(config) for _ in range(config.num_hidden_layers)])
-
-
 class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, DINOv3ViTPreTrainedModel):
     """``DINOv3ViTModel`` taking ``hidden_states [sum h*w, p*p*C]`` + ``grid_thw [n, 3]``."""
 
@@ -101,7 +93,7 @@ class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, DIN
     def __init__(self, config: DINOv3ViTConfig):
         super().__init__(config)
         self.embeddings = DINOv3ViTEmbeddings(config)
-        self.model = _PackedEncoder(config)
+        self.model = layer_container("layer", [_PackedLayer(config) for _ in range(config.num_hidden_layers)])
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.num_prefix_tokens = 1 + config.num_register_tokens
         self.num_heads = config.num_attention_heads

@@ -17,7 +17,7 @@ from transformers.models.siglip2.modeling_siglip2 import (
     Siglip2VisionEmbeddings,
 )
 
-from .common import PackedEncoderMixin, prenorm_block
+from .common import PackedEncoderMixin, layer_container, prenorm_block
 from .loading import RefuseMissingWeightsMixin
 from .packing import Segments, segments_from_grid_thw, validate_packed
 
@@ -39,14 +39,6 @@ class _PackedEncoderLayer(Siglip2EncoderLayer):
         )
 
 
-class _PackedEncoder(nn.Module):
-    """Holds ``layers`` so the keys read ``encoder.layers.N.*`` as upstream."""
-
-    def __init__(self, config: Siglip2VisionConfig):
-        super().__init__()
-        self.layers = nn.ModuleList([_PackedEncoderLayer(config) for _ in range(config.num_hidden_layers)])
-
-
 class Siglip2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Siglip2PreTrainedModel):
     """SigLIP2 naflex vision encoder taking ``hidden_states [N, p*p*C]`` rows and ``grid_thw [n, 3]``.
 
@@ -66,7 +58,9 @@ class Siglip2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Si
     def __init__(self, config: Siglip2VisionConfig):
         super().__init__(config)
         self.embeddings = Siglip2VisionEmbeddings(config)
-        self.encoder = _PackedEncoder(config)
+        self.encoder = layer_container(
+            "layers", [_PackedEncoderLayer(config) for _ in range(config.num_hidden_layers)]
+        )
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.use_head = config.vision_use_head
         if self.use_head:
