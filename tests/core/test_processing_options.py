@@ -8,7 +8,14 @@ import torch
 from transformers.utils import TensorType
 
 from visionports import Deimv2ImageProcessor, PackedImageProcessor
-from visionports.core.processing_options import call_options, channels_last, normalize, rescale, to_layout
+from visionports.core.processing_options import (
+    RgbImageProcessor,
+    call_options,
+    channels_last,
+    normalize,
+    rescale,
+    to_layout,
+)
 from visionports.models.sam3_lite_text import Sam3LiteTextImageProcessor
 from visionports.models.videomt import VideomtVideoProcessor
 
@@ -52,3 +59,17 @@ def test_pixel_helpers() -> None:
     assert to_layout(torch.zeros(2, 6, 3, 4, 5), "channels_last").shape == (2, 6, 4, 5, 3)
     chw = np.zeros((3, 4, 5))
     assert channels_last(chw, "channels_first").shape == (4, 5, 3) and channels_last(chw, None) is chw
+
+
+def test_rgb_processors_share_the_standard_preprocess() -> None:
+    deimv2, sam3 = PROCESSORS["deimv2"](), PROCESSORS["sam3_lite_text"]()
+    assert type(deimv2).preprocess is type(sam3).preprocess is RgbImageProcessor.preprocess
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    assert torch.equal(sam3.preprocess(image, "pt")["original_sizes"], torch.tensor([[8, 8]]))
+    for processor, reader in ((deimv2, "DEIMv2"), (sam3, "SAM3")):
+        with pytest.raises(ValueError, match=f"do_convert_rgb=False is not supported: {reader} reads RGB"):
+            processor(image, do_convert_rgb=False)
+    sam3.do_convert_rgb = deimv2.do_convert_rgb = False  # saved: SAM3 refuses it, DEIMv2 always converts
+    with pytest.raises(ValueError, match="SAM3 reads RGB"):
+        sam3(image)
+    assert deimv2(image)["pixel_values"].shape == (1, 3, 32, 32)

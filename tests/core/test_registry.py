@@ -142,7 +142,29 @@ def test_a_toy_family_needs_one_folder_and_one_registry_line(toy_family: Path) -
 
 def test_every_registered_family_is_complete() -> None:
     for family in registry.all_families():
-        assert family.auto_models, family.name
+        assert family.tasks, family.name  # some CLI verb takes its folders
+        if not family.converts:  # reuses transformers' own folders (the packed encoders)
+            assert family.config_classes and family.model_class is None, family.name
+            continue
+        assert family.auto_models and family.model_class is not None, family.name
         assert family.parity is not None and family.auto_model.startswith("AutoModel"), family.name
         auto_names = {auto for auto, _, _ in family.auto_models}
         assert family.auto_model in auto_names, family.name
+
+
+def test_a_folder_config_finds_its_family() -> None:
+    from transformers import DINOv3ViTConfig, Siglip2Config
+
+    from visionports.models.deimv2 import Deimv2Config
+    from visionports.models.videomt import VideomtConfig
+
+    assert registry.family_for_config(Deimv2Config()).name == "deimv2"
+    assert registry.family_for_config(VideomtConfig()).name == "videomt"
+    assert registry.family_for_config(Siglip2Config()).name == "packed"
+    assert registry.family_for_config(DINOv3ViTConfig()).name == "packed"
+    assert [f.name for f in registry.families_for_task("detect")] == ["deimv2"]
+    assert "packed" not in registry.converting_family_names()
+    with pytest.raises(ValueError, match="no visionports family takes a 'bert' model"):
+        from transformers import BertConfig
+
+        registry.family_for_config(BertConfig())

@@ -52,11 +52,14 @@ def test_ground_truth_as_predictions_scores_one(data: Path) -> None:
 def test_evaluate_folder_and_cli(data: Path, shapes_model: Path) -> None:
     metrics = evaluate_folder(shapes_model, data, "val", progress=False)
     assert set(metrics) == set(AP_NAMES) and all(0.0 <= v <= 1.0 for v in metrics.values())
-    result = CliRunner().invoke(
-        main, ["evaluate", "deimv2", "--model", str(shapes_model), "--data", str(data)]
-    )
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(shapes_model), "--data", str(data)])
     assert result.exit_code == 0, result.output
     assert "AP50" in result.output and "AR_100" in result.output
+    old_form = CliRunner().invoke(
+        main, ["evaluate", "deimv2", "--model", str(shapes_model), "--data", str(data)]
+    )
+    assert old_form.exit_code == 0 and "deprecated" in old_form.stderr
+    assert old_form.stdout == result.stdout
 
 
 def test_class_count_mismatch_is_refused(data: Path, tmp_path: Path) -> None:

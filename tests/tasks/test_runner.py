@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from visionports.models.deimv2 import Deimv2Config
 from visionports.tasks.runner import ImageTask, run_image_task, unique_names
 from visionports.utils.images import ImageInputError
 
@@ -28,13 +29,13 @@ def _task(loads: list[Path], batches: list[int]) -> ImageTask:
 
         return predict
 
-    return ImageTask("test", load, lambda image, width: image, lambda width: [{"width": width}], "out.json",
+    return ImageTask("detect", load, lambda image, width: image, lambda width: [{"width": width}], "out.json",
                      {"setting": 1})  # fmt: skip
 
 
 def _model(tmp_path: Path) -> Path:
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text("{}")
+    """A folder whose config belongs to a family taking ``detect`` (the stand-in ``load`` reads no weights)."""
+    Deimv2Config().save_pretrained(tmp_path / "model")
     return tmp_path / "model"
 
 

@@ -59,6 +59,7 @@ def convert_checkpoint(
 
     step(steps[0])
     state_dict, source = load_state_dict(checkpoint)
+    state_dict = family.prepare(state_dict)  # e.g. wrapper prefixes dropped, once for the steps below
     bar.update()
     step(steps[1])
     config = family.infer_config(state_dict, variant=variant, **(config_overrides or {}))

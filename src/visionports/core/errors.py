@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class VisionportsError(Exception):
     """Base of every error about an input, a file or a folder given to visionports."""
+
+
+class ModelFolderError(VisionportsError, ValueError):
+    """A ``--model`` folder that holds no model, or one of a family the command does not take."""

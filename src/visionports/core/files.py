@@ -1,4 +1,5 @@
-"""Writing outputs so that nothing half-written ever appears at the destination."""
+"""Files and folders: atomic writes (nothing half-written ever appears at the destination) and the checks
+that a ``--model`` folder holds a model of the family a command takes."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..utils.images import ImageInputError
+from .errors import ModelFolderError
+
+if TYPE_CHECKING:
+    from .registry import ModelFamily
 
 
 def _umask() -> int:
@@ -43,3 +49,21 @@ def require_model_folder(model_dir: str | Path) -> Path:
     if not (model_dir / "config.json").is_file():
         raise ImageInputError(f"{model_dir}: not a model folder (no config.json); convert a checkpoint first")
     return model_dir
+
+
+def require_family_folder(model_dir: str | Path, verb: str) -> tuple[Path, ModelFamily]:
+    """``model_dir`` and its family, checked to be one the command ``verb`` takes (see ``ModelFamily.tasks``)."""
+    from transformers import AutoConfig
+
+    from .registry import families_for_task, family_for_config
+
+    model_dir = require_model_folder(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    try:
+        family = family_for_config(config)
+    except ValueError as err:
+        raise ModelFolderError(f"--model {model_dir}: {err}") from err
+    if verb not in family.tasks:
+        takes = ", ".join(f.name for f in families_for_task(verb))
+        raise ModelFolderError(f"--model {model_dir}: a {family.name} model; `{verb}` takes {takes} models")
+    return model_dir, family

@@ -1,6 +1,6 @@
 """The parity tool: run a converted model on a golden case of the original implementation and compare.
 
-A case folder (see ``shared/README.md``) is either
+A case folder (``<family>/<case>/``, made by the original code; see docs/parity.md) is either
 * a weights case: ``checkpoint.*`` + ``inputs.safetensors`` + ``outputs.safetensors`` (+ optional
   ``outputs_float64.safetensors``) + ``case.json`` (tolerances), or
 * a manifest case: only ``keys.json`` (keys and shapes of a real released checkpoint), or
@@ -477,9 +477,9 @@ def manifest_case(family: ModelFamily, case_dir: Path, case: dict, adapter: Pari
     """Every key of a released checkpoint must be mapped (or explicitly skipped) with matching shapes."""
     entries, meta = _load_manifest(case_dir / "keys.json")
     report = ParityReport(case=case.get("case", case_dir.name), kind="manifest")
-    state_dict = {
-        k: torch.empty(shape, dtype=_dtype(dt), device="meta") for k, (shape, dt) in entries.items()
-    }
+    state_dict = family.prepare(
+        {k: torch.empty(shape, dtype=_dtype(dt), device="meta") for k, (shape, dt) in entries.items()}
+    )
     options = adapter.conversion_options({**meta, **case})
     config = family.infer_config(
         state_dict, variant=options.get("variant"), **options.get("config_overrides", {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+from transformers.utils import ModelOutput
 
 ALIGNMENT = 64  # bytes; PyTorch's CPU allocator aligns every tensor it creates to this
 
@@ -56,3 +57,17 @@ class EagerByDefaultMixin:
     ) -> str:
         parent = super()
         return parent.get_correct_attn_implementation(requested_attention or "eager", is_init_check)  # type: ignore[misc]
+
+
+def output_flags(
+    config: Any, output_attentions: bool | None, output_hidden_states: bool | None
+) -> tuple[bool, bool]:
+    """``(output_attentions, output_hidden_states)`` of a call; each ``None`` takes the config's value."""
+    attentions = config.output_attentions if output_attentions is None else output_attentions
+    hidden = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+    return attentions, hidden
+
+
+def as_returned(output: ModelOutput, config: Any, return_dict: bool | None) -> ModelOutput | tuple:
+    """``output``, or ``output.to_tuple()`` when ``return_dict`` (``None``: the config's) is off."""
+    return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()

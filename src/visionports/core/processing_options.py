@@ -7,8 +7,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension
 from transformers.utils import TensorType
+
+from ..utils.images import as_image_list
 
 
 def call_options(
@@ -64,3 +68,62 @@ def to_layout(pixels: torch.Tensor, data_format: str | ChannelDimension) -> torc
     if ChannelDimension(data_format) == ChannelDimension.LAST:
         return pixels.movedim(-3, -1).contiguous()
     return pixels
+
+
+class RgbImageProcessor(BaseImageProcessor):
+    """An image processor whose ``preprocess`` takes transformers' standard arguments and prepares RGB images.
+
+    Subclasses name the model in ``_reader`` and define ``_prepare`` (one image with this call's ``options``)
+    and ``_batch`` (the prepared images -> the ``BatchFeature`` data); ``_options`` may check or adjust the
+    settings of a call and ``_converts_rgb`` decide whether RGB conversion stays on.
+    """
+
+    _reader = "the model"  # named when do_convert_rgb=False is refused
+    do_convert_rgb: bool
+
+    def preprocess(
+        self,
+        images: Any,
+        return_tensors: str | TensorType | None = "pt",
+        do_convert_rgb: bool | None = None,
+        do_resize: bool | None = None,
+        size: int | Mapping[str, int] | None = None,
+        do_rescale: bool | None = None,
+        rescale_factor: float | None = None,
+        do_normalize: bool | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        data_format: str | ChannelDimension = ChannelDimension.FIRST,
+        input_data_format: str | ChannelDimension | None = None,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """``pixel_values`` (and what ``_batch`` adds) for one image or a list/batch of images.
+
+        The standard arguments override the processor's settings for this call; ``do_convert_rgb`` must stay
+        on (the model reads RGB), ``input_data_format`` says whether arrays are channels-first or -last
+        (inferred when omitted), ``data_format`` the layout of the result.
+        """
+        if not self._converts_rgb(do_convert_rgb):
+            raise ValueError(f"do_convert_rgb=False is not supported: {self._reader} reads RGB images")
+        given = {"do_resize": do_resize, "size": size, "do_rescale": do_rescale, "rescale_factor": rescale_factor,
+                 "do_normalize": do_normalize, "image_mean": image_mean, "image_std": image_std}  # fmt: skip
+        options = self._options(given, kwargs, return_tensors)
+        items = [channels_last(item, input_data_format) for item in as_image_list(images)]
+        prepared = [self._prepare(item, f"images[{i}]", options) for i, item in enumerate(items)]
+        return BatchFeature(data=self._batch(prepared, data_format), tensor_type="pt")
+
+    def _converts_rgb(self, do_convert_rgb: bool | None) -> bool:
+        """Whether this call converts to RGB (``None``: the processor's setting)."""
+        return (self.do_convert_rgb if do_convert_rgb is None else do_convert_rgb) is not False
+
+    def _options(
+        self, given: Mapping[str, Any], unknown: Mapping[str, Any], return_tensors: str | TensorType | None
+    ) -> dict[str, Any]:
+        """This call's settings (see :func:`call_options`)."""
+        return call_options(self, given, unknown, return_tensors)
+
+    def _prepare(self, image: Any, name: str, options: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _batch(self, prepared: list[Any], data_format: str | ChannelDimension) -> dict[str, torch.Tensor]:
+        raise NotImplementedError

@@ -11,6 +11,7 @@ import torch
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from .key_mapping import MappedStateDict
+from .state_dict import StateDict
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,18 @@ class ModelFamily:
     registered with ``AutoConfig``, every model with its Auto class. ``processors`` / ``tokenizers`` map a
     config class to the image processor / tokenizer saved with its models (``make_processor`` /
     ``make_tokenizer`` build them for a converted folder).
+
+    A family that converts original checkpoints gives ``model_class``, ``infer_config`` and
+    ``convert_state_dict`` (``prepare_state_dict`` runs once on the raw weights first, e.g. to strip wrapper
+    prefixes); one that reuses transformers' own folders (the packed encoders) leaves them ``None`` and names the
+    configs it accepts in ``config_classes``. ``tasks`` are the CLI verbs that take the family's model folders.
     """
 
     name: str
-    model_class: Callable[[PreTrainedConfig], PreTrainedModel]  # the converted model for a config
-    infer_config: Callable[..., PreTrainedConfig]  # (state_dict, variant=None, **overrides) -> config
-    convert_state_dict: Callable[[Mapping[str, torch.Tensor], PreTrainedConfig], MappedStateDict]
+    model_class: Callable[[PreTrainedConfig], PreTrainedModel] | None = None  # the converted model
+    infer_config: Callable[..., PreTrainedConfig] | None = None  # (state_dict, variant=None, **overrides)
+    convert_state_dict: Callable[[StateDict, PreTrainedConfig], MappedStateDict] | None = None
+    prepare_state_dict: Callable[[StateDict], dict[str, torch.Tensor]] | None = None
     make_processor: Callable[[PreTrainedConfig], Any] | None = None
     auto_model: str = "AutoModel"  # the transformers Auto class a user loads a converted folder with
     parity: Any = None  # a ParityAdapter (see visionports.core.parity)
@@ -36,12 +43,31 @@ class ModelFamily:
     register_pipelines: Callable[[], None] | None = None
     make_tokenizer: Callable[[PreTrainedConfig], Any] | None = None  # saved with converted folders
     tokenizers: Mapping[type[PreTrainedConfig], type] = field(default_factory=dict)  # for AutoTokenizer
+    config_classes: tuple[type[PreTrainedConfig], ...] = ()  # accepted beyond those of ``auto_models``
+    tasks: tuple[str, ...] = ()  # CLI verbs that take this family's folders (``detect``, ``segment`` ...)
+
+    @property
+    def converts(self) -> bool:
+        """Whether the family converts original checkpoints (``visionports convert``)."""
+        return self.infer_config is not None and self.convert_state_dict is not None
+
+    def accepts(self, config: PreTrainedConfig) -> bool:
+        """Whether ``config`` (a model folder's) belongs to this family."""
+        classes = (*(c for _, c, _ in self.auto_models), *self.config_classes)
+        return isinstance(config, classes)
+
+    def prepare(self, state_dict: StateDict) -> dict[str, torch.Tensor]:
+        """The raw weights as the converter reads them (``prepare_state_dict`` applied once)."""
+        if self.prepare_state_dict is None:
+            return dict(state_dict)
+        return self.prepare_state_dict(state_dict)
 
 
 _FAMILY_MODULES = {
     "deimv2": "visionports.models.deimv2.family",
     "videomt": "visionports.models.videomt.family",
     "sam3_lite_text": "visionports.models.sam3_lite_text.family",
+    "packed": "visionports.models.packed.family",
 }
 
 
@@ -60,6 +86,28 @@ def get_family(name: str) -> ModelFamily:
 
 def all_families() -> list[ModelFamily]:
     return [get_family(name) for name in family_names()]
+
+
+def converting_family_names(with_aliases: bool = False) -> list[str]:
+    """Names of the families ``visionports convert`` takes (those with a checkpoint converter)."""
+    names = [f.name for f in all_families() if f.converts]
+    return names + [n.replace("_", "-") for n in names if "_" in n] if with_aliases else names
+
+
+def family_for_config(config: PreTrainedConfig) -> ModelFamily:
+    """The family a model folder's config belongs to (``ValueError`` when none does)."""
+    for family in all_families():
+        if family.accepts(config):
+            return family
+    model_type = getattr(config, "model_type", type(config).__name__)
+    raise ValueError(
+        f"no visionports family takes a {model_type!r} model; supported: {', '.join(family_names())}"
+    )
+
+
+def families_for_task(task: str) -> list[ModelFamily]:
+    """The families whose folders the CLI verb ``task`` takes."""
+    return [f for f in all_families() if task in f.tasks]
 
 
 def register_with_transformers(family: ModelFamily) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..core.files import require_model_folder
+from ..core.files import require_family_folder
 from ..utils.images import open_image
 from .coco_dataset import CocoSplit, load_coco_split
 
@@ -77,7 +77,7 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, split: str = "v
     """Load a converted detector folder and return its COCO metrics on ``data_dir``'s ``split``."""
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
-    model_dir = require_model_folder(model_dir)
+    model_dir, _ = require_family_folder(model_dir, "evaluate")
     coco_split = load_coco_split(data_dir, split)
     model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
     processor = AutoImageProcessor.from_pretrained(model_dir)

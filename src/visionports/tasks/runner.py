@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..core.files import atomic_write, require_model_folder
+from ..core.files import atomic_write, require_family_folder
 from ..utils.images import collect_image_files, open_image
 
 # images of one batch -> one result per image
@@ -26,7 +26,7 @@ Predict = Callable[[list[Image.Image]], list[Any]]
 class ImageTask:
     """What a task adds to the skeleton: how to load its model, predict, draw and report one result."""
 
-    name: str  # progress label
+    name: str  # the CLI verb (progress label; the model folder must be of a family taking it)
     load: Callable[[Path], Predict]  # model folder -> batch predictor (called once)
     render: Callable[[Image.Image, Any], Image.Image]  # image, result -> annotated picture
     to_json: Callable[[Any], list[dict]]  # result -> its manifest entry
@@ -55,9 +55,9 @@ def unique_names(files: Sequence[Path]) -> list[str]:
     return names
 
 
-def load_model_folder(model_dir: str | Path, load: Callable[[Path], Any]) -> tuple[Path, Any]:
-    """``load(folder)`` once the folder is known to hold a converted model."""
-    model_dir = require_model_folder(model_dir)
+def load_model_folder(model_dir: str | Path, load: Callable[[Path], Any], verb: str) -> tuple[Path, Any]:
+    """``load(folder)`` once the folder is known to hold a model of a family the command ``verb`` takes."""
+    model_dir, _ = require_family_folder(model_dir, verb)
     return model_dir, load(model_dir)
 
 
@@ -87,7 +87,7 @@ def run_image_task(
 ) -> ImageRun:
     """Run ``task`` over the image files/folders ``inputs``: ``<name>.png`` per image and the manifest."""
     files = collect_valid_images(inputs)
-    model_dir, predict = load_model_folder(model_dir, task.load)
+    model_dir, predict = load_model_folder(model_dir, task.load, task.name)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     names = unique_names(files)

@@ -99,7 +99,7 @@ def segment_video(
     """Segment a video file (or a folder of frames) and write the annotated video (and JSON)."""
     source, output = Path(source), Path(output)
     frames = read_frames(source)
-    model_dir, (model, processor) = load_model_folder(model_dir, _load)
+    model_dir, (model, processor) = load_model_folder(model_dir, _load, "segment-video")
     task = task or processor.task
     inputs = processor([frames], return_tensors="pt")
     pixels = inputs["pixel_values"].to(next(model.parameters()).dtype)

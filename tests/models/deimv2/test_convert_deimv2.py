@@ -13,6 +13,8 @@ from transformers import AutoImageProcessor, AutoModelForObjectDetection
 from golden import FIXTURES
 from visionports.cli import main
 from visionports.core.checkpoint import CheckpointError
+from visionports.core.conversion import convert_checkpoint
+from visionports.core.registry import get_family
 from visionports.models.deimv2.convert_deimv2 import guess_variant, infer_config, verify_recomputed_buffers
 
 ATTO = FIXTURES / "deimv2" / "atto_s0_b1_320"
@@ -137,11 +139,25 @@ def test_stored_anchors_are_checked() -> None:
 
 def test_ddp_prefix_and_tied_parameters() -> None:
     sd = {"module." + k: v for k, v in _state_dict(ATTO).items()}
-    assert infer_config(sd).share_bbox_head is True
+    prepare = get_family("deimv2").prepare  # the prefix goes once, before the converter reads the weights
+    assert infer_config(prepare(sd)).share_bbox_head is True
     sd["module.decoder.dec_bbox_head.1.layers.0.weight"] = torch.zeros_like(
         sd["module.decoder.dec_bbox_head.1.layers.0.weight"]
     )
-    assert infer_config(sd).share_bbox_head is False  # heads that differ are not shared
+    assert infer_config(prepare(sd)).share_bbox_head is False  # heads that differ are not shared
+
+
+@pytest.mark.parametrize("prefix", ["module.", "ema.module.", "model.module."])
+def test_wrapped_checkpoint_converts_identically(tmp_path: Path, prefix: str) -> None:
+    sd = _state_dict(ATTO)
+    torch.save({"model": {prefix + k: v for k, v in sd.items()}}, tmp_path / "wrapped.pth")
+    family = get_family("deimv2")
+    bare = convert_checkpoint(family, ATTO / "checkpoint.pth", progress=False)
+    wrapped = convert_checkpoint(family, tmp_path / "wrapped.pth", progress=False)
+    assert wrapped.config.to_dict() == bare.config.to_dict()
+    assert wrapped.report.summary() == bare.report.summary()
+    ours, theirs = wrapped.model.state_dict(), bare.model.state_dict()
+    assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_safetensors_export_without_duplicate_tensors(tmp_path: Path) -> None:
@@ -168,7 +184,7 @@ def test_backbone_is_read_once_and_intermediates_stay_out_of_the_config(
     read = convert_deimv2._infer_hgnet
     monkeypatch.setattr(convert_deimv2, "_infer_hgnet", lambda sd: calls.append(1) or read(sd))
     sd = _state_dict(ATTO)
-    config = infer_config({f"module.{k}": v for k, v in sd.items()})
+    config = infer_config(get_family("deimv2").prepare({f"module.{k}": v for k, v in sd.items()}))
     assert len(calls) == 1 and config.to_dict() == infer_config(sd).to_dict()
     layout = convert_deimv2._infer_encoder(sd)
     assert not any(k.startswith("_") for k in layout.values) and layout.csp_blocks > 0

@@ -97,17 +97,23 @@ def test_torch_export_program_runs(converted: tuple[Path, Path]) -> None:
 def test_cli_export_and_errors(converted: tuple[Path, Path], tmp_path: Path) -> None:
     _, model_dir = converted
     out = tmp_path / "model.onnx"
-    result = CliRunner().invoke(main, ["export", "deimv2", str(model_dir), str(out), "--static-batch"])
+    result = CliRunner().invoke(
+        main, ["export", "--model", str(model_dir), "--output", str(out), "--static-batch"]
+    )
     assert result.exit_code == 0, result.output
-    assert "static batch" in result.output
+    assert "static batch" in result.output and "deimv2 ->" in result.output
     session = _session(out)
     assert session.get_inputs()[0].shape[0] == 1
-    again = CliRunner().invoke(main, ["export", "deimv2", str(model_dir), str(out)])
+    again = CliRunner().invoke(main, ["export", "--model", str(model_dir), "--output", str(out)])
     assert again.exit_code != 0 and "--overwrite" in again.output
-    bad_size = CliRunner().invoke(main, ["export", "deimv2", str(model_dir), str(tmp_path / "b.onnx"), "--image-size", "100", "64"])  # fmt: skip
+    old_form = CliRunner().invoke(main, ["export", "deimv2", str(model_dir), str(out), "--overwrite"])
+    assert old_form.exit_code == 0 and "deprecated" in old_form.stderr and "dynamic batch" in old_form.stdout
+    bad_size = CliRunner().invoke(main, ["export", "--model", str(model_dir), "--output", str(tmp_path / "b.onnx"), "--image-size", "100", "64"])  # fmt: skip
     assert bad_size.exit_code != 0 and "multiples of 32" in bad_size.output
     assert not (tmp_path / "b.onnx").exists()
-    not_model = CliRunner().invoke(main, ["export", "deimv2", str(tmp_path), str(tmp_path / "c.onnx")])
+    not_model = CliRunner().invoke(
+        main, ["export", "--model", str(tmp_path), "--output", str(tmp_path / "c.onnx")]
+    )
     assert not_model.exit_code != 0 and "config.json" in not_model.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 

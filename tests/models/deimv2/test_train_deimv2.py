@@ -95,11 +95,11 @@ def test_detection_dataset_targets(shapes: Path) -> None:
 def test_train_two_steps_then_evaluate(shapes: Path, start_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "tuned"
     runner = CliRunner()
-    args = ["train", "deimv2", "--model", str(start_model), "--data", str(shapes), "--output", str(out),
+    args = ["train", "--model", str(start_model), "--data", str(shapes), "--output", str(out),
             "--batch-size", "3", "--max-steps", "2", "--ema-warmups", "1", "--seed", "0"]  # fmt: skip
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "deimv2: 2 steps on 6 images (4 classes)" in result.output and "AP50" in result.output
+    assert "fine-tuned: 2 steps on 6 images (4 classes)" in result.output and "AP50" in result.output
     assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= {p.name for p in out.iterdir()}
     tuned = AutoModelForObjectDetection.from_pretrained(out)
     categories = json.loads((shapes / "annotations" / "instances_train.json").read_text())["categories"]
@@ -121,7 +121,7 @@ def test_train_two_steps_then_evaluate(shapes: Path, start_model: Path, tmp_path
         checkpoint / "model.safetensors"
     ).is_file()
 
-    evaluated = runner.invoke(main, ["evaluate", "deimv2", "--model", str(out), "--data", str(shapes)])
+    evaluated = runner.invoke(main, ["evaluate", "--model", str(out), "--data", str(shapes)])
     assert evaluated.exit_code == 0, evaluated.output
     assert "AP50" in evaluated.output and "AR_100" in evaluated.output
 
@@ -139,7 +139,7 @@ def test_train_bad_inputs_write_nothing(shapes: Path, start_model: Path, tmp_pat
         (tmp_path, shapes, "not a model folder"),
     ]:
         out = tmp_path / "out"
-        result = runner.invoke(main, ["train", "deimv2", "--model", str(model_dir), "--data", str(data),
+        result = runner.invoke(main, ["train", "--model", str(model_dir), "--data", str(data),
                                       "--output", str(out), "--max-steps", "1"])  # fmt: skip
         assert result.exit_code != 0 and message in result.output
         assert not out.exists()

@@ -1,4 +1,4 @@
-"""Packed encoders: processor, save/load with the model, and `visionports parity packed`."""
+"""Packed encoders: processor, save/load with the model, and `visionports parity-packed`."""
 
 from __future__ import annotations
 
@@ -56,11 +56,15 @@ def test_cli_parity_packed(tmp_path: Path, kind: str) -> None:
         model = DINOv3ViTModel(DINOv3ViTConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                                num_attention_heads=4, patch_size=4, num_register_tokens=2))  # fmt: skip
     model.save_pretrained(tmp_path)
-    result = CliRunner().invoke(main, ["parity", "packed", str(tmp_path), "--sizes", "16x16,8x24,4x4"])
+    result = CliRunner().invoke(
+        main, ["parity-packed", "--model", str(tmp_path), "--sizes", "16x16,8x24,4x4"]
+    )
     assert result.exit_code == 0, result.output
     assert "PARITY OK" in result.output and result.output.count("pass") == 3
-    bad = CliRunner().invoke(main, ["parity", "packed", str(tmp_path), "--sizes", "16x17"])
+    bad = CliRunner().invoke(main, ["parity-packed", "--model", str(tmp_path), "--sizes", "16x17"])
     assert bad.exit_code != 0
+    old_form = CliRunner().invoke(main, ["parity", "packed", str(tmp_path), "--sizes", "16x16,8x24,4x4"])
+    assert old_form.exit_code == 0 and "deprecated" in old_form.stderr and old_form.stdout == result.stdout
 
 
 def test_processor_standard_switches() -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from golden import FIXTURES
 from visionports.core.checkpoint import CheckpointError, load_state_dict
+from visionports.core.conversion import convert_checkpoint
+from visionports.core.registry import get_family
 from visionports.models.sam3_lite_text.convert_sam3_lite_text import (
     TEXT_PREFIX,
     VIT_POSITIONS,
@@ -39,7 +43,7 @@ def test_filter_drops_the_vit_cls_row_and_slices_the_text_table() -> None:
 
 
 def test_the_model_loads_the_converted_table_as_is() -> None:
-    sd = _released()
+    sd = strip_prefixes(_released())
     config = infer_config(sd)
     mapped = convert_state_dict(sd, config)
     model = build_model(config)
@@ -47,13 +51,26 @@ def test_the_model_loads_the_converted_table_as_is() -> None:
     model.load_state_dict(mapped.tensors, strict=True)
     assert torch.equal(model.state_dict()[OURS], mapped.tensors[OURS])
     with pytest.raises(RuntimeError, match="position_embeddings"):  # no second filtering in the model
-        model.load_state_dict({**mapped.tensors, OURS: strip_prefixes(sd)[VIT_POSITIONS]}, strict=True)
+        model.load_state_dict({**mapped.tensors, OURS: sd[VIT_POSITIONS]}, strict=True)
 
 
 def test_wrapped_and_bare_keys_convert_alike() -> None:
     sd = _released()
     wrapped = {f"module.{k}": v for k, v in sd.items()}
-    assert guess_variant(wrapped) == guess_variant(strip_prefixes(sd))
-    assert infer_config(wrapped).to_dict() == infer_config(sd).to_dict()
-    config = infer_config(sd)
-    assert convert_state_dict(wrapped, config).source == convert_state_dict(sd, config).source
+    prepare = get_family("sam3_lite_text").prepare  # prefixes go once, before the converter reads the weights
+    assert prepare(wrapped).keys() == prepare(sd).keys() == strip_prefixes(sd).keys()
+    assert guess_variant(prepare(wrapped)) == guess_variant(prepare(sd))
+    assert infer_config(prepare(wrapped)).to_dict() == infer_config(prepare(sd)).to_dict()
+    config = infer_config(prepare(sd))
+    mapped = convert_state_dict(prepare(wrapped), config)
+    assert mapped.source == convert_state_dict(prepare(sd), config).source
+
+
+def test_wrapped_checkpoint_converts_identically(tmp_path: Path) -> None:
+    torch.save({"model": {f"module.{k}": v for k, v in _released().items()}}, tmp_path / "wrapped.pt")
+    family = get_family("sam3_lite_text")
+    bare = convert_checkpoint(family, CASE / "checkpoint.pt", progress=False)
+    wrapped = convert_checkpoint(family, tmp_path / "wrapped.pt", progress=False)
+    assert wrapped.config.to_dict() == bare.config.to_dict()
+    ours, theirs = wrapped.model.state_dict(), bare.model.state_dict()
+    assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)

@@ -13,6 +13,7 @@ from transformers import AutoModelForUniversalSegmentation
 
 from golden import FIXTURES
 from visionports.cli import main
+from visionports.core.conversion import convert_checkpoint
 from visionports.core.parity import run_parity
 from visionports.core.registry import get_family
 from visionports.models.videomt import VideomtConfig, VideomtForUniversalSegmentation
@@ -95,6 +96,17 @@ def test_dinov3_manifest(tmp_path: Path) -> None:
     inferred = infer_config(meta)
     assert inferred.backbone_type == "dinov3" and inferred.norm_queries  # 124 classes: VIPSeg/VSPW
     assert inferred.num_register_tokens == 4 and inferred.segmenter_blocks == [2, 3]
+
+
+def test_wrapped_checkpoint_converts_identically(tmp_path: Path) -> None:
+    sd = torch.load(CASE / "checkpoint.pth", map_location="cpu", weights_only=True)["model"]
+    torch.save({"model": {f"module.model.{k}": v for k, v in sd.items()}}, tmp_path / "wrapped.pth")
+    family, heads = get_family("videomt"), {"num_attention_heads": 4}
+    bare = convert_checkpoint(family, CASE / "checkpoint.pth", progress=False, config_overrides=heads)
+    wrapped = convert_checkpoint(family, tmp_path / "wrapped.pth", progress=False, config_overrides=heads)
+    assert wrapped.config.to_dict() == bare.config.to_dict()
+    ours, theirs = wrapped.model.state_dict(), bare.model.state_dict()
+    assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:

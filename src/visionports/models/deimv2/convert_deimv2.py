@@ -3,6 +3,9 @@
 The variant is inferred from the weights: every shape-bearing value (stage tables, widths, depths, points
 per level, bins, input size of the stored anchors) is read from the state dict; values the weights cannot
 tell (number of queries, attention heads of the encoder, ViT layers tapped) come from the nearest preset.
+
+Every function here reads prepared weights: keys as the original model names them, the wrapper prefix already
+dropped once by :func:`strip_wrapper_prefix` (the family's ``prepare_state_dict``).
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ def _has_values(t: torch.Tensor) -> bool:
 
 
 def strip_wrapper_prefix(sd: StateDict) -> dict[str, torch.Tensor]:
-    """Drop a prefix shared by every key (``module.`` of DistributedDataParallel, or a flattened
-    ``ema.module.`` / ``model.`` top level): original DEIMv2 keys start with backbone/encoder/decoder."""
+    """Raw weights -> prepared ones: drop a prefix shared by every key (``module.`` of DistributedDataParallel,
+    or a flattened ``ema.module.`` / ``model.`` top level); original DEIMv2 keys start with backbone/encoder/decoder.
+    """
     return _strip(sd, WRAPPER_PREFIXES)
 
 
@@ -234,7 +238,7 @@ def _variant_of(sd: StateDict, kind: str, backbone: dict[str, Any]) -> str:
 
 
 def guess_variant(sd: StateDict) -> str:
-    """Name of the released variant whose architecture family matches the weights."""
+    """Name of the released variant whose architecture family matches the (prepared) weights."""
     kind = detect_backbone(sd)
     return _variant_of(sd, kind, _infer_backbone(sd, kind))
 
@@ -251,8 +255,7 @@ def _preset_name(sd: StateDict, kind: str, backbone: dict[str, Any], variant: st
 
 
 def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Deimv2Config:
-    """Build the :class:`Deimv2Config` of an original state dict (variant inferred when not given)."""
-    sd = strip_wrapper_prefix(sd)
+    """Build the :class:`Deimv2Config` of prepared weights (variant inferred when not given)."""
     kind = detect_backbone(sd)
     backbone = _infer_backbone(sd, kind)
     name = _preset_name(sd, kind, backbone, variant)
@@ -371,7 +374,6 @@ def verify_recomputed_buffers(sd: StateDict, config: Deimv2Config) -> None:
 
 
 def convert_state_dict(sd: StateDict, config: Deimv2Config) -> MappedStateDict:
-    """Map an original state dict to our names (after checking recomputed buffers)."""
-    sd = strip_wrapper_prefix(sd)
+    """Map prepared weights to our names (after checking recomputed buffers)."""
     verify_recomputed_buffers(sd, config)
     return key_mapping(config).apply(sd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...core.registry import ModelFamily
 from .configuration_deimv2 import Deimv2Config
-from .convert_deimv2 import convert_state_dict, infer_config
+from .convert_deimv2 import convert_state_dict, infer_config, strip_wrapper_prefix
 from .image_processing_deimv2 import Deimv2ImageProcessor
 from .modeling_deimv2 import Deimv2ForObjectDetection, Deimv2Model
 from .parity_deimv2 import Deimv2Parity
@@ -26,6 +26,7 @@ FAMILY = ModelFamily(
     model_class=Deimv2ForObjectDetection,
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,
+    prepare_state_dict=strip_wrapper_prefix,
     make_processor=make_processor,
     auto_model="AutoModelForObjectDetection",
     parity=Deimv2Parity(),
@@ -34,4 +35,5 @@ FAMILY = ModelFamily(
         ("AutoModelForObjectDetection", Deimv2Config, Deimv2ForObjectDetection),
     ),
     processors={Deimv2Config: Deimv2ImageProcessor},
+    tasks=("detect", "evaluate", "train", "export"),  # the CLI verbs that take its folders
 )

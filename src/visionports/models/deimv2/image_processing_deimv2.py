@@ -8,16 +8,15 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from transformers.feature_extraction_utils import BatchFeature
-from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension
+from transformers.utils import TensorType
 
-from ...core.processing_options import call_options, channels_last, normalize, rescale, to_layout
-from ...utils.images import as_image_list, to_rgb
+from ...core.processing_options import RgbImageProcessor, normalize, rescale, to_layout
+from ...utils.images import to_rgb
 from .postprocessing_deimv2 import select_detections
 
 
-class Deimv2ImageProcessor(BaseImageProcessor):
+class Deimv2ImageProcessor(RgbImageProcessor):
     r"""Prepares images for DEIMv2 exactly as the original evaluation pipeline and turns outputs into detections.
 
     Preprocessing: RGB (EXIF orientation honoured, grayscale replicated, alpha over white, 16-bit scaled to
@@ -32,6 +31,7 @@ class Deimv2ImageProcessor(BaseImageProcessor):
     """
 
     model_input_names = ["pixel_values"]
+    _reader = "DEIMv2"
 
     def __init__(
         self,
@@ -58,39 +58,23 @@ class Deimv2ImageProcessor(BaseImageProcessor):
         if self.do_normalize and (self.image_mean is None or self.image_std is None):
             raise ValueError("do_normalize=True needs image_mean and image_std")
 
-    def preprocess(
-        self,
-        images: Any,
-        return_tensors: str | None = "pt",
-        do_convert_rgb: bool | None = None,
-        do_resize: bool | None = None,
-        size: Mapping[str, int] | None = None,
-        do_rescale: bool | None = None,
-        rescale_factor: float | None = None,
-        do_normalize: bool | None = None,
-        image_mean: Sequence[float] | None = None,
-        image_std: Sequence[float] | None = None,
-        data_format: str | ChannelDimension = ChannelDimension.FIRST,
-        input_data_format: str | ChannelDimension | None = None,
-        **kwargs: Any,
-    ) -> BatchFeature:
-        """``pixel_values`` [B, 3, H, W] float32 for one image or a list/batch of images.
+    def _converts_rgb(self, do_convert_rgb: bool | None) -> bool:
+        """Only an explicit ``do_convert_rgb=False`` is refused: images are always converted to RGB."""
+        return do_convert_rgb is not False
 
-        The standard arguments override the processor's settings for this call; ``do_convert_rgb`` must stay
-        on (the model reads RGB), ``input_data_format`` says whether arrays are channels-first or -last
-        (inferred when omitted), ``data_format`` the layout of the result.
-        """
-        if do_convert_rgb is False:
-            raise ValueError("do_convert_rgb=False is not supported: DEIMv2 reads RGB images")
-        given = {"do_resize": do_resize, "size": size, "do_rescale": do_rescale, "rescale_factor": rescale_factor,
-                 "do_normalize": do_normalize, "image_mean": image_mean, "image_std": image_std}  # fmt: skip
-        options = call_options(self, given, kwargs, return_tensors)
+    def _options(
+        self, given: Mapping[str, Any], unknown: Mapping[str, Any], return_tensors: str | TensorType | None
+    ) -> dict[str, Any]:
+        options = super()._options(given, unknown, return_tensors)
         if options["do_normalize"] and (options["image_mean"] is None or options["image_std"] is None):
             raise ValueError("do_normalize=True needs image_mean and image_std")
-        items = [channels_last(item, input_data_format) for item in as_image_list(images)]
-        pixels = torch.stack([self._prepare(item, f"images[{i}]", options) for i, item in enumerate(items)])
-        pixels = to_layout(pixels, data_format)
-        return BatchFeature(data={"pixel_values": pixels}, tensor_type="pt")
+        return options
+
+    def _batch(
+        self, prepared: list[torch.Tensor], data_format: str | ChannelDimension
+    ) -> dict[str, torch.Tensor]:
+        """``pixel_values`` [B, 3, H, W] float32."""
+        return {"pixel_values": to_layout(torch.stack(prepared), data_format)}
 
     def _prepare(self, image: Any, name: str, options: Mapping[str, Any]) -> torch.Tensor:
         rgb = to_rgb(image, name=name)

@@ -13,7 +13,7 @@ from transformers.models.hgnet_v2.modeling_hgnet_v2 import HGNetV2LearnableAffin
 from transformers.utils import ModelOutput
 
 from ...core.inputs import check_pixel_dtype
-from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
+from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin, as_returned, output_flags
 from .backbone_deimv2 import Deimv2LayerScale, Deimv2RopeEmbedding, Deimv2ViT, build_backbone, rope_periods
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention, Deimv2TrainingOutputs
@@ -197,13 +197,9 @@ class Deimv2Model(Deimv2PreTrainedModel):
         queries in training mode and keeps the per-layer predictions for the training criterion in
         ``training_outputs`` (the checked targets themselves are not returned)."""
         targets = checked_inputs(pixel_values, labels, self)
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        output_attentions, output_hidden_states = output_flags(
+            self.config, output_attentions, output_hidden_states
         )
-        output_attentions = (
-            output_attentions if output_attentions is not None else self.config.output_attentions
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         backbone_maps, backbone_attentions = self.backbone(pixel_values, output_attentions)
         encoder_maps, encoder_attentions = self.encoder(backbone_maps, output_attentions)
         result = self.decoder(encoder_maps, targets, output_attentions)
@@ -224,7 +220,7 @@ class Deimv2Model(Deimv2PreTrainedModel):
             decoder_attentions=result.attentions if output_attentions else None,
             training_outputs=result.training,
         )
-        return output if return_dict else output.to_tuple()
+        return as_returned(output, self.config, return_dict)
 
 
 class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
@@ -255,7 +251,6 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
         output_attentions: bool | None = None,
         **kwargs,
     ) -> Deimv2ObjectDetectionOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         targets = checked_inputs(pixel_values, labels, self)  # the body checks them again (idempotent)
         out = self.model(
             pixel_values,
@@ -270,4 +265,4 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
             criterion = Deimv2Criterion(self.config)
             output.loss_dict = criterion(out.training_outputs, targets, epoch=int(epoch))
             output.loss = sum(output.loss_dict.values())
-        return output if return_dict else output.to_tuple()
+        return as_returned(output, self.config, return_dict)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
-from ...core.files import make_temporary_sibling_dir, require_model_folder
+from ...core.files import make_temporary_sibling_dir, require_family_folder
 from ...data.coco_dataset import CocoSplit, load_coco_split
 from ...data.detection_data import CocoDetectionDataset, collate_detection
 from ...training.ema import EMACallback
@@ -35,27 +36,34 @@ RECIPES: dict[str, tuple[float, float, float, int, float]] = {
 }
 
 
+def _option(default: Any, help: str, **bounds: Any) -> Any:
+    """A field whose metadata (help, bounds, aliases) the ``train`` command turns into its option."""
+    return field(default=default, metadata={"help": help, **bounds})
+
+
 @dataclass
 class FineTuneOptions:
     """Fine-tuning settings; ``None`` values take the variant's recipe (see :data:`RECIPES`)."""
 
-    epochs: int = 12
-    batch_size: int = 4
-    lr: float | None = None
-    backbone_lr: float | None = None
-    weight_decay: float | None = None
-    warmup_steps: int | None = None
-    flat_epochs: int | None = None
-    no_aug_epochs: int = 0
-    lr_gamma: float | None = None
-    max_grad_norm: float = 0.1
-    ema_decay: float = 0.9999
-    ema_warmups: int = 1000
-    horizontal_flip: float = 0.0
-    max_steps: int = -1
-    save_every_epochs: int = 1
-    seed: int = 0
-    progress: bool = True
+    epochs: int = _option(12, "Training epochs.", min=1)
+    batch_size: int = _option(4, "Images per step.", min=1)
+    lr: float | None = _option(None, "Base learning rate [variant's recipe].", min=0, min_open=True)
+    backbone_lr: float | None = _option(None, "Backbone learning rate [recipe ratio to --lr].", min=0)
+    weight_decay: float | None = _option(None, "AdamW weight decay [variant's recipe].", min=0)
+    warmup_steps: int | None = _option(None, "Quadratic warm-up steps [min(recipe, 10%)].", min=0)
+    flat_epochs: int | None = _option(None, "Epochs at full learning rate [half the run].", min=0)
+    no_aug_epochs: int = _option(0, "Final epochs at the minimum learning rate.", min=0)
+    lr_gamma: float | None = _option(None, "Minimum / base learning rate [recipe].", min=0, max=1)
+    max_grad_norm: float = _option(0.1, "Gradient clipping norm.", min=0, min_open=True)
+    ema_decay: float = _option(0.9999, "EMA decay.", min=0, max=1, max_open=True)
+    ema_warmups: int = _option(1000, "EMA warm-up steps.", min=0)
+    horizontal_flip: float = _option(
+        0.0, "Probability of a horizontal flip (0: augmentation-free).", min=0, max=1, aliases=("--hflip",)
+    )
+    max_steps: int = _option(-1, "Stop after this many steps (-1: epochs).", min=-1)
+    save_every_epochs: int = _option(1, "Checkpoint every N epochs.", min=1)
+    seed: int = _option(0, "Random seed (data order, flips, re-initialised heads).")
+    progress: bool = _option(True, "Show progress bars.")
 
 
 def flat_cosine_factor(step: int, total: int, warmup: int, flat: int, no_aug: int, gamma: float) -> float:
@@ -97,7 +105,7 @@ def load_for_data(model_dir: str | Path, split: CocoSplit):
     """
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
-    model_dir = require_model_folder(model_dir)
+    model_dir, _ = require_family_folder(model_dir, "train")
     names = dict(enumerate(split.category_names))
     model = AutoModelForObjectDetection.from_pretrained(
         model_dir,
@@ -105,65 +113,62 @@ def load_for_data(model_dir: str | Path, split: CocoSplit):
         label2id={v: k for k, v in names.items()},
         ignore_mismatched_sizes=True,
     )
-    if model.config.model_type != "visionports_deimv2":
-        raise ValueError(f"{model_dir} holds a {model.config.model_type} model, not a DEIMv2 detector")
     model.config.category_ids = list(split.category_ids)
     return model, AutoImageProcessor.from_pretrained(model_dir)
 
 
-class _EpochCallback(TrainerCallback):
-    """Sets the model's default criterion epoch, ``model.training_epoch``, at every epoch.
+class DetectionTrainer(Trainer):
+    """``Trainer`` that gives the criterion the current epoch (``forward(epoch=...)``): the matcher changes its
+    cost at ``matcher_change_epoch``."""
 
-    The matcher changes its cost at ``matcher_change_epoch``; the trainer calls the model without
-    ``epoch=``, so the default is what the criterion receives (an explicit ``forward(epoch=...)`` wins).
-    """
-
-    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
-        model.training_epoch = int(round(state.epoch or 0))
+    def compute_loss(self, model, inputs, *args: Any, **kwargs: Any):
+        epoch = math.floor((self.state.epoch or 0.0) + 1e-9)  # the epoch this step belongs to
+        return super().compute_loss(model, {**inputs, "epoch": epoch}, *args, **kwargs)
 
 
-def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, options: FineTuneOptions,
-              overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Fine-tune the detector in ``model_dir`` on ``data_dir`` (COCO format); write the EMA model to ``output``.
+@dataclass
+class Schedule:
+    """The learning rates and step counts of one run: the options, else the variant's recipe."""
 
-    ``output`` receives a ``from_pretrained`` folder (model, config, image processor) and ``checkpoints/``
-    (the trainer's ``checkpoint-N`` folders, each with its EMA model under ``ema/``). Returns a summary.
-    """
-    output = Path(output)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output} exists and is not empty; pass --overwrite to replace it")
-    split = load_coco_split(data_dir, "train")
-    if not split.images:
-        raise ValueError(f"{split.annotation_file} lists no images")
-    model, processor = load_for_data(model_dir, split)
-    recipe_lr, recipe_backbone_lr, weight_decay, warmup, gamma = RECIPES.get(
-        model.config.variant, RECIPES["atto"]
-    )
-    lr = options.lr if options.lr is not None else recipe_lr
-    # the backbone keeps the recipe's ratio to the base learning rate unless given
-    backbone_lr = (
-        options.backbone_lr if options.backbone_lr is not None else lr * recipe_backbone_lr / recipe_lr
-    )
-    weight_decay = options.weight_decay if options.weight_decay is not None else weight_decay
-    gamma = options.lr_gamma if options.lr_gamma is not None else gamma
+    lr: float
+    backbone_lr: float
+    weight_decay: float
+    gamma: float
+    total: int
+    warmup: int
+    flat: int
+    no_aug: int
 
-    dataset = CocoDetectionDataset(split, processor, options.horizontal_flip, options.seed)
-    steps_per_epoch = math.ceil(len(dataset) / options.batch_size)
-    total = options.max_steps if options.max_steps > 0 else steps_per_epoch * options.epochs
-    warmup = options.warmup_steps if options.warmup_steps is not None else min(warmup, total // 10)
-    flat = steps_per_epoch * options.flat_epochs if options.flat_epochs is not None else total // 2
-    no_aug = steps_per_epoch * options.no_aug_epochs
+    @classmethod
+    def resolve(cls, variant: str, options: FineTuneOptions, steps_per_epoch: int) -> Schedule:
+        recipe_lr, recipe_backbone_lr, weight_decay, warmup, gamma = RECIPES.get(variant, RECIPES["atto"])
+        lr = options.lr if options.lr is not None else recipe_lr
+        total = options.max_steps if options.max_steps > 0 else steps_per_epoch * options.epochs
+        return cls(
+            lr=lr,
+            # the backbone keeps the recipe's ratio to the base learning rate unless given
+            backbone_lr=options.backbone_lr
+            if options.backbone_lr is not None
+            else lr * recipe_backbone_lr / recipe_lr,
+            weight_decay=options.weight_decay if options.weight_decay is not None else weight_decay,
+            gamma=options.lr_gamma if options.lr_gamma is not None else gamma,
+            total=total,
+            warmup=options.warmup_steps if options.warmup_steps is not None else min(warmup, total // 10),
+            flat=steps_per_epoch * options.flat_epochs if options.flat_epochs is not None else total // 2,
+            no_aug=steps_per_epoch * options.no_aug_epochs,
+        )
 
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, lr, backbone_lr, weight_decay), lr=lr, betas=(0.9, 0.999)
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: flat_cosine_factor(step, total, warmup, flat, no_aug, gamma)
-    )
-    if overwrite and output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
-    arguments = TrainingArguments(
+    def optimizers(self, model: torch.nn.Module):
+        """AdamW over :func:`parameter_groups` and the flat-cosine schedule."""
+        groups = parameter_groups(model, self.lr, self.backbone_lr, self.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, betas=(0.9, 0.999))
+        factor = partial(flat_cosine_factor, total=self.total, warmup=self.warmup, flat=self.flat,
+                         no_aug=self.no_aug, gamma=self.gamma)  # fmt: skip
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_arguments(output: Path, options: FineTuneOptions, steps_per_epoch: int) -> TrainingArguments:
+    return TrainingArguments(
         output_dir=str(output / "checkpoints"),
         num_train_epochs=options.epochs,
         max_steps=options.max_steps,
@@ -180,40 +185,69 @@ def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, o
         disable_tqdm=not options.progress,
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, options: FineTuneOptions,
+              overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune the detector in ``model_dir`` on ``data_dir`` (COCO format); write the EMA model to ``output``.
+
+    ``output`` receives a ``from_pretrained`` folder (model, config, image processor) and ``checkpoints/``
+    (the trainer's ``checkpoint-N`` folders, each with its EMA model under ``ema/``). Returns a summary.
+    """
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} exists and is not empty; pass --overwrite to replace it")
+    split = load_coco_split(data_dir, "train")
+    if not split.images:
+        raise ValueError(f"{split.annotation_file} lists no images")
+    model, processor = load_for_data(model_dir, split)
+    dataset = CocoDetectionDataset(split, processor, options.horizontal_flip, options.seed)
+    steps_per_epoch = math.ceil(len(dataset) / options.batch_size)
+    schedule = Schedule.resolve(model.config.variant, options, steps_per_epoch)
+    optimizers = schedule.optimizers(model)
+    if overwrite and output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
     ema = EMACallback(options.ema_decay, options.ema_warmups, processor)
-    trainer = Trainer(
+    trainer = DetectionTrainer(
         model=model,
-        args=arguments,
+        args=training_arguments(output, options, steps_per_epoch),
         train_dataset=dataset,
         data_collator=collate_detection,
         processing_class=processor,
-        optimizers=(optimizer, scheduler),
-        callbacks=[ema, _EpochCallback()],
+        optimizers=optimizers,
+        callbacks=[ema],
     )
     result = trainer.train()
-
-    final = make_temporary_sibling_dir(output / "model")
-    try:
-        ema.ema.module.save_pretrained(final)
-        processor.save_pretrained(final)
-        for item in final.iterdir():
-            item.replace(output / item.name)
-    finally:
-        shutil.rmtree(final, ignore_errors=True)
+    _save_final(ema.ema.module, processor, output)
     return {
         "steps": result.global_step,
         "train_loss": result.training_loss,
         "num_images": len(dataset),
         "num_classes": model.config.num_labels,
-        "lr": lr,
-        "backbone_lr": backbone_lr,
+        "lr": schedule.lr,
+        "backbone_lr": schedule.backbone_lr,
         "output": str(output),
     }
 
 
+def _save_final(model: torch.nn.Module, processor: Any, output: Path) -> None:
+    """The model and processor into ``output``, each file complete before it appears there."""
+    final = make_temporary_sibling_dir(output / "model")
+    try:
+        model.save_pretrained(final)
+        processor.save_pretrained(final)
+        for item in final.iterdir():
+            item.replace(output / item.name)
+    finally:
+        shutil.rmtree(final, ignore_errors=True)
+
+
 __all__ = [
     "RECIPES",
+    "DetectionTrainer",
     "FineTuneOptions",
+    "Schedule",
     "fine_tune",
     "flat_cosine_factor",
     "load_for_data",

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers import Aimv2VisionConfig, DINOv3ViTConfig, Siglip2VisionConfig
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension, infer_channel_dimension_format
@@ -79,12 +80,12 @@ class PackedImageProcessor(BaseImageProcessor):
     @classmethod
     def for_config(cls, config: Any, **kwargs: Any) -> PackedImageProcessor:
         """The standard normalisation of an AIMv2, SigLIP2 or DINOv3 vision config."""
-        kind = type(config).__name__
-        mean, std = {
-            "Siglip2VisionConfig": ([0.5] * 3, [0.5] * 3),
-            "DINOv3ViTConfig": (IMAGENET_MEAN, IMAGENET_STD),
-        }.get(kind, (CLIP_MEAN, CLIP_STD))
-        fixed = config.image_size if kind == "Aimv2VisionConfig" and not config.is_native else None
+        mean, std = CLIP_MEAN, CLIP_STD
+        if isinstance(config, Siglip2VisionConfig):
+            mean, std = [0.5] * 3, [0.5] * 3
+        elif isinstance(config, DINOv3ViTConfig):
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        fixed = config.image_size if isinstance(config, Aimv2VisionConfig) and not config.is_native else None
         return cls(patch_size=config.patch_size, image_mean=mean, image_std=std, fixed_size=fixed, **kwargs)
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""``visionports parity packed MODEL_FOLDER``: packed encoder vs the standard model, image by image."""
+"""``visionports parity-packed --model DIR``: packed encoder vs the standard model, image by image."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import Siglip2VisionConfig
 
 from .packing import pack_images, unpack
 
@@ -19,23 +20,8 @@ class PackedCheck:
     passed: bool
 
 
-def _classes(config_name: str):
-    import transformers
-
-    from . import aimv2_packed, dinov3_packed, siglip2_packed
-
-    table = {
-        "Aimv2VisionConfig": (aimv2_packed.Aimv2PackedVisionModel, transformers.Aimv2VisionModel),
-        "Siglip2VisionConfig": (siglip2_packed.Siglip2PackedVisionModel, transformers.Siglip2VisionModel),
-        "DINOv3ViTConfig": (dinov3_packed.Dinov3PackedVisionModel, transformers.DINOv3ViTModel),
-    }
-    if config_name not in table:
-        raise ValueError(f"no packed encoder for {config_name}; supported: {', '.join(table)}")
-    return table[config_name]
-
-
 def _reference(model, image: torch.Tensor, config, patch: int):
-    if type(config).__name__ == "Siglip2VisionConfig":
+    if isinstance(config, Siglip2VisionConfig):
         rows, grid = pack_images([image], patch)
         h, w = grid[0, 1:].tolist()
         return model(pixel_values=rows[None], pixel_attention_mask=torch.ones(1, h * w, dtype=torch.long),
@@ -49,9 +35,11 @@ def compare_packed(
     """Run random images of ``sizes`` packed and one by one through the standard model; compare per image."""
     from transformers import AutoConfig
 
+    from .family import encoders_for, vision_config
+
     config = AutoConfig.from_pretrained(folder)
-    config = getattr(config, "vision_config", config)
-    packed_cls, standard_cls = _classes(type(config).__name__)
+    packed_cls, standard_cls = encoders_for(config)
+    config = vision_config(config)
     packed = packed_cls.from_pretrained(folder).eval()
     standard = standard_cls.from_pretrained(folder).eval()
     patch = config.patch_size

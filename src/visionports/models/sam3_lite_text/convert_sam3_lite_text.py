@@ -4,6 +4,9 @@ Released files are ``{"model": state_dict}`` with keys ``detector.<Sam3Image key
 lives under ``detector.backbone.language_backbone.``. A full file converts to ``Sam3LiteTextModel`` (text encoder +
 SAM3 detector built from transformers' SAM3 parts, see ``detector_sam3_lite_text``); a file holding only the text
 encoder converts to ``Sam3LiteTextTextModel``.
+
+Every function here but :func:`strip_prefixes` reads prepared weights: the ``module.`` / ``detector.`` /
+``student_trunk.`` prefixes already dropped once by :func:`strip_prefixes` (the family's ``prepare_state_dict``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ WRAPPER_PREFIXES = ("module.", "detector.", "student_trunk.")
 
 
 def strip_prefixes(sd: StateDict) -> dict[str, torch.Tensor]:
-    """Drop ``module.`` / ``detector.`` / ``student_trunk.`` prefixes as the original loader does."""
+    """Raw weights -> prepared ones: drop ``module.`` / ``detector.`` / ``student_trunk.`` prefixes as the original
+    loader does."""
     return strip_key_prefixes(sd, WRAPPER_PREFIXES)
 
 
@@ -41,12 +45,7 @@ def _text(sd: StateDict, key: str) -> torch.Tensor:
 
 
 def guess_variant(sd: StateDict) -> str:
-    """Released text-encoder variant of an original state dict."""
-    return _variant_of(strip_prefixes(sd))
-
-
-def _variant_of(sd: StateDict) -> str:
-    """Released text-encoder variant of a state dict whose prefixes are stripped."""
+    """Released text-encoder variant of prepared weights."""
     dim = _text(sd, "encoder.embedding_layer.weight").shape[1]
     if f"{TEXT_PREFIX}encoder.transformer.0.token_mixer.layer_scale" in sd:
         return "s0"
@@ -91,12 +90,11 @@ def infer_detector(sd: StateDict) -> dict[str, Any]:
 def infer_config(
     sd: StateDict, variant: str | None = None, **overrides: Any
 ) -> Sam3LiteTextConfig | Sam3LiteTextTextConfig:
-    """The full configuration (text + detector) of a released file, or the text encoder's alone.
+    """The full configuration (text + detector) of a released file's prepared weights, or the text encoder's alone.
 
     Text heads default to width / 64 (every release); detector values the weights cannot tell (its
     attention heads) keep the released numbers. ``detector`` in ``overrides`` updates detector widths.
     """
-    sd = strip_prefixes(sd)
     detector = overrides.pop("detector", {})
     text = infer_text_config(sd, variant, **overrides)
     if not has_detector(sd):
@@ -106,9 +104,9 @@ def infer_config(
 
 
 def infer_text_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Sam3LiteTextTextConfig:
-    """Text-encoder configuration from stripped weights (heads default to width / 64, as in every release)."""
+    """Text-encoder configuration from prepared weights (heads default to width / 64, as in every release)."""
     vocab, dim = _text(sd, "encoder.embedding_layer.weight").shape
-    name = variant or _variant_of(sd)
+    name = variant or guess_variant(sd)
     if name not in TEXT_PRESETS:
         raise CheckpointError(
             f"unknown SAM3-LiteText variant {variant!r}; choose from {', '.join(TEXT_PRESETS)}"
@@ -300,6 +298,6 @@ def filter_checkpoint(sd: StateDict, context_length: int) -> dict[str, torch.Ten
 
 
 def convert_state_dict(sd: StateDict, config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> MappedStateDict:
-    """Map a released state dict (prefixes stripped, tables filtered by :func:`filter_checkpoint`)."""
+    """Map prepared weights (tables filtered by :func:`filter_checkpoint`) to our names."""
     context = (config.text if isinstance(config, Sam3LiteTextConfig) else config).context_length
-    return key_mapping(config).apply(filter_checkpoint(strip_prefixes(sd), context))
+    return key_mapping(config).apply(filter_checkpoint(sd, context))

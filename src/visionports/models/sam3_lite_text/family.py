@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...core.registry import ModelFamily
 from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
-from .convert_sam3_lite_text import convert_state_dict, infer_config
+from .convert_sam3_lite_text import convert_state_dict, infer_config, strip_prefixes
 from .image_processing_sam3_lite_text import Sam3LiteTextImageProcessor
 from .modeling_sam3_lite_text import Sam3LiteTextModel, build_model
 from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel
@@ -33,6 +33,7 @@ FAMILY = ModelFamily(
     model_class=build_model,  # the full model, or the text encoder alone for a text-only file
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,
+    prepare_state_dict=strip_prefixes,
     make_processor=make_processor,
     parity=Sam3LiteTextParity(),
     auto_models=(
@@ -43,4 +44,5 @@ FAMILY = ModelFamily(
     register_pipelines=register_pipeline,
     make_tokenizer=make_tokenizer,
     tokenizers={Sam3LiteTextTextConfig: Sam3LiteTextTokenizer, Sam3LiteTextConfig: Sam3LiteTextTokenizer},
+    tasks=("segment",),  # the CLI verbs that take its folders
 )

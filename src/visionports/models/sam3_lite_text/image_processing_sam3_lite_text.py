@@ -8,17 +8,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers.feature_extraction_utils import BatchFeature
-from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension
 from transformers.utils import TensorType
 
-from ...core.processing_options import call_options, channels_last, normalize, rescale, to_layout
+from ...core.processing_options import RgbImageProcessor, normalize, rescale, to_layout
 from ...utils.boxes import center_to_corners
-from ...utils.images import as_image_list, to_rgb
+from ...utils.images import to_rgb
 
 
-class Sam3LiteTextImageProcessor(BaseImageProcessor):
+class Sam3LiteTextImageProcessor(RgbImageProcessor):
     r"""Resize to ``size`` x ``size`` (bilinear with antialiasing on the uint8 image, aspect ratio not kept: what
     torchvision's ``Resize`` computes on uint8 tensors), scale to [0, 1], normalise with mean/std 0.5.
 
@@ -27,6 +25,7 @@ class Sam3LiteTextImageProcessor(BaseImageProcessor):
     """
 
     model_input_names = ["pixel_values"]
+    _reader = "SAM3"
 
     def __init__(
         self,
@@ -54,47 +53,30 @@ class Sam3LiteTextImageProcessor(BaseImageProcessor):
         self.rescale_factor = float(rescale_factor)
         self.do_convert_rgb = bool(do_convert_rgb)
 
-    def preprocess(
-        self,
-        images: Any,
-        return_tensors: str | TensorType | None = "pt",
-        do_convert_rgb: bool | None = None,
-        do_resize: bool | None = None,
-        size: int | Mapping[str, int] | None = None,
-        do_rescale: bool | None = None,
-        rescale_factor: float | None = None,
-        do_normalize: bool | None = None,
-        image_mean: Sequence[float] | None = None,
-        image_std: Sequence[float] | None = None,
-        data_format: str | ChannelDimension = ChannelDimension.FIRST,
-        input_data_format: str | ChannelDimension | None = None,
-        **kwargs: Any,
-    ) -> BatchFeature:
-        """``pixel_values`` [B, 3, size, size] and ``original_sizes`` [B, 2] (height, width).
-
-        The standard arguments override the processor's settings for this call; ``input_data_format`` says
-        whether arrays are channels-first or -last (inferred when omitted), ``data_format`` the result's layout.
-        """
-        if (self.do_convert_rgb if do_convert_rgb is None else do_convert_rgb) is False:
-            raise ValueError("do_convert_rgb=False is not supported: SAM3 reads RGB images")
+    def _options(
+        self, given: Mapping[str, Any], unknown: Mapping[str, Any], return_tensors: str | TensorType | None
+    ) -> dict[str, Any]:
+        """A ``size`` mapping must be square; the settings' ``size`` is an ``int``."""
+        size = given["size"]
         if isinstance(size, Mapping):
             if size.get("height") != size.get("width"):
                 raise ValueError(f"size must be square (SAM3 reads size x size images), got {dict(size)}")
-            size = size["height"]
-        given = {"size": size, "do_resize": do_resize, "do_rescale": do_rescale, "rescale_factor": rescale_factor,
-                 "do_normalize": do_normalize, "image_mean": image_mean, "image_std": image_std}  # fmt: skip
-        options = call_options(self, given, kwargs, return_tensors)
+            given = {**given, "size": size["height"]}
+        options = super()._options(given, unknown, return_tensors)
         options["size"] = int(options["size"])
-        items = [channels_last(item, input_data_format) for item in as_image_list(images)]
-        prepared = [self._prepare(item, f"images[{i}]", options) for i, item in enumerate(items)]
+        return options
+
+    def _batch(
+        self, prepared: list[tuple[torch.Tensor, tuple[int, int]]], data_format: str | ChannelDimension
+    ) -> dict[str, torch.Tensor]:
+        """``pixel_values`` [B, 3, size, size] and ``original_sizes`` [B, 2] (height, width)."""
         shapes = {tuple(p.shape) for p, _ in prepared}
         if len(shapes) > 1:
             raise ValueError(
                 f"images of different sizes cannot be stacked without do_resize: {sorted(shapes)}"
             )
         pixels = to_layout(torch.stack([p for p, _ in prepared]), data_format)
-        data = {"pixel_values": pixels, "original_sizes": torch.tensor([s for _, s in prepared])}
-        return BatchFeature(data=data, tensor_type="pt")
+        return {"pixel_values": pixels, "original_sizes": torch.tensor([s for _, s in prepared])}
 
     def _prepare(
         self, image: Any, name: str, options: Mapping[str, Any]

@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...core.pretrained import ReloadIdenticalMixin
+from ...core.pretrained import ReloadIdenticalMixin, as_returned, output_flags
 from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
 from .detector_sam3_lite_text import Sam3LiteTextDetector, sam3_config_for
 from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel, Sam3LiteTextTextOutput
@@ -103,13 +103,8 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
         self.detector.config._attn_implementation = self.config._attn_implementation
 
     def _flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:
-        config = self.config
-        return {
-            "output_attentions": config.output_attentions if output_attentions is None else output_attentions,
-            "output_hidden_states": (
-                config.output_hidden_states if output_hidden_states is None else output_hidden_states
-            ),
-        }
+        attentions, hidden = output_flags(self.config, output_attentions, output_hidden_states)
+        return {"output_attentions": attentions, "output_hidden_states": hidden}
 
     def get_text_features(
         self,
@@ -124,7 +119,7 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
         out = self.text_model(
             input_ids, return_dict=True, **self._flags(output_attentions, output_hidden_states)
         )
-        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
+        return as_returned(out, self.config, return_dict)
 
     def get_image_features(
         self,
@@ -138,7 +133,7 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
         The flags default to this model's config."""
         self._check_pixel_values(pixel_values)
         out = self.detector.encode_image(pixel_values, **self._flags(output_attentions, output_hidden_states))
-        return out if (self.config.return_dict if return_dict is None else return_dict) else out.to_tuple()
+        return as_returned(out, self.config, return_dict)
 
     def forward(
         self,
@@ -178,7 +173,7 @@ class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
             vision_attentions=out.vision_attentions, encoder_attentions=out.encoder_attentions,
             decoder_attentions=out.decoder_attentions, text_outputs=text_outputs, detector_outputs=out,
         )  # fmt: skip
-        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
+        return as_returned(output, config, return_dict)
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         size = self.config.image_size

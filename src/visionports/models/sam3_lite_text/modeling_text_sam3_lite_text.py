@@ -22,7 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin
+from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin, as_returned, output_flags
 from .configuration_sam3_lite_text import Sam3LiteTextTextConfig
 
 
@@ -268,9 +268,8 @@ class Sam3LiteTextTextModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTraine
         to the config's."""
         self._check_input_ids(input_ids)
         config = self.config
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = output_flags(
+            config, output_attentions, output_hidden_states
         )
         x = self.token_embedding(input_ids) + self.position_embedding
         states, attentions = [x], []
@@ -291,7 +290,7 @@ class Sam3LiteTextTextModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTraine
             hidden_states=tuple(states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
         )
-        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
+        return as_returned(output, config, return_dict)
 
     def _check_input_ids(self, input_ids: torch.Tensor) -> None:
         if (

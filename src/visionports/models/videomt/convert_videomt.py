@@ -3,6 +3,9 @@
 The architecture is read from the weights (backbone kind, width, depth, MLP width, registers, position
 grid, queries, classes, number of segmenter blocks); what they cannot tell (attention heads, whether the
 propagated queries are normalised) comes from the preset or the defaults documented in ``infer_config``.
+
+``infer_config`` and ``convert_state_dict`` read prepared weights: the wrapper prefix already dropped once by
+:func:`strip_wrapper_prefix` (the family's ``prepare_state_dict``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ WRAPPER_PREFIXES = ("module.", "model.")
 
 
 def strip_wrapper_prefix(sd: StateDict) -> dict[str, torch.Tensor]:
-    """Drop a ``module.`` / ``model.`` prefix shared by every key."""
+    """Raw weights -> prepared ones: drop a ``module.`` / ``model.`` prefix shared by every key."""
     return _strip(sd, WRAPPER_PREFIXES)
 
 
@@ -43,13 +46,12 @@ def detect_backbone(sd: StateDict) -> str:
 
 
 def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> VideomtConfig:
-    """:class:`VideomtConfig` of an original state dict.
+    """:class:`VideomtConfig` of prepared weights.
 
     Without ``variant`` or an override, attention heads default to ``hidden_size // 64`` (every released
     DINOv2/DINOv3 ViT) and ``norm_queries`` to True only for DINOv3 models with 124 classes (the released
     DINOv3 VIPSeg/VSPW models).
     """
-    sd = strip_wrapper_prefix(sd)
     kind = detect_backbone(sd)
     depth = count_blocks(sd, re.escape(_V2) + r"blocks\.(\d+)\.")
     num_blocks = _shape(sd, "backbone.attn_mask_probs")[0]
@@ -118,4 +120,5 @@ def key_mapping(config: VideomtConfig) -> KeyMapping:
 
 
 def convert_state_dict(sd: StateDict, config: VideomtConfig) -> MappedStateDict:
-    return key_mapping(config).apply(strip_wrapper_prefix(sd))
+    """Map prepared weights to our names."""
+    return key_mapping(config).apply(sd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...core.registry import ModelFamily
 from .configuration_videomt import VideomtConfig
-from .convert_videomt import convert_state_dict, infer_config
+from .convert_videomt import convert_state_dict, infer_config, strip_wrapper_prefix
 from .modeling_videomt import VideomtForUniversalSegmentation
 from .parity_videomt import VideomtParity
 from .video_processing_videomt import VideomtVideoProcessor
@@ -31,6 +31,7 @@ FAMILY = ModelFamily(
     model_class=VideomtForUniversalSegmentation,
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,
+    prepare_state_dict=strip_wrapper_prefix,
     make_processor=make_processor,
     auto_model="AutoModelForUniversalSegmentation",
     parity=VideomtParity(),
@@ -39,4 +40,5 @@ FAMILY = ModelFamily(
         ("AutoModelForUniversalSegmentation", VideomtConfig, VideomtForUniversalSegmentation),
     ),
     processors={VideomtConfig: VideomtVideoProcessor},
+    tasks=("segment-video",),  # the CLI verbs that take its folders
 )

@@ -23,7 +23,7 @@ from transformers.models.dinov3_vit.modeling_dinov3_vit import (
 from transformers.utils import ModelOutput
 
 from ...core.inputs import check_pixel_dtype
-from ...core.pretrained import ReloadIdenticalMixin
+from ...core.pretrained import ReloadIdenticalMixin, as_returned, output_flags
 from .configuration_videomt import VideomtConfig
 
 Rope = tuple[torch.Tensor, torch.Tensor]  # DINOv3 RoPE (cos, sin) of the patch tokens
@@ -369,10 +369,9 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
             output_attentions: also return every block's attention weights (computed on the eager path).
         """
         config = self.config
-        output_hidden_states = (
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = output_flags(
+            config, output_attentions, output_hidden_states
         )
-        output_attentions = config.output_attentions if output_attentions is None else output_attentions
         implementation = "eager" if output_attentions else config._attn_implementation
         if isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4:
             pixel_values = pixel_values[:, None]
@@ -425,7 +424,7 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
             if output_auxiliary_logits
             else None,
         )
-        return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
+        return as_returned(output, config, return_dict)
 
     @staticmethod
     def _stack_auxiliary(

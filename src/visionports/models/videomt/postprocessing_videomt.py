@@ -32,6 +32,11 @@ def video_class_logits(class_logits: torch.Tensor) -> torch.Tensor:
     return class_logits.mean(dim=0)
 
 
+def video_class_probs(class_logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of each query over the video (no-object last): [T, Q, K+1] -> [Q, K+1]."""
+    return F.softmax(video_class_logits(class_logits), dim=-1)
+
+
 def instance_segmentation(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -45,7 +50,7 @@ def instance_segmentation(
     Returns ``scores`` [N], ``labels`` [N], ``track_ids`` [N] (query slots) and ``masks`` [N, T, H, W] bool,
     sorted by descending score.
     """
-    probs = F.softmax(video_class_logits(class_logits), dim=-1)[:, :-1]
+    probs = video_class_probs(class_logits)[:, :-1]
     num_classes = probs.shape[-1]
     k = min(max_instances, probs.numel())
     scores, flat = probs.flatten().topk(k, sorted=True)
@@ -62,7 +67,7 @@ def semantic_segmentation(
     original: tuple[int, int],
 ) -> torch.Tensor:
     """Per-pixel class map [T, H, W]: argmax over classes of sum_q p(q, c) * sigmoid mask_q."""
-    probs = F.softmax(video_class_logits(class_logits), dim=-1)[:, :-1]
+    probs = video_class_probs(class_logits)[:, :-1]
     masks = restore_mask_size(mask_logits, padded, resized, original, sigmoid=True)
     return torch.einsum("qc,qthw->cthw", probs, masks).max(0).indices
 
@@ -79,7 +84,7 @@ def panoptic_segmentation(
 ) -> dict:
     """Video panoptic segmentation: ``segmentation`` [T, H, W] int32 (0 = void) and ``segments``
     (id, label, is_thing, track_id); stuff segments of one class are merged."""
-    probs = F.softmax(video_class_logits(class_logits), dim=-1)
+    probs = video_class_probs(class_logits)
     scores, labels = probs.max(-1)
     num_classes = probs.shape[-1] - 1
     keep = labels.ne(num_classes) & (scores > object_threshold)

@@ -14,7 +14,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension
 from transformers.utils import TensorType
 
-from ...core.processing_options import call_options, normalize, to_layout
+from ...core.processing_options import call_options, channels_last, normalize, to_layout
 from ...utils.images import ImageInputError, to_rgb
 from .postprocessing_videomt import instance_segmentation, panoptic_segmentation, semantic_segmentation
 
@@ -96,9 +96,7 @@ class VideomtVideoProcessor(BaseImageProcessor):
     @staticmethod
     def _frame(frame: Any, name: str, options: Mapping[str, Any]) -> torch.Tensor:
         layout = options["input_data_format"]
-        channels_first = layout is not None and ChannelDimension(layout) == ChannelDimension.FIRST
-        if channels_first and isinstance(frame, np.ndarray | torch.Tensor) and frame.ndim == 3:
-            frame = frame.permute(1, 2, 0) if isinstance(frame, torch.Tensor) else np.moveaxis(frame, 0, -1)
+        frame = channels_last(frame, layout)
         if options["do_convert_rgb"]:
             array = np.asarray(to_rgb(frame, name=name), dtype=np.uint8)
         else:

@@ -1,0 +1,5 @@
+"""``python -m visionports.cli``."""
+
+from . import main
+
+main()

@@ -1,0 +1,133 @@
+"""What every verb shares: the group, error reporting, the ``--model`` folder and its family, choices."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..core.registry import converting_family_names, family_names
+
+
+class FamilyChoice(click.Choice):
+    """Families of the registry (with aliases such as ``sam3-lite-text``), read when a command runs.
+
+    ``converting`` keeps those with a checkpoint converter (``convert``, ``parity``).
+    """
+
+    def __init__(self, converting: bool = True) -> None:
+        self._converting = converting
+        super().__init__([], case_sensitive=False)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        names = converting_family_names if self._converting else family_names
+        return tuple(names(with_aliases=True))
+
+    @choices.setter
+    def choices(self, value: object) -> None:  # click.Choice assigns its list; the registry is the source
+        pass
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's input can cause: one ``Error:`` line and exit 1, never a traceback."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    from ..core.errors import VisionportsError
+
+    return (VisionportsError, ValueError, TypeError, OSError, ImportError, StrictDataclassError)
+
+
+class VisionportsGroup(click.Group):
+    """Every verb's errors about its inputs (package errors, bad values, files) reported the same way."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as err:
+            raise click.ClickException(str(err)) from err
+
+
+@click.group(cls=VisionportsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="visionports")
+def main() -> None:
+    """Vision models ported into transformers, with parity to their originals.
+
+    Grammar: visionports VERB [INPUTS] --model DIR [OPTIONS]; only `convert` names a family.
+    """
+
+
+def model_option(help_text: str = "A converted model folder (from `visionports convert`).") -> Callable:
+    """The ``--model DIR`` option every verb but ``convert`` takes (passed on as ``model_dir``)."""
+    return click.option(
+        "--model",
+        "model_dir",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help=help_text,
+    )
+
+
+def deprecated(message: str) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
+class ModelFolderCommand(click.Command):
+    """A verb whose family comes from ``--model``; the old leading ``FAMILY`` argument still works, deprecated.
+
+    ``legacy_positionals`` names the options the old form gave as positional arguments after the family
+    (``export deimv2 MODEL_DIR OUTPUT`` -> ``--model MODEL_DIR --output OUTPUT``).
+    """
+
+    def __init__(self, *args: Any, legacy_positionals: tuple[str, ...] = (), **kwargs: Any) -> None:
+        self.legacy_positionals = legacy_positionals
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].lower().replace("-", "_") in family_names():
+            family, args = args[0], list(args[1:])
+            moved = []
+            for option in self.legacy_positionals:
+                if args and not args[0].startswith("-"):
+                    moved += [option, args.pop(0)]
+            args = moved + args
+            deprecated(
+                f"`visionports {self.name} {family} ...` is deprecated: the family is read from the --model "
+                f"folder; use `visionports {self.name} --model DIR ...`"
+            )
+        return super().parse_args(ctx, args)
+
+
+def dataclass_options(cls: type, skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """One ``--option`` per field of the dataclass ``cls`` (help, bounds and aliases from field metadata).
+
+    Metadata keys: ``help``; ``min`` / ``max`` (+ ``min_open`` / ``max_open``) for a range; ``aliases``. A field
+    whose default is ``None`` means "the recipe's value", shown in its help rather than as a default.
+    """
+    hints = typing.get_type_hints(cls)
+
+    def decorate(command: Callable) -> Callable:
+        for item in reversed(dataclasses.fields(cls)):
+            if item.name in skip:
+                continue
+            command = _field_option(item, hints[item.name])(command)
+        return command
+
+    return decorate
+
+
+def _field_option(item: dataclasses.Field, hint: Any) -> Callable:
+    meta = item.metadata
+    base = next(a for a in typing.get_args(hint) or (hint,) if a is not type(None))
+    flags = (f"--{item.name.replace('_', '-')}", *meta.get("aliases", ()))
+    if base is bool:
+        return click.option(f"{flags[0]}/--no-{flags[0][2:]}", item.name, default=item.default,
+                            show_default=True, help=meta.get("help"))  # fmt: skip
+    bounds = {k: meta[k] for k in ("min", "max", "min_open", "max_open") if k in meta}
+    kind = (click.IntRange if base is int else click.FloatRange)(**bounds) if bounds else base
+    return click.option(*flags, item.name, type=kind, default=item.default,
+                        show_default=item.default is not None, help=meta.get("help"))  # fmt: skip

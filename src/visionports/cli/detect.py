@@ -1,0 +1,31 @@
+"""``visionports detect IMAGES... --model DIR``: boxes on images, pictures and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import model_option
+
+
+@click.command()
+@click.argument("inputs", metavar="IMAGES...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_option()
+@click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Minimum score of a reported detection.")  # fmt: skip
+@click.option("--output", "output_dir", default=Path("detections"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for annotated PNGs and detections.json.")  # fmt: skip
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+def detect(
+    inputs: tuple[Path, ...], model_dir: Path, threshold: float, output_dir: Path, batch_size: int
+) -> None:
+    """Detect objects in IMAGES (files or folders); write annotated pictures and JSON results."""
+    from ..tasks.detect import detect_files
+
+    run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size)
+    total = sum(len(v) for v in run.results.values())
+    click.echo(
+        f"{len(run.pictures)} image(s), {total} detection(s) -> {output_dir} (pictures + {run.json_path.name})"
+    )
