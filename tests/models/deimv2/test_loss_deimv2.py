@@ -201,7 +201,7 @@ def test_lite_variant_terms_eval_mode_and_empty_targets() -> None:
     assert float(nothing.loss_dict["loss_bbox"].detach()) == 0.0
 
 
-def test_criterion_epoch_comes_from_the_model_attribute_unless_given() -> None:
+def test_criterion_epoch_is_a_forward_argument() -> None:
     torch.manual_seed(0)
     model = Deimv2ForObjectDetection(Deimv2Config.from_preset("atto", num_queries=20, matcher_change_epoch=3))
     for p in model.model.decoder.parameters():
@@ -209,15 +209,36 @@ def test_criterion_epoch_comes_from_the_model_attribute_unless_given() -> None:
     model.train()
     x = torch.rand(2, 3, 128, 128)
     results = []
-    for epoch in (0, 3):
-        model.training_epoch = epoch
+    for epoch in (None, 0, 3):
         torch.manual_seed(1)
-        results.append(model(x, labels=_labels()).loss_dict["loss_mal"])
-    model.training_epoch = 0  # forward(epoch=...) wins over the default
-    torch.manual_seed(1)
-    explicit = model(x, labels=_labels(), epoch=3).loss_dict["loss_mal"]
-    assert torch.equal(explicit, results[1]) and not torch.equal(results[0], results[1])
+        results.append(model(x, labels=_labels(), epoch=epoch).loss_dict["loss_mal"])
+    assert torch.equal(results[0], results[1]) and not torch.equal(results[1], results[2])
+    assert not hasattr(model, "training_epoch")  # no mutable state carries the epoch
     assert Deimv2Criterion(model.config).matcher.change_epoch == 3
+
+
+def test_the_trainer_passes_the_current_epoch(tmp_path) -> None:
+    from transformers import TrainingArguments
+
+    from visionports.models.deimv2.train_deimv2 import DetectionTrainer
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, pixel_values, epoch):
+            seen.append(epoch)
+            return {"loss": (self.weight * pixel_values).sum()}
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    trainer = DetectionTrainer(model=Recorder(), args=args)
+    for state_epoch, expected in ((0.0, 0), (0.75, 0), (2.0, 2), (2.999, 2)):
+        trainer.state.epoch = state_epoch
+        trainer.compute_loss(trainer.model, {"pixel_values": torch.ones(1)})
+        assert seen[-1] == expected
 
 
 def test_criterion_takes_targets_and_epoch_as_arguments() -> None:

@@ -229,8 +229,7 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
     Training: pass ``labels=[{"class_labels": LongTensor[n], "boxes": FloatTensor[n, 4]}, ...]`` (boxes
     normalised cx, cy, w, h) to get the original recipe's ``loss`` and ``loss_dict``. The matcher switches
     its cost at ``config.matcher_change_epoch``: the criterion takes the epoch as an argument, ``epoch=`` of
-    :meth:`forward`. Without it the default ``model.training_epoch`` is used (0 unless set; the trainer's
-    epoch callback sets it at every epoch); an explicit ``epoch=`` always wins.
+    :meth:`forward` (0 when not given; ``train_deimv2.DetectionTrainer`` passes the current one).
     """
 
     accepts_loss_kwargs = False  # the loss is normalised by the number of boxes, not by the trainer
@@ -238,7 +237,6 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
     def __init__(self, config: Deimv2Config):
         super().__init__(config)
         self.model = Deimv2Model(config)
-        self.training_epoch = 0  # default epoch of the criterion, see the class docstring
         self.post_init()
 
     def forward(
@@ -261,8 +259,7 @@ class Deimv2ForObjectDetection(Deimv2PreTrainedModel):
         )
         output = Deimv2ObjectDetectionOutput(**{k: v for k, v in out.items()})
         if targets is not None:
-            epoch = self.training_epoch if epoch is None else epoch
             criterion = Deimv2Criterion(self.config)
-            output.loss_dict = criterion(out.training_outputs, targets, epoch=int(epoch))
+            output.loss_dict = criterion(out.training_outputs, targets, epoch=int(epoch or 0))
             output.loss = sum(output.loss_dict.values())
         return as_returned(output, self.config, return_dict)
