@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +56,29 @@ def load_coco_split(root: str | Path, split: str = "val") -> CocoSplit:
     """
     root = Path(root)
     annotation_file = root / "annotations" / f"instances_{split}.json"
+    data = _read_annotations(root, annotation_file)
+    categories = _categories(data, annotation_file)
+    images = _images(data, annotation_file, _image_folder(root, split))
+    skipped = _add_annotations(data, annotation_file, images, {cid for cid, _ in categories})
+    return CocoSplit(
+        annotation_file=annotation_file,
+        images=sorted(images.values(), key=lambda im: im.image_id),
+        category_ids=[cid for cid, _ in categories],
+        category_names=[name for _, name in categories],
+        skipped=skipped,
+    )
+
+
+@contextlib.contextmanager
+def _malformed(annotation_file: Path, expected: str) -> Iterator[None]:
+    """A missing key or a value of the wrong type inside the block -> ``CocoFormatError`` saying ``expected``."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as err:
+        raise CocoFormatError(f"{annotation_file}: {expected}") from err
+
+
+def _read_annotations(root: Path, annotation_file: Path) -> dict:
     if not annotation_file.is_file():
         raise CocoFormatError(f"{root}: missing {annotation_file.relative_to(root)}")
     try:
@@ -63,46 +88,49 @@ def load_coco_split(root: str | Path, split: str = "val") -> CocoSplit:
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key) if isinstance(data, dict) else None, list):
             raise CocoFormatError(f"{annotation_file}: expected a list under {key!r}")
-    try:
+    return data
+
+
+def _categories(data: dict, annotation_file: Path) -> list[tuple[int, str]]:
+    with _malformed(annotation_file, "each category needs an integer 'id' and a 'name'"):
         categories = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CocoFormatError(f"{annotation_file}: each category needs an integer 'id' and a 'name'") from err
     if not categories:
         raise CocoFormatError(f"{annotation_file}: no categories")
-    known = {cid for cid, _ in categories}
-    folder = _image_folder(root, split)
+    return categories
+
+
+def _images(data: dict, annotation_file: Path, folder: Path) -> dict[int, CocoImage]:
     images: dict[int, CocoImage] = {}
     for entry in data["images"]:
-        try:
+        with _malformed(annotation_file, f"image entry {entry!r} needs id, file_name, width, height"):
             image = CocoImage(
                 int(entry["id"]), folder / entry["file_name"], int(entry["width"]), int(entry["height"])
             )
-        except (KeyError, TypeError, ValueError) as err:
-            raise CocoFormatError(
-                f"{annotation_file}: image entry {entry!r} needs id, file_name, width, height"
-            ) from err
         if image.width < 1 or image.height < 1:
             raise CocoFormatError(f"{annotation_file}: image {image.image_id} has an empty size")
         if not image.path.is_file():
             raise CocoFormatError(f"{annotation_file}: image {image.image_id}: file {image.path} not found")
         images[image.image_id] = image
+    return images
+
+
+def _add_annotations(
+    data: dict, annotation_file: Path, images: dict[int, CocoImage], known: set[int]
+) -> dict[str, int]:
+    """Append each annotation's (clipped) box to its image; the counts of skipped crowds and clipped boxes."""
     skipped = {"crowd": 0, "clipped": 0}
     for ann in data["annotations"]:
-        try:
+        name = ann.get("id", "?") if isinstance(ann, dict) else repr(ann)
+        with _malformed(
+            annotation_file, f"annotation {name} needs image_id, category_id and a 4-number bbox"
+        ):
             image_id, category_id = int(ann["image_id"]), int(ann["category_id"])
             x, y, w, h = (float(v) for v in ann["bbox"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CocoFormatError(
-                f"{annotation_file}: annotation {ann.get('id', '?') if isinstance(ann, dict) else ann!r} "
-                "needs image_id, category_id and a 4-number bbox"
-            ) from err
         if image_id not in images:
-            raise CocoFormatError(
-                f"{annotation_file}: annotation {ann.get('id', '?')} refers to unknown image {image_id}"
-            )
+            raise CocoFormatError(f"{annotation_file}: annotation {name} refers to unknown image {image_id}")
         if category_id not in known:
             raise CocoFormatError(
-                f"{annotation_file}: annotation {ann.get('id', '?')} has unknown category_id {category_id} "
+                f"{annotation_file}: annotation {name} has unknown category_id {category_id} "
                 f"(categories: {sorted(known)})"
             )
         if ann.get("iscrowd", 0):
@@ -113,17 +141,11 @@ def load_coco_split(root: str | Path, split: str = "val") -> CocoSplit:
         x1, y1 = min(x + w, float(image.width)), min(y + h, float(image.height))
         if w <= 0 or h <= 0 or x1 <= x0 or y1 <= y0:
             raise CocoFormatError(
-                f"{annotation_file}: annotation {ann.get('id', '?')} has an empty box {[x, y, w, h]} "
+                f"{annotation_file}: annotation {name} has an empty box {[x, y, w, h]} "
                 f"for image {image_id} of size {image.width}x{image.height}"
             )
         if (x0, y0, x1, y1) != (x, y, x + w, y + h):
             skipped["clipped"] += 1
         image.boxes_xywh.append([x0, y0, x1 - x0, y1 - y0])
         image.category_ids.append(category_id)
-    return CocoSplit(
-        annotation_file=annotation_file,
-        images=sorted(images.values(), key=lambda im: im.image_id),
-        category_ids=[cid for cid, _ in categories],
-        category_names=[name for _, name in categories],
-        skipped=skipped,
-    )
+    return skipped
