@@ -22,43 +22,45 @@ from .checkpoint import CheckpointError
 
 
 @dataclass(frozen=True)
-class Rename:
-    """Rewrite every key matching ``pattern`` (``re.sub`` semantics, groups allowed)."""
+class _PatternRule:
+    """A rule selecting keys by the regular expression ``pattern``."""
 
     pattern: str
+
+
+@dataclass(frozen=True)
+class Rename(_PatternRule):
+    """Rewrite every key matching ``pattern`` (``re.sub`` semantics, groups allowed)."""
+
     replacement: str
 
 
 @dataclass(frozen=True)
-class Split:
+class Split(_PatternRule):
     """Split a (renamed) key fully matching ``pattern`` into ``len(targets)`` equal chunks along ``dim``."""
 
-    pattern: str
     targets: tuple[str, ...]
     dim: int = 0
 
 
 @dataclass(frozen=True)
-class Skip:
+class Skip(_PatternRule):
     """Drop original keys fully matching ``pattern``; ``reason`` is shown in reports."""
 
-    pattern: str
     reason: str
 
 
 @dataclass(frozen=True)
-class Duplicate:
+class Duplicate(_PatternRule):
     """Drop original keys fully matching ``pattern`` after checking they equal ``re.sub(pattern, of, key)``."""
 
-    pattern: str
     of: str
 
 
 @dataclass(frozen=True)
-class Fold:
+class Fold(_PatternRule):
     """Merge an original key fully matching ``pattern`` into ``re.sub(pattern, into, key)`` with ``fn(into, this)``."""
 
-    pattern: str
     into: str
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     description: str = ""
@@ -81,7 +83,7 @@ class KeyMapping:
     rules: list[Rule]
 
     def __post_init__(self) -> None:
-        self._compiled = [(rule, re.compile(_pattern_of(rule))) for rule in self.rules]
+        self._compiled = [(rule, re.compile(rule.pattern)) for rule in self.rules]
 
     def rename(self, key: str) -> list[str]:
         """Our key(s) for one original key (after renames and splits), ignoring skip rules."""
@@ -103,30 +105,9 @@ class KeyMapping:
         pending = dict(state_dict)
         skipped: dict[str, str] = {}
         for rule, regex in self._compiled:
-            if isinstance(rule, Skip):
+            if isinstance(rule, (Skip, Duplicate, Fold)):
                 for key in [k for k in pending if regex.fullmatch(k)]:
-                    skipped[key] = rule.reason
-                    del pending[key]
-            elif isinstance(rule, Duplicate):
-                for key in [k for k in pending if regex.fullmatch(k)]:
-                    original = regex.sub(rule.of, key)
-                    if original not in state_dict:
-                        raise CheckpointError(f"key {key!r} should duplicate {original!r}, which is absent")
-                    if check_duplicates and not _same(state_dict[key], state_dict[original]):
-                        raise CheckpointError(
-                            f"key {key!r} should be an exact copy of {original!r} (tied/shared weights) but differs"
-                        )
-                    skipped[key] = f"identical copy of {original}"
-                    del pending[key]
-            elif isinstance(rule, Fold):
-                for key in [k for k in pending if regex.fullmatch(k)]:
-                    target = regex.sub(rule.into, key)
-                    if target not in pending:
-                        raise CheckpointError(f"key {key!r} folds into {target!r}, which is absent")
-                    pending[target] = rule.fn(pending[target], pending[key])
-                    skipped[key] = f"folded into {target}" + (
-                        f" ({rule.description})" if rule.description else ""
-                    )
+                    skipped[key] = _drop(rule, regex, key, pending, state_dict, check_duplicates)
                     del pending[key]
         tensors: dict[str, torch.Tensor] = {}
         source: dict[str, str] = {}
@@ -148,8 +129,31 @@ class KeyMapping:
         return cls(rules)
 
 
-def _pattern_of(rule: Rule) -> str:
-    return rule.pattern
+def _drop(
+    rule: Skip | Duplicate | Fold,
+    regex: re.Pattern[str],
+    key: str,
+    pending: dict[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+    check_duplicates: bool,
+) -> str:
+    """Why ``rule`` drops the original ``key`` (a :class:`Fold` merges it into its target in ``pending``)."""
+    if isinstance(rule, Skip):
+        return rule.reason
+    if isinstance(rule, Duplicate):
+        original = regex.sub(rule.of, key)
+        if original not in state_dict:
+            raise CheckpointError(f"key {key!r} should duplicate {original!r}, which is absent")
+        if check_duplicates and not _same(state_dict[key], state_dict[original]):
+            raise CheckpointError(
+                f"key {key!r} should be an exact copy of {original!r} (tied/shared weights) but differs"
+            )
+        return f"identical copy of {original}"
+    target = regex.sub(rule.into, key)
+    if target not in pending:
+        raise CheckpointError(f"key {key!r} folds into {target!r}, which is absent")
+    pending[target] = rule.fn(pending[target], pending[key])
+    return f"folded into {target}" + (f" ({rule.description})" if rule.description else "")
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

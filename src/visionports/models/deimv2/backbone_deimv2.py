@@ -12,6 +12,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .configuration_deimv2 import Deimv2Config
 
+Rope = tuple[torch.Tensor, torch.Tensor]  # (sin, cos) tables of the patch tokens, [N_patches, head_dim] each
+WithWeights = tuple[torch.Tensor, torch.Tensor | None]  # output and attention weights (when requested)
+
 
 def hgnet_backbone_config(config: Deimv2Config) -> HGNetV2Config:
     """The transformers HGNetV2 configuration equivalent to the original stage table."""
@@ -49,7 +52,7 @@ class Deimv2RopeEmbedding(nn.Module):
         super().__init__()
         self.register_buffer("periods", rope_periods(head_dim, base), persistent=True)
 
-    def forward(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, height: int, width: int) -> Rope:
         device = self.periods.device
         # Coordinates are always float32 (as the original); the angles take the periods' dtype.
         coords_h = torch.arange(0.5, height, device=device, dtype=torch.float32) / height
@@ -88,12 +91,8 @@ class Deimv2ViTAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        num_prefix: int,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, x: torch.Tensor, rope: Rope, num_prefix: int, output_attentions: bool = False
+    ) -> WithWeights:
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
         q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
@@ -153,12 +152,8 @@ class Deimv2ViTLayer(GradientCheckpointingLayer):
         self.layer_scale2 = Deimv2LayerScale(dim) if config.vit_layer_scale else nn.Identity()
 
     def forward(
-        self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        num_prefix: int,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, x: torch.Tensor, rope: Rope, num_prefix: int, output_attentions: bool = False
+    ) -> WithWeights:
         update, weights = self.attention(self.norm1(x), rope, num_prefix, output_attentions)
         x = x + self.layer_scale1(update)
         return x + self.layer_scale2(self.mlp(self.norm2(x))), weights

@@ -10,41 +10,18 @@ from transformers import PreTrainedConfig
 
 from ...data.coco import COCO_CLASSES
 
-# HGNetV2 stage tables of the original: [in, mid, out, num_blocks, downsample, light_block, kernel, layers]
+# HGNetV2 stage rows of the original: [in, mid, out, num_blocks, downsample, light_block, kernel, layers].
+# Every released arch has the same stem and first two stages; they differ from the third stage on.
+_HGNET_FIRST_STAGES = [[16, 16, 64, 1, False, False, 3, 3], [64, 32, 256, 1, True, False, 3, 3]]
+_HGNET_LATER_STAGES = {
+    "Atto": [[256, 64, 256, 1, True, True, 3, 3]],
+    "Femto": [[256, 64, 512, 1, True, True, 5, 3]],
+    "Pico": [[256, 64, 512, 2, True, True, 5, 3]],
+    "B0": [[256, 64, 512, 2, True, True, 5, 3], [512, 128, 1024, 1, True, True, 5, 3]],
+}
 _HGNET_ARCHS: dict[str, dict[str, Any]] = {
-    "Atto": {
-        "stem": [3, 16, 16],
-        "stages": [
-            [16, 16, 64, 1, False, False, 3, 3],
-            [64, 32, 256, 1, True, False, 3, 3],
-            [256, 64, 256, 1, True, True, 3, 3],
-        ],
-    },
-    "Femto": {
-        "stem": [3, 16, 16],
-        "stages": [
-            [16, 16, 64, 1, False, False, 3, 3],
-            [64, 32, 256, 1, True, False, 3, 3],
-            [256, 64, 512, 1, True, True, 5, 3],
-        ],
-    },
-    "Pico": {
-        "stem": [3, 16, 16],
-        "stages": [
-            [16, 16, 64, 1, False, False, 3, 3],
-            [64, 32, 256, 1, True, False, 3, 3],
-            [256, 64, 512, 2, True, True, 5, 3],
-        ],
-    },
-    "B0": {
-        "stem": [3, 16, 16],
-        "stages": [
-            [16, 16, 64, 1, False, False, 3, 3],
-            [64, 32, 256, 1, True, False, 3, 3],
-            [256, 64, 512, 2, True, True, 5, 3],
-            [512, 128, 1024, 1, True, True, 5, 3],
-        ],
-    },
+    arch: {"stem": [3, 16, 16], "stages": copy.deepcopy(_HGNET_FIRST_STAGES) + later}
+    for arch, later in _HGNET_LATER_STAGES.items()
 }
 
 
@@ -61,7 +38,9 @@ def _hgnet_preset(arch: str, out_indices: list[int], **kw: Any) -> dict[str, Any
     }
 
 
-def _vit_preset(flavor: str, **kw: Any) -> dict[str, Any]:
+def _vit_preset(flavor: str, width: int, **kw: Any) -> dict[str, Any]:
+    """A ViT + STA variant; ``width`` is the backbone projection, every encoder input level, the encoder and
+    the decoder width alike."""
     base: dict[str, Any] = {
         "backbone_type": "vit_sta",
         "vit_flavor": flavor,
@@ -94,6 +73,13 @@ def _vit_preset(flavor: str, **kw: Any) -> dict[str, Any]:
             vit_final_norm=True,
             vit_mask_k_bias=True,
         )
+    base.update(
+        backbone_hidden_dim=width,
+        encoder_in_channels=[width] * 3,
+        encoder_hidden_dim=width,
+        d_model=width,
+        eval_image_size=[640, 640],
+    )
     base.update(kw)
     return base
 
@@ -115,40 +101,47 @@ _LITE = {
     "encoder_depth_mult": 0.5,
 }
 
+
+def _lite_preset(
+    arch: str, channels: int, width: int, decoder_ffn: int, queries: int, size: int
+) -> dict[str, Any]:
+    """An HGNetV2 variant with the lite encoder: one backbone level of ``channels``, ``width`` wide after."""
+    return _hgnet_preset(arch, [2], **_LITE, encoder_in_channels=[channels], encoder_hidden_dim=width,
+                         d_model=width, decoder_ffn_dim=decoder_ffn, num_queries=queries,
+                         eval_image_size=[size, size])  # fmt: skip
+
+
+# name: HGNetV2 arch, backbone channels, width, decoder FFN width, queries, eval size (see ``_lite_preset``)
+_LITE_VARIANTS = {
+    "atto": ("Atto", 256, 64, 160, 100, 320),
+    "femto": ("Femto", 512, 96, 256, 150, 416),
+    "pico": ("Pico", 512, 112, 320, 200, 640),
+}
+
+# What sets the ViT variants apart, by configuration name (``width``: see ``_vit_preset``).
+_VIT_COLUMNS = (
+    "vit_hidden_size",
+    "vit_num_heads",
+    "vit_ffn_type",
+    "vit_ffn_hidden_size",
+    "sta_inplanes",
+    "width",
+    "encoder_ffn_dim",
+    "encoder_expansion",
+    "encoder_depth_mult",
+    "decoder_ffn_dim",
+    "decoder_layers",
+    "matcher_change_epoch",
+)
+_VIT_VARIANTS = {
+    "s": ("vit_tiny", (192, 3, "mlp", 768, 16, 192, 512, 0.34, 0.67, 512, 4, 100)),
+    "m": ("vit_tiny", (256, 4, "mlp", 1024, 16, 256, 512, 0.67, 1.0, 512, 4, 80)),
+    "l": ("dinov3", (384, 6, "mlp", 1536, 32, 224, 896, 1.0, 1.0, 1792, 4, 50)),
+    "x": ("dinov3", (384, 6, "swiglu", 1536, 64, 256, 1024, 1.25, 1.37, 2048, 6, 45)),
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
-    "atto": _hgnet_preset(
-        "Atto",
-        [2],
-        **_LITE,
-        encoder_in_channels=[256],
-        encoder_hidden_dim=64,
-        d_model=64,
-        decoder_ffn_dim=160,
-        num_queries=100,
-        eval_image_size=[320, 320],
-    ),
-    "femto": _hgnet_preset(
-        "Femto",
-        [2],
-        **_LITE,
-        encoder_in_channels=[512],
-        encoder_hidden_dim=96,
-        d_model=96,
-        decoder_ffn_dim=256,
-        num_queries=150,
-        eval_image_size=[416, 416],
-    ),
-    "pico": _hgnet_preset(
-        "Pico",
-        [2],
-        **_LITE,
-        encoder_in_channels=[512],
-        encoder_hidden_dim=112,
-        d_model=112,
-        decoder_ffn_dim=320,
-        num_queries=200,
-        eval_image_size=[640, 640],
-    ),
+    **{name: _lite_preset(*row) for name, row in _LITE_VARIANTS.items()},
     "n": _hgnet_preset(
         "B0",
         [2, 3],
@@ -173,80 +166,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         share_bbox_head=False,
         eval_image_size=[640, 640],
     ),
-    "s": _vit_preset(
-        "vit_tiny",
-        vit_hidden_size=192,
-        vit_num_heads=3,
-        vit_ffn_hidden_size=768,
-        sta_inplanes=16,
-        backbone_hidden_dim=192,
-        encoder_in_channels=[192, 192, 192],
-        encoder_hidden_dim=192,
-        encoder_ffn_dim=512,
-        encoder_expansion=0.34,
-        encoder_depth_mult=0.67,
-        d_model=192,
-        decoder_ffn_dim=512,
-        decoder_layers=4,
-        eval_image_size=[640, 640],
-        matcher_change_epoch=100,
-    ),
-    "m": _vit_preset(
-        "vit_tiny",
-        vit_hidden_size=256,
-        vit_num_heads=4,
-        vit_ffn_hidden_size=1024,
-        sta_inplanes=16,
-        backbone_hidden_dim=256,
-        encoder_in_channels=[256, 256, 256],
-        encoder_hidden_dim=256,
-        encoder_ffn_dim=512,
-        encoder_expansion=0.67,
-        encoder_depth_mult=1.0,
-        d_model=256,
-        decoder_ffn_dim=512,
-        decoder_layers=4,
-        eval_image_size=[640, 640],
-        matcher_change_epoch=80,
-    ),
-    "l": _vit_preset(
-        "dinov3",
-        vit_hidden_size=384,
-        vit_num_heads=6,
-        vit_ffn_type="mlp",
-        vit_ffn_hidden_size=1536,
-        sta_inplanes=32,
-        backbone_hidden_dim=224,
-        encoder_in_channels=[224, 224, 224],
-        encoder_hidden_dim=224,
-        encoder_ffn_dim=896,
-        encoder_expansion=1.0,
-        encoder_depth_mult=1.0,
-        d_model=224,
-        decoder_ffn_dim=1792,
-        decoder_layers=4,
-        eval_image_size=[640, 640],
-        matcher_change_epoch=50,
-    ),
-    "x": _vit_preset(
-        "dinov3",
-        vit_hidden_size=384,
-        vit_num_heads=6,
-        vit_ffn_type="swiglu",
-        vit_ffn_hidden_size=1536,
-        sta_inplanes=64,
-        backbone_hidden_dim=256,
-        encoder_in_channels=[256, 256, 256],
-        encoder_hidden_dim=256,
-        encoder_ffn_dim=1024,
-        encoder_expansion=1.25,
-        encoder_depth_mult=1.37,
-        d_model=256,
-        decoder_ffn_dim=2048,
-        decoder_layers=6,
-        eval_image_size=[640, 640],
-        matcher_change_epoch=45,
-    ),
+    **{
+        name: _vit_preset(flavor, **dict(zip(_VIT_COLUMNS, row, strict=True)))
+        for name, (flavor, row) in _VIT_VARIANTS.items()
+    },
 }
 
 LOSS_TYPES = ("mal", "vfl", "focal", "boxes", "local")

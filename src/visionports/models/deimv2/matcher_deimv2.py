@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from ...utils.boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
 
 Matching = list[tuple[torch.Tensor, torch.Tensor]]
+Targets = list[dict[str, torch.Tensor]]  # per image: "labels" [n_i] and "boxes" [n_i, 4] (cx, cy, w, h)
 
 
 def _linear_sum_assignment():
@@ -46,11 +47,7 @@ class Deimv2HungarianMatcher:
 
     @torch.no_grad()
     def cost_matrix(
-        self,
-        logits: torch.Tensor,
-        boxes: torch.Tensor,
-        targets: list[dict[str, torch.Tensor]],
-        epoch: int = 0,
+        self, logits: torch.Tensor, boxes: torch.Tensor, targets: Targets, epoch: int = 0
     ) -> torch.Tensor:
         """Cost of every (query, target) pair of the batch, ``[B, Q, sum(n_i)]`` on the CPU."""
         batch, num_queries = logits.shape[:2]
@@ -79,11 +76,7 @@ class Deimv2HungarianMatcher:
 
     @torch.no_grad()
     def __call__(
-        self,
-        logits: torch.Tensor,
-        boxes: torch.Tensor,
-        targets: list[dict[str, torch.Tensor]],
-        epoch: int = 0,
+        self, logits: torch.Tensor, boxes: torch.Tensor, targets: Targets, epoch: int = 0
     ) -> Matching:
         """Per image ``(query_indices, target_indices)`` (int64, on the CPU)."""
         assign = _linear_sum_assignment()

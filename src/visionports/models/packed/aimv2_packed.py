@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import Aimv2VisionConfig
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.aimv2.modeling_aimv2 import (
     Aimv2AttentionPoolingHead,
     Aimv2EncoderLayer,
@@ -21,29 +20,26 @@ from transformers.models.aimv2.modeling_aimv2 import (
     build_2d_sinusoidal_position_embedding,
 )
 
-from .common import PackedEncoderMixin, layer_container, prenorm_block
-from .loading import RefuseMissingWeightsMixin
-from .packing import Segments, segments_from_grid_thw, validate_packed
+from .common import PackedEncoderMixin, PrenormPackedLayer, layer_container, pool_per_image
+from .packing import Segments, segments_from_grid_thw
 
 __all__ = ["Aimv2PackedVisionModel"]
 
 
-class _PackedLayer(Aimv2EncoderLayer):
+def _native_positions(h: int, w: int, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """Upstream's 2D sin-cos table of an ``h x w`` grid, ``[h*w, dim]``, halves swapped (trained w-first)."""
+    table = build_2d_sinusoidal_position_embedding(h, w, dim, device=like.device, dtype=like.dtype)
+    half = table.shape[-1] // 2
+    return torch.cat([table[:, half:], table[:, :half]], dim=-1)
+
+
+class _PackedLayer(PrenormPackedLayer, Aimv2EncoderLayer):
     """Upstream's pre-norm block (same parameters) over packed rows ``[N, D]``; attention bounded per image."""
 
-    def forward(  # type: ignore[override]
-        self, hidden_states: torch.Tensor, segments: Segments, backend: str, need_weights: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return prenorm_block(
-            hidden_states,
-            segments,
-            backend,
-            need_weights,
-            (self.rms_norm1, self.attention, self.rms_norm2, self.ffn),
-        )
+    part_names = ("rms_norm1", "attention", "rms_norm2", "ffn")
 
 
-class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Aimv2PreTrainedModel):
+class Aimv2PackedVisionModel(PackedEncoderMixin, Aimv2PreTrainedModel):
     """``forward(hidden_states [N, p*p*C], grid_thw [n, 3])`` -> rows ``[N, D]`` (no CLS: ``num_prefix_tokens = 0``)
     and ``pooler_output [n, D]`` when ``config.use_head``. Fixed-size checkpoints accept only ``(1, S, S)`` grids.
     Attention backends and output conventions: ``visionports.models.packed.common``."""
@@ -78,10 +74,7 @@ class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Aimv
         parts = []
         for _, h, w in grid_thw.tolist():
             if self.config.is_native:
-                table = build_2d_sinusoidal_position_embedding(h, w, self.config.hidden_size, device=like.device,
-                                                               dtype=like.dtype)  # fmt: skip
-                half = table.shape[-1] // 2
-                parts.append(torch.cat([table[:, half:], table[:, :half]], dim=-1))  # trained w-first
+                parts.append(_native_positions(h, w, self.config.hidden_size, like))
             else:
                 parts.append(self.embeddings.position_embedding.weight)
         return torch.cat(parts)
@@ -98,31 +91,14 @@ class Aimv2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Aimv
                     f"({config.image_size}x{config.image_size} images); use a native checkpoint for other sizes"
                 )
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        grid_thw: torch.Tensor,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutputWithPooling | tuple:
-        config = self.config
-        validate_packed(hidden_states, grid_thw, config.patch_size, config.num_channels)
+    def embed_packed(
+        self, hidden_states: torch.Tensor, grid_thw: torch.Tensor
+    ) -> tuple[torch.Tensor, Segments, tuple[torch.Tensor, ...]]:
         self._check_fixed_size(grid_thw)
-        want_attentions, want_hidden, as_dict = self.output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
         x = self.embeddings.rms_norm(self._patch_rows(hidden_states))
         x = x + self._positions(grid_thw, x)
-        segments = segments_from_grid_thw(grid_thw, device=x.device)
-        backend = self.attention_backend(x)
-        x, hidden, attentions = self.run_layers(self.encoder.layers, x, segments, backend, want_attentions,
-                                                want_hidden)  # fmt: skip
+        return x, segments_from_grid_thw(grid_thw, device=x.device), ()
+
+    def finish_packed(self, x: torch.Tensor, segments: Segments) -> tuple[torch.Tensor, torch.Tensor | None]:
         last = self.rms_norm(x)
-        pooled = None
-        if config.use_head:
-            pooled = torch.cat([self.head(segment[None]) for segment in last.split(segments.lengths)])
-        output = BaseModelOutputWithPooling(
-            last_hidden_state=last, pooler_output=pooled, hidden_states=hidden, attentions=attentions
-        )
-        return output if as_dict else output.to_tuple()
+        return last, (pool_per_image(self.head, last, segments) if self.config.use_head else None)

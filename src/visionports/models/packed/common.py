@@ -1,4 +1,4 @@
-"""What the three packed encoders share: the attention switch, output flags and the layer loop.
+"""What the three packed encoders share: the forward, attention switch, output flags and the layer loop.
 
 Attention backends (transformers' ``attn_implementation``):
 
@@ -22,14 +22,18 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .packing import Segments, packed_attention, resolve_backend
+from .loading import RefuseMissingWeightsMixin
+from .packing import Segments, packed_attention, resolve_backend, validate_packed
 
 
-class PackedEncoderMixin:
-    """Mixed in before a family's ``*PreTrainedModel``: packed inputs, transformers' switches honoured."""
+class PackedEncoderMixin(RefuseMissingWeightsMixin):
+    """Mixed in before a family's ``*PreTrainedModel``: packed inputs, transformers' switches honoured, no
+    loading with missing weights. Families provide ``embed_packed``, ``finish_packed`` and ``layers_path``."""
 
     main_input_name = "hidden_states"
+    layers_path: str = "encoder.layers"  # where the model keeps its packed layers (``get_submodule`` path)
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -69,30 +73,72 @@ class PackedEncoderMixin:
         as_dict = getattr(config, "return_dict", True) if return_dict is None else return_dict
         return bool(attentions), bool(hidden), bool(as_dict)
 
-    @staticmethod
-    def run_layers(
-        layers: Sequence[nn.Module],
-        x: torch.Tensor,
-        segments: Segments,
-        backend: str,
-        want_attentions: bool,
-        want_hidden: bool,
-        *extra: torch.Tensor,
-    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        """Every layer once over the pack: ``(x, hidden_states, attentions)`` (the tuples ``None`` unless asked)."""
-        hidden = [x] if want_hidden else None
-        attentions = [] if want_attentions else None
-        for layer in layers:
-            x, weights = layer(x, segments, backend, want_attentions, *extra)
-            if hidden is not None:
-                hidden.append(x)
-            if attentions is not None:
-                attentions.append(weights)
-        return (
-            x,
-            (tuple(hidden) if hidden is not None else None),
-            (tuple(attentions) if attentions is not None else None),
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        grid_thw: torch.Tensor,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutputWithPooling | tuple:
+        """Patch rows ``hidden_states [N, p*p*C]`` of the images ``grid_thw [n, 3]`` -> packed outputs."""
+        validate_packed(hidden_states, grid_thw, self.packed_patch_size(), self.config.num_channels)
+        want_attentions, want_hidden, as_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
+        x, segments, extra = self.embed_packed(hidden_states, grid_thw)
+        layers = self.get_submodule(self.layers_path)
+        x, hidden, attentions = run_layers(layers, x, segments, self.attention_backend(x), want_attentions,
+                                           want_hidden, *extra)  # fmt: skip
+        last, pooled = self.finish_packed(x, segments)
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=last, pooler_output=pooled, hidden_states=hidden, attentions=attentions
+        )
+        return output if as_dict else output.to_tuple()
+
+    def packed_patch_size(self) -> int:
+        """The config's ``patch_size`` (a ``(p, p)`` pair gives ``p``; non-square patches are refused)."""
+        p = self.config.patch_size
+        if isinstance(p, (tuple, list)):
+            if p[0] != p[1]:
+                raise ValueError(f"{type(self).__name__} needs square patches, got patch_size={p}")
+            p = p[0]
+        return int(p)
+
+    def embed_packed(
+        self, hidden_states: torch.Tensor, grid_thw: torch.Tensor
+    ) -> tuple[torch.Tensor, Segments, tuple[torch.Tensor, ...]]:
+        """Validated inputs -> token rows, their per-image segments and any extra per-row layer inputs."""
+        raise NotImplementedError
+
+    def finish_packed(self, x: torch.Tensor, segments: Segments) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last layer's rows -> ``(last_hidden_state, pooler_output)``."""
+        raise NotImplementedError
+
+
+def run_layers(
+    layers: Sequence[nn.Module],
+    x: torch.Tensor,
+    segments: Segments,
+    backend: str,
+    want_attentions: bool,
+    want_hidden: bool,
+    *extra: torch.Tensor,
+) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+    """All layers once over the pack: ``(x, hidden_states, attentions)``, the tuples ``None`` unless asked."""
+    hidden = [x] if want_hidden else None
+    attentions = [] if want_attentions else None
+    for layer in layers:
+        x, weights = layer(x, segments, backend, want_attentions, *extra)
+        if hidden is not None:
+            hidden.append(x)
+        if attentions is not None:
+            attentions.append(weights)
+    return (
+        x,
+        (tuple(hidden) if hidden is not None else None),
+        (tuple(attentions) if attentions is not None else None),
+    )
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -105,27 +151,37 @@ def attention_dropout(module: nn.Module) -> float:
     return float(getattr(module, "dropout", 0.0)) if module.training else 0.0
 
 
-def prenorm_block(
-    hidden_states: torch.Tensor,
-    segments: Segments,
-    backend: str,
-    need_weights: bool,
-    parts: tuple[nn.Module, nn.Module, nn.Module, nn.Module],
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A pre-norm transformer block over packed rows ``[N, D]``, attention bounded per image.
+def project_qkv(attention: nn.Module, normed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``attention.q_proj/k_proj/v_proj`` of ``normed`` rows, each ``[T, num_heads, head_dim]``."""
+    return tuple(split_heads(proj(normed), attention.num_heads)
+                 for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
 
-    ``parts`` are the block's own modules ``(norm1, attention, norm2, mlp)``; the attention module provides
+
+class PrenormPackedLayer:
+    """Mixed in before an upstream pre-norm encoder layer: its block over packed rows ``[N, D]``, attention
+    bounded per image, with the layer's own modules (same parameters).
+
+    ``part_names`` name the layer's ``(norm1, attention, norm2, mlp)``; the attention module provides
     ``q_proj`` / ``k_proj`` / ``v_proj`` / ``out_proj``, ``num_heads`` and ``scale``.
-    Returns the new rows and, with ``need_weights``, the block-diagonal attention weights.
     """
-    norm1, attention, norm2, mlp = parts
-    normed = norm1(hidden_states)
-    q, k, v = (split_heads(proj(normed), attention.num_heads)
-               for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
-    mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, attention_dropout(attention),
-                                      need_weights)  # fmt: skip
-    hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
-    return hidden_states + mlp(norm2(hidden_states)), weights
+
+    part_names: tuple[str, str, str, str]
+
+    def forward(
+        self, hidden_states: torch.Tensor, segments: Segments, backend: str, need_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The new rows and, with ``need_weights``, the block-diagonal attention weights."""
+        norm1, attention, norm2, mlp = (getattr(self, name) for name in self.part_names)
+        q, k, v = project_qkv(attention, norm1(hidden_states))
+        dropout = attention_dropout(attention)
+        mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, dropout, need_weights)
+        hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
+        return hidden_states + mlp(norm2(hidden_states)), weights
+
+
+def pool_per_image(head: nn.Module, rows: torch.Tensor, segments: Segments) -> torch.Tensor:
+    """``head`` run on each image's rows alone (a batch of one), the results concatenated: ``[n, D]``."""
+    return torch.cat([head(image_rows[None]) for image_rows in rows.split(segments.lengths)])
 
 
 def layer_container(name: str, layers: list[nn.Module]) -> nn.Module:

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import DINOv3ViTConfig
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.dinov3_vit.modeling_dinov3_vit import (
     DINOv3ViTEmbeddings,
     DINOv3ViTLayer,
@@ -30,9 +29,8 @@ from transformers.models.dinov3_vit.modeling_dinov3_vit import (
     get_patches_center_coordinates,
 )
 
-from .common import PackedEncoderMixin, attention_dropout, layer_container, split_heads
-from .loading import RefuseMissingWeightsMixin
-from .packing import Segments, packed_attention, segments_from_grid_thw, validate_packed
+from .common import PackedEncoderMixin, attention_dropout, layer_container, project_qkv
+from .packing import Segments, packed_attention, segments_from_grid_thw
 
 __all__ = ["Dinov3PackedVisionModel"]
 
@@ -66,9 +64,7 @@ class _PackedLayer(DINOv3ViTLayer):
         sin: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attention = self.attention
-        normed = self.norm1(hidden_states)
-        q, k, v = (split_heads(proj(normed), attention.num_heads)
-                   for proj in (attention.q_proj, attention.k_proj, attention.v_proj))  # fmt: skip
+        q, k, v = project_qkv(attention, self.norm1(hidden_states))
         q = q * cos + _half_turn(q) * sin
         k = k * cos + _half_turn(k) * sin
         mixed, weights = packed_attention(q, k, v, segments, attention.scaling, backend,
@@ -81,13 +77,14 @@ class _PackedLayer(DINOv3ViTLayer):
         return hidden_states, weights
 
 
-class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, DINOv3ViTPreTrainedModel):
+class Dinov3PackedVisionModel(PackedEncoderMixin, DINOv3ViTPreTrainedModel):
     """``DINOv3ViTModel`` taking ``hidden_states [sum h*w, p*p*C]`` + ``grid_thw [n, 3]``."""
 
     config_class = DINOv3ViTConfig
     config: DINOv3ViTConfig
     # upstream's prefix: transformers' "dinov3_vit" key renaming (saved ``layer.N`` <-> ``model.layer.N``) needs it
     base_model_prefix = "model"
+    layers_path = "model.layer"
     _no_split_modules = ["DINOv3ViTEmbeddings", "_PackedLayer"]
 
     def __init__(self, config: DINOv3ViTConfig):
@@ -104,14 +101,6 @@ class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, DIN
         return self.embeddings.patch_embeddings
 
     # ----------------------------------------------------------------- embeddings and positions
-
-    def _patch_size(self) -> int:
-        p = self.config.patch_size
-        if isinstance(p, (tuple, list)):
-            if p[0] != p[1]:
-                raise ValueError(f"packed DINOv3 needs square patches, got patch_size={p}")
-            p = p[0]
-        return int(p)
 
     def _embed(self, rows: torch.Tensor, grids: list[tuple[int, int, int]]) -> torch.Tensor:
         """Patch rows ``(py, px, c)`` -> tokens, with CLS and registers put in front of each image's patches."""
@@ -155,28 +144,16 @@ class Dinov3PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, DIN
         # The standard model hands cos/sin to the layers in the activations' dtype; do the same for parity.
         return torch.cat(cos_parts).to(dtype), torch.cat(sin_parts).to(dtype)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        grid_thw: torch.Tensor,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutputWithPooling | tuple:
-        validate_packed(hidden_states, grid_thw, self._patch_size(), self.config.num_channels)
-        want_attentions, want_hidden, as_dict = self.output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+    def embed_packed(
+        self, hidden_states: torch.Tensor, grid_thw: torch.Tensor
+    ) -> tuple[torch.Tensor, Segments, tuple[torch.Tensor, ...]]:
+        """Tokens with each image's prefix rows, and the RoPE ``cos, sin [T, 1, head_dim]`` for the layers."""
         grids = [tuple(int(v) for v in row) for row in grid_thw.tolist()]
         x = self._embed(hidden_states, grids)
         cos, sin = self._rope_tables(grids, x.device, x.dtype)
         segments = segments_from_grid_thw(grid_thw, self.num_prefix_tokens, device=x.device)
-        backend = self.attention_backend(x)
-        x, hidden, attentions = self.run_layers(self.model.layer, x, segments, backend, want_attentions, want_hidden,
-                                                cos[:, None, :], sin[:, None, :])  # fmt: skip
+        return x, segments, (cos[:, None, :], sin[:, None, :])
+
+    def finish_packed(self, x: torch.Tensor, segments: Segments) -> tuple[torch.Tensor, torch.Tensor | None]:
         sequence = self.norm(x)
-        pooled = sequence.index_select(0, segments.cu_seqlens[:-1].long())  # each image's CLS row
-        output = BaseModelOutputWithPooling(
-            last_hidden_state=sequence, pooler_output=pooled, hidden_states=hidden, attentions=attentions
-        )
-        return output if as_dict else output.to_tuple()
+        return sequence, sequence.index_select(0, segments.cu_seqlens[:-1].long())  # each image's CLS row

@@ -1,7 +1,7 @@
 """SigLIP2 naflex vision tower over packed images: one token sequence, attention bounded per image.
 
 Weights and parameter names are those of ``transformers.Siglip2VisionModel``; for each image the output equals
-that model run on the image alone (see ``shared/specs/packed_encoders.md`` §3.2).
+that model run on the image alone (``spatial_shapes = [[h, w]]``, an all-ones attention mask).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import Siglip2VisionConfig
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.siglip2.modeling_siglip2 import (
     Siglip2EncoderLayer,
     Siglip2MultiheadAttentionPoolingHead,
@@ -17,29 +16,19 @@ from transformers.models.siglip2.modeling_siglip2 import (
     Siglip2VisionEmbeddings,
 )
 
-from .common import PackedEncoderMixin, layer_container, prenorm_block
-from .loading import RefuseMissingWeightsMixin
-from .packing import Segments, segments_from_grid_thw, validate_packed
+from .common import PackedEncoderMixin, PrenormPackedLayer, layer_container, pool_per_image
+from .packing import Segments, segments_from_grid_thw
 
 __all__ = ["Siglip2PackedVisionModel"]
 
 
-class _PackedEncoderLayer(Siglip2EncoderLayer):
+class _PackedEncoderLayer(PrenormPackedLayer, Siglip2EncoderLayer):
     """Upstream's pre-norm block (same parameters) over packed rows ``[N, D]``; attention bounded per image."""
 
-    def forward(  # type: ignore[override]
-        self, hidden_states: torch.Tensor, segments: Segments, backend: str, need_weights: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return prenorm_block(
-            hidden_states,
-            segments,
-            backend,
-            need_weights,
-            (self.layer_norm1, self.self_attn, self.layer_norm2, self.mlp),
-        )
+    part_names = ("layer_norm1", "self_attn", "layer_norm2", "mlp")
 
 
-class Siglip2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Siglip2PreTrainedModel):
+class Siglip2PackedVisionModel(PackedEncoderMixin, Siglip2PreTrainedModel):
     """SigLIP2 naflex vision encoder taking ``hidden_states [N, p*p*C]`` rows and ``grid_thw [n, 3]``.
 
     Attention backends and output conventions: ``visionports.models.packed.common``. Unlike upstream SigLIP2
@@ -82,39 +71,17 @@ class Siglip2PackedVisionModel(RefuseMissingWeightsMixin, PackedEncoderMixin, Si
             parts.append(resized[0])
         return torch.cat(parts).to(dtype)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        grid_thw: torch.Tensor,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutputWithPooling | tuple:
-        validate_packed(hidden_states, grid_thw, self.config.patch_size, self.config.num_channels)
-        want_attentions, want_hidden, as_dict = self.output_flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+    def embed_packed(
+        self, hidden_states: torch.Tensor, grid_thw: torch.Tensor
+    ) -> tuple[torch.Tensor, Segments, tuple[torch.Tensor, ...]]:
         grid_thw = grid_thw.to(device="cpu", dtype=torch.long)  # one host copy; lengths are computed once
-
         patch_embedding = self.embeddings.patch_embedding
         x = patch_embedding(hidden_states.to(dtype=patch_embedding.weight.dtype))
         x = x + self._position_embeddings(grid_thw, x.dtype)
-        segments = segments_from_grid_thw(grid_thw, device=x.device)
-        backend = self.attention_backend(x)
-        x, hidden, attentions = self.run_layers(self.encoder.layers, x, segments, backend, want_attentions,
-                                                want_hidden)  # fmt: skip
+        return x, segments_from_grid_thw(grid_thw, device=x.device), ()
 
+    def finish_packed(self, x: torch.Tensor, segments: Segments) -> tuple[torch.Tensor, torch.Tensor | None]:
         last_hidden_state = self.post_layernorm(x)
-        pooler_output = None
-        if self.use_head:
-            # the probe attends over one image's rows at a time: no mask needed, nothing crosses images
-            pooler_output = torch.cat(
-                [self.head(rows[None]) for rows in last_hidden_state.split(segments.lengths)]
-            )
-        output = BaseModelOutputWithPooling(
-            last_hidden_state=last_hidden_state,
-            pooler_output=pooler_output,
-            hidden_states=hidden,
-            attentions=attentions,
-        )
-        return output if as_dict else output.to_tuple()
+        # the probe attends over one image's rows at a time: no mask needed, nothing crosses images
+        pooled = pool_per_image(self.head, last_hidden_state, segments) if self.use_head else None
+        return last_hidden_state, pooled
