@@ -35,7 +35,7 @@ def _task(loads: list[Path], batches: list[int]) -> ImageTask:
 
 def _model(tmp_path: Path) -> Path:
     """A folder whose config belongs to a family taking ``detect`` (the stand-in ``load`` reads no weights)."""
-    Deimv2Config().save_pretrained(tmp_path / "model")
+    Deimv2Config.from_preset("atto").save_pretrained(tmp_path / "model")
     return tmp_path / "model"
 
 
@@ -51,7 +51,12 @@ def test_every_input_gets_its_own_picture(tmp_path: Path) -> None:
     assert [p.name for p in run.pictures] == ["x.png", "x_1.png", "x_2.png"]
     assert [Image.open(p).width for p in run.pictures] == [10, 11, 12]
     payload = json.loads(run.manifest.read_text())
-    assert list(payload) == ["model", "setting", "images", "pictures"]
+    assert list(payload) == ["model", "setting", "complete", "asked", "images", "pictures"]
+    assert payload["complete"] is True and [v["picture"] for v in payload["asked"].values()] == [
+        "x.png",
+        "x_1.png",
+        "x_2.png",
+    ]
     assert payload["images"] == {str(p): [{"width": w}] for w, p in enumerate(inputs, start=10)}
     assert payload["pictures"] == {str(p): f.name for p, f in zip(inputs, run.pictures, strict=True)}
 

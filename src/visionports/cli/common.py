@@ -42,14 +42,24 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (VisionportsError, ValueError, TypeError, OSError, ImportError, StrictDataclassError)
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars still open, so the ``Error:`` line that follows starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 class VisionportsGroup(click.Group):
-    """Every verb's errors about its inputs (package errors, bad values, files) reported the same way."""
+    """Every verb's errors about its inputs (package errors, bad values, files) reported the same way: one
+    ``Error:`` line on a line of its own, exit status 1, no traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except _user_errors() as err:
-            raise click.ClickException(str(err)) from err
+            _close_progress_bars()
+            raise click.ClickException(" ".join(str(err).splitlines()) or type(err).__name__) from err
 
 
 @click.group(cls=VisionportsGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -25,7 +25,9 @@ def detect(
     from ..tasks.detect import detect_files
 
     run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size)
-    total = sum(len(v) for v in run.results.values())
+    total = sum(len(v) for v in run.entries.values())
+    resumed = f" ({run.resumed} kept from an interrupted run)" if run.resumed else ""
     click.echo(
-        f"{len(run.pictures)} image(s), {total} detection(s) -> {output_dir} (pictures + {run.json_path.name})"
+        f"{len(run.pictures)} image(s){resumed}, {total} detection(s) -> {output_dir} "
+        f"(pictures + {run.json_path.name})"
     )

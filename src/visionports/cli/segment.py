@@ -23,4 +23,5 @@ def segment(inputs: tuple[Path, ...], prompts: tuple[str, ...], model_dir: Path,
     from ..tasks.segment_images import segment_files
 
     summary = segment_files(inputs, list(prompts), model_dir, output_dir, threshold=threshold)
-    click.echo(f"{summary.images} image(s), {summary.instances} instance(s) -> {summary.output_dir}")
+    resumed = f" ({summary.resumed} kept from an interrupted run)" if summary.resumed else ""
+    click.echo(f"{summary.images} image(s){resumed}, {summary.instances} instance(s) -> {summary.output_dir}")

@@ -15,3 +15,7 @@ class VisionportsError(Exception):
 
 class ModelFolderError(VisionportsError, ValueError):
     """A ``--model`` folder that holds no model, or one of a family the command does not take."""
+
+
+class OutputFolderError(VisionportsError, OSError):
+    """An output folder that cannot be written or replaced safely (busy, protected, or the write failed)."""

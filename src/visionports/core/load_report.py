@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -91,3 +92,62 @@ def load_mapped(model: nn.Module, mapped: MappedStateDict, allow_partial: bool =
     }
     model.load_state_dict(usable, strict=False)
     return report
+
+
+@dataclass
+class ValueProblems:
+    """Weights whose values cannot be right: NaN/inf, or integers where the model holds floating point."""
+
+    non_finite: list[str] = field(default_factory=list)
+    integer: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.non_finite or self.integer)
+
+    def describe(self, limit: int = 5) -> str:
+        parts = []
+        for items, what in (
+            (self.non_finite, "hold NaN or infinite values"),
+            (self.integer, "are integers where weights are floating point"),
+        ):
+            if items:
+                more = f" and {len(items) - limit} more" if len(items) > limit else ""
+                parts.append(f"{len(items)} tensor(s) {what}: {', '.join(items[:limit])}{more}")
+        return "; ".join(parts)
+
+
+def find_value_problems(
+    tensors: Mapping[str, torch.Tensor],
+    expected_dtypes: Mapping[str, torch.dtype] | None = None,
+    source: Mapping[str, str] | None = None,
+) -> ValueProblems:
+    """Non-finite floating tensors, and integer tensors where ``expected_dtypes`` is floating.
+
+    Integer scalars (one element) pass: originals store hyper-parameters so (DEIMv2's ``reg_scale``), and
+    they convert exactly. Without ``expected_dtypes`` (raw checkpoint weights), integer ``*.weight`` /
+    ``*.bias`` tensors count. Keys are reported by their original names from ``source`` when given.
+    """
+    problems = ValueProblems()
+    for key, tensor in tensors.items():
+        name = _display_name(key, source)
+        if _is_real_or_complex(tensor.dtype):
+            if not bool(torch.isfinite(tensor).all()):
+                problems.non_finite.append(name)
+        elif tensor.numel() > 1 and _wants_float(key, expected_dtypes):
+            problems.integer.append(f"{name} ({str(tensor.dtype).removeprefix('torch.')})")
+    return problems
+
+
+def _display_name(key: str, source: Mapping[str, str] | None) -> str:
+    original = source.get(key, key) if source else key
+    return original if original == key else f"{original} (as {key})"
+
+
+def _is_real_or_complex(dtype: torch.dtype) -> bool:
+    return dtype.is_floating_point or dtype.is_complex
+
+
+def _wants_float(key: str, expected_dtypes: Mapping[str, torch.dtype] | None) -> bool:
+    if expected_dtypes is None:
+        return key.endswith((".weight", ".bias"))
+    return key in expected_dtypes and _is_real_or_complex(expected_dtypes[key])

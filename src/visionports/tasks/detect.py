@@ -15,9 +15,11 @@ from .runner import ImageTask, Predict, run_image_task
 
 @dataclass
 class DetectionRun:
-    results: dict[str, list[Detection]]
-    pictures: list[Path]
+    results: dict[str, list[Detection]]  # the inputs detected by this run
+    pictures: list[Path]  # one per input
     json_path: Path
+    entries: dict[str, list[dict]]  # every input's detections as written to the JSON (resumed ones too)
+    resumed: int = 0  # inputs kept from an interrupted run of the same request
 
 
 def _detector(threshold: float) -> Callable[[Path], Predict]:
@@ -57,7 +59,8 @@ def detect_files(
 ) -> DetectionRun:
     """Detect objects in image files/folders; write ``<name>.png`` per image and ``detections.json``.
 
-    Every input is checked (readable, non-empty image) before anything is written.
+    Every input is checked (readable, non-empty image) before anything is written; the run is resumable and
+    its folder locked (see :func:`~visionports.tasks.runner.run_image_task`).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -70,4 +73,4 @@ def detect_files(
         settings={"threshold": threshold},
     )
     run = run_image_task(task, inputs, model_dir, output_dir, batch_size=batch_size, progress=progress)
-    return DetectionRun(results=run.results, pictures=run.pictures, json_path=run.manifest)
+    return DetectionRun(run.results, run.pictures, run.manifest, run.entries, run.resumed)

@@ -1,25 +1,40 @@
-"""The one skeleton of the CLI tasks: collect inputs, validate them all, load once, batch, write atomically.
+"""The one skeleton of the CLI tasks: collect inputs, validate them all, lock the output folder, load once,
+batch, write atomically.
 
 Every picture gets its own name (``x``, ``x_1``, ... for inputs sharing a stem), so no input overwrites
-another's output; the JSON manifest maps each input to its results and its picture.
+another's output; the JSON manifest maps each input to its results and its picture (see :mod:`.manifest`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: output folders are not locked
+    fcntl = None
+
+from ..core.errors import ModelFolderError, VisionportsError
 from ..core.files import atomic_write, require_family_folder
 from ..utils.images import collect_image_files, open_image
 
 # images of one batch -> one result per image
 Predict = Callable[[list[Image.Image]], list[Any]]
+
+LOCK_NAME = ".visionports.lock"  # in an output folder while a run writes there
+
+
+class OutputFolderError(VisionportsError, OSError):
+    """An output folder or file that cannot be written, or that another run is writing."""
 
 
 @dataclass
@@ -36,9 +51,11 @@ class ImageTask:
 
 @dataclass
 class ImageRun:
-    results: dict[str, Any]  # input path -> result
-    pictures: list[Path]
+    results: dict[str, Any]  # input path -> result, for the inputs predicted by this run
+    pictures: list[Path]  # one per input, in input order
     manifest: Path
+    entries: dict[str, list[dict]]  # input path -> its manifest entry, for every input (resumed ones too)
+    resumed: int  # inputs finished by an earlier run of the same request and kept
 
 
 def unique_names(files: Sequence[Path]) -> list[str]:
@@ -55,10 +72,120 @@ def unique_names(files: Sequence[Path]) -> list[str]:
     return names
 
 
+@contextmanager
+def lock_output(folder: Path, lock_path: Path) -> Iterator[None]:
+    """Create ``folder`` and hold an exclusive lock on ``lock_path`` while the block runs.
+
+    ``OutputFolderError`` when the folder cannot be written or another run holds the lock (the lock dies
+    with its process, so a killed run never leaves a stale one).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole block
+    except OSError as err:
+        raise OutputFolderError(f"--output {folder}: cannot write there ({err.strerror or err})") from err
+    with handle:
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise OutputFolderError(
+                f"--output {folder}: another run is writing there (it holds {lock_path.name}); "
+                "wait for it to finish or choose another folder"
+            ) from err
+        yield
+
+
+def _fingerprint(file: Path) -> dict[str, int]:
+    stat = file.stat()
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _own_pictures(payload: dict) -> set[str]:
+    """The picture names an earlier manifest planned or finished (plain ``*.png`` names in the folder only)."""
+    names = [v.get("picture") for v in _dict(payload.get("asked")).values() if isinstance(v, dict)]
+    names += list(_dict(payload.get("pictures")).values())
+    return {
+        n for n in names if isinstance(n, str) and n.endswith(".png") and Path(n).name == n and n[0] != "."
+    }
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+class RunPlan:
+    """The manifest of one run: what was asked (inputs, their pictures), what finished, whether it completed."""
+
+    def __init__(self, task: ImageTask, model_dir: Path, output_dir: Path, files: list[Path]) -> None:
+        self.task, self.files, self.output_dir = task, files, output_dir
+        self.manifest = output_dir / task.manifest
+        self.header = {"model": str(model_dir), **task.settings}
+        self.asked = {str(f): {"picture": f"{name}.png", **_fingerprint(f)}
+                      for f, name in zip(files, unique_names(files), strict=True)}  # fmt: skip
+        self.entries: dict[str, list[dict]] = {}
+        self.results: dict[str, Any] = {}
+        self.resumed = 0
+
+    def picture(self, file: Path) -> Path:
+        return self.output_dir / self.asked[str(file)]["picture"]
+
+    def start(self) -> list[Path]:
+        """Keep what an earlier run of this request finished, remove its other pictures, write the manifest;
+        return the files still to do."""
+        old = _read_manifest(self.manifest)
+        kept = self._kept(old)
+        self.entries = {key: old["images"][key] for key in kept}
+        self.resumed = len(kept)
+        for name in _own_pictures(old) - {self.asked[key]["picture"] for key in kept}:
+            (self.output_dir / name).unlink(missing_ok=True)
+        self.save()
+        return [f for f in self.files if str(f) not in self.entries]
+
+    def _kept(self, old: dict) -> list[str]:
+        """Inputs an earlier run of the same model and settings finished, unchanged, their picture present."""
+        if any(old.get(key) != value for key, value in self.header.items()):
+            return []
+        asked, done, images = _dict(old.get("asked")), _dict(old.get("pictures")), _dict(old.get("images"))
+        return [key for key, plan in self.asked.items()
+                if asked.get(key) == plan and done.get(key) == plan["picture"] and key in images
+                and (self.output_dir / plan["picture"]).is_file()]  # fmt: skip
+
+    def finish(self, file: Path, result: Any) -> None:
+        self.results[str(file)] = result
+        self.entries[str(file)] = self.task.to_json(result)
+
+    def save(self, complete: bool = False) -> None:
+        """Write the manifest: settings, ``complete``, ``asked`` and, for finished inputs, ``images`` and
+        ``pictures`` (in input order)."""
+        done = [key for key in self.asked if key in self.entries]
+        write_json(self.manifest, {**self.header, "complete": complete, "asked": self.asked,
+                                   "images": {key: self.entries[key] for key in done},
+                                   "pictures": {key: self.asked[key]["picture"] for key in done}})  # fmt: skip
+
+
 def load_model_folder(model_dir: str | Path, load: Callable[[Path], Any], verb: str) -> tuple[Path, Any]:
-    """``load(folder)`` once the folder is known to hold a model of a family the command ``verb`` takes."""
+    """``load(folder)`` once the folder is known to hold a model of a family the command ``verb`` takes.
+
+    Files that cannot be read (a truncated ``model.safetensors``, a broken JSON) are a ``ModelFolderError``.
+    """
     model_dir, _ = require_family_folder(model_dir, verb)
-    return model_dir, load(model_dir)
+    try:
+        return model_dir, load(model_dir)
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError, SafetensorError) as err:
+        if isinstance(err, VisionportsError):
+            raise
+        raise ModelFolderError(
+            f"--model {model_dir}: cannot load the model ({type(err).__name__}: {err}); convert it again"
+        ) from err
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -71,10 +198,15 @@ def write_png(path: Path, picture: Image.Image) -> None:
 
 def collect_valid_images(inputs: Sequence[str | Path]) -> list[Path]:
     """The image files of ``inputs``, each checked to open: nothing is written for a bad input."""
-    files = collect_image_files(inputs)
+    files = list(dict.fromkeys(collect_image_files(inputs)))  # an input named twice is done once
     for file in files:
         open_image(file)
     return files
+
+
+def progress_bar(total: int, desc: str, unit: str, enabled: bool) -> tqdm:
+    """A progress bar that leaves no line behind, so a later ``Error:`` line starts a line of its own."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False)
 
 
 def run_image_task(
@@ -85,32 +217,28 @@ def run_image_task(
     batch_size: int = 1,
     progress: bool = True,
 ) -> ImageRun:
-    """Run ``task`` over the image files/folders ``inputs``: ``<name>.png`` per image and the manifest."""
+    """Run ``task`` over the image files/folders ``inputs``: ``<name>.png`` per image and the manifest.
+
+    The output folder is locked for the run; the manifest, rewritten after every batch, says what was asked
+    and what finished. A re-run of the same request resumes (finished, unchanged inputs are kept); the
+    pictures of an earlier, different request are removed, so the folder always matches its manifest.
+    """
     files = collect_valid_images(inputs)
-    model_dir, predict = load_model_folder(model_dir, task.load, task.name)
+    require_family_folder(model_dir, task.name)  # before the output folder is created
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    names = unique_names(files)
-    results: dict[str, Any] = {}
-    pictures: list[Path] = []
-    with tqdm(total=len(files), desc=task.name, unit="image", disable=not progress) as bar:
-        for start in range(0, len(files), batch_size):
-            images = [open_image(f) for f in files[start : start + batch_size]]
-            for i, (image, result) in enumerate(zip(images, predict(images), strict=True)):
-                picture = output_dir / f"{names[start + i]}.png"
-                write_png(picture, task.render(image, result))
-                results[str(files[start + i])] = result
-                pictures.append(picture)
-                bar.update()
-    manifest = output_dir / task.manifest
-    write_json(manifest, _manifest(task, model_dir, results, pictures))
-    return ImageRun(results, pictures, manifest)
-
-
-def _manifest(task: ImageTask, model_dir: Path, results: dict[str, Any], pictures: list[Path]) -> dict:
-    return {
-        "model": str(model_dir),
-        **task.settings,
-        "images": {file: task.to_json(result) for file, result in results.items()},
-        "pictures": {file: picture.name for file, picture in zip(results, pictures, strict=True)},
-    }
+    with lock_output(output_dir, output_dir / LOCK_NAME):
+        model_dir, predict = load_model_folder(model_dir, task.load, task.name)
+        plan = RunPlan(task, model_dir, output_dir, files)
+        todo = plan.start()
+        with progress_bar(len(files), task.name, "image", progress) as bar:
+            bar.update(len(files) - len(todo))
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                images = [open_image(f) for f in batch]
+                for file, image, result in zip(batch, images, predict(images), strict=True):
+                    write_png(plan.picture(file), task.render(image, result))
+                    plan.finish(file, result)
+                    bar.update()
+                plan.save()
+        plan.save(complete=True)
+    return ImageRun(plan.results, [plan.picture(f) for f in files], plan.manifest, plan.entries, plan.resumed)

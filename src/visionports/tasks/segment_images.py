@@ -19,6 +19,7 @@ class SegmentationSummary:
     images: int
     instances: int
     output_dir: Path
+    resumed: int = 0  # inputs kept from an interrupted run of the same request
 
 
 def _segmenter(prompts: list[str], threshold: float | None) -> Callable[[Path], Predict]:
@@ -72,5 +73,5 @@ def segment_files(
         settings={"prompts": prompts, "threshold": threshold},
     )
     run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)
-    total = sum(len(found) for found in run.results.values())
-    return SegmentationSummary(len(run.pictures), total, Path(output_dir))
+    total = sum(len(found) for found in run.entries.values())
+    return SegmentationSummary(len(run.pictures), total, Path(output_dir), run.resumed)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
+from ..core.files import require_family_folder
 from ..utils.drawing import blend_masks, caption_masks
-from ..utils.video import read_frames, video_fps, write_video
-from .runner import load_model_folder, write_json
+from ..utils.video import check_encodable, read_frames, require_av, video_fps, write_video
+from .runner import load_model_folder, lock_output, progress_bar, write_json
 
 
 @dataclass
@@ -65,10 +65,7 @@ def _load(model_dir: Path) -> tuple:
 def _stream(model, pixels: torch.Tensor, chunk: int, progress: bool) -> dict[str, torch.Tensor]:
     """The model over ``pixels`` [1, T, ...], ``chunk`` frames at a time; the state stays one set of queries."""
     frames, state, classes, masks = pixels.shape[1], None, [], []
-    with (
-        torch.inference_mode(),
-        tqdm(total=frames, desc="segment", unit="frame", disable=not progress) as bar,
-    ):
+    with torch.inference_mode(), progress_bar(frames, "segment", "frame", progress) as bar:
         for start in range(0, frames, chunk):
             out = model(pixels[:, start : start + chunk], state=state)
             state = out.state
@@ -81,8 +78,10 @@ def _stream(model, pixels: torch.Tensor, chunk: int, progress: bool) -> dict[str
     }
 
 
-def _payload(source: Path, task: str, frames: int, segments: list[tuple[np.ndarray, int, str]]) -> dict:
-    return {"source": str(source), "task": task, "frames": frames,
+def _payload(
+    source: Path, output: Path, task: str, frames: int, segments: list[tuple[np.ndarray, int, str]]
+) -> dict:
+    return {"source": str(source), "output": str(output), "task": task, "frames": frames,
             "segments": [{"key": key, "caption": caption, "frames": [int(t) for t in np.nonzero(m.any((1, 2)))[0]]}
                          for m, key, caption in segments]}  # fmt: skip
 
@@ -96,19 +95,32 @@ def segment_video(
     chunk: int = 8,
     progress: bool = True,
 ) -> SegmentationRun:
-    """Segment a video file (or a folder of frames) and write the annotated video (and JSON)."""
+    """Segment a video file (or a folder of frames) and write the annotated video (and JSON).
+
+    PyAV, the frames and the output are checked before the model loads; the output is locked against a
+    second run. An earlier JSON is removed before the video is replaced, so a killed run never leaves a new
+    video beside an old JSON (the JSON names its ``source`` and ``output``).
+    """
+    require_av()
     source, output = Path(source), Path(output)
+    json_file = None if json_path is None else Path(json_path)
     frames = read_frames(source)
-    model_dir, (model, processor) = load_model_folder(model_dir, _load, "segment-video")
-    task = task or processor.task
-    inputs = processor([frames], return_tensors="pt")
-    pixels = inputs["pixel_values"].to(next(model.parameters()).dtype)
-    outputs = _stream(model, pixels, chunk, progress)
-    result = processor.post_process(outputs, inputs["original_sizes"], inputs["resized_sizes"], task=task)[0]
-    segments = _segments(result, task, model.config.id2label)
-    fps = video_fps(source) if source.is_file() else 10.0
-    write_video(render(frames, segments), output, fps=fps)
-    written_json = None if json_path is None else Path(json_path)
-    if written_json is not None:
-        write_json(written_json, _payload(source, task, len(frames), segments))
-    return SegmentationRun(len(frames), output, written_json, f"{len(segments)} segment(s)")
+    check_encodable(*frames[0].size, str(source))
+    require_family_folder(model_dir, "segment-video")  # before the output is locked (its folder created)
+    with lock_output(output.parent, output.parent / f".{output.name}.lock"):
+        model_dir, (model, processor) = load_model_folder(model_dir, _load, "segment-video")
+        task = task or processor.task
+        inputs = processor([frames], return_tensors="pt")
+        pixels = inputs["pixel_values"].to(next(model.parameters()).dtype)
+        outputs = _stream(model, pixels, chunk, progress)
+        result = processor.post_process(
+            outputs, inputs["original_sizes"], inputs["resized_sizes"], task=task
+        )[0]
+        segments = _segments(result, task, model.config.id2label)
+        fps = video_fps(source) if source.is_file() else 10.0
+        if json_file is not None:
+            json_file.unlink(missing_ok=True)
+        write_video(render(frames, segments), output, fps=fps)
+        if json_file is not None:
+            write_json(json_file, _payload(source, output, task, len(frames), segments))
+    return SegmentationRun(len(frames), output, json_file, f"{len(segments)} segment(s)")

@@ -1,4 +1,11 @@
-"""Turning user images (files, PIL images, arrays, tensors) into RGB PIL images, with clear errors."""
+"""Turning user images (files, PIL images, arrays, tensors) into RGB PIL images, with clear errors.
+
+Accepted pixel values (anything else is an :class:`ImageInputError` naming the argument, dtype and min/max,
+never a silent wrap-around): ``uint8`` 0..255; ``uint16`` (and PIL's 16/32-bit integer modes) 0..65535,
+read as 16-bit and scaled to 8 bits; every other integer dtype 0..255; ``bool`` (False/True -> 0/255);
+floating dtypes (``float16``, ``bfloat16``, ``float32``, ``float64``) are read as [0, 1] and clipped, NaN and
+infinities refused. Complex and object arrays are refused.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +37,18 @@ def open_image(path: str | Path) -> Image.Image:
             image = ImageOps.exif_transpose(handle)
     except UnidentifiedImageError as err:
         raise ImageInputError(f"{path}: not an image file PIL can read") from err
+    except Image.DecompressionBombError as err:
+        raise ImageInputError(f"{path}: {_bomb_hint(err)}") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageInputError(f"{path}: truncated or corrupt image ({err})") from err
     return to_rgb(image, name=str(path))
+
+
+def _bomb_hint(err: Exception) -> str:
+    return (
+        f"too many pixels for PIL's decompression-bomb limit ({err}); if you trust the file, raise "
+        "PIL.Image.MAX_IMAGE_PIXELS"
+    )
 
 
 def to_rgb(image: Any, name: str = "image") -> Image.Image:
@@ -42,16 +58,31 @@ def to_rgb(image: Any, name: str = "image") -> Image.Image:
     are read as values in [0, 1]; PIL images are rotated as their EXIF orientation says.
     """
     if isinstance(image, Image.Image):
-        pil = ImageOps.exif_transpose(image)
-    elif isinstance(image, np.ndarray | torch.Tensor):
-        pil = Image.fromarray(_array_to_uint8(image, name))
-    else:
-        raise ImageInputError(
-            f"{name}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}"
-        )
-    if pil.width == 0 or pil.height == 0:
-        raise ImageInputError(f"{name}: the image is empty ({pil.width}x{pil.height})")
-    if pil.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        try:
+            return _pil_to_rgb(image, name)
+        except ImageInputError:
+            raise
+        except Image.DecompressionBombError as err:
+            raise ImageInputError(f"{name}: {_bomb_hint(err)}") from err
+        except (OSError, SyntaxError, ValueError) as err:  # a lazily opened, truncated file; an odd mode
+            raise ImageInputError(
+                f"{name}: PIL cannot decode or convert this {image.mode} image ({err})"
+            ) from err
+    if isinstance(image, np.ndarray | torch.Tensor):
+        return _pil_to_rgb(Image.fromarray(_array_to_uint8(image, name)), name)
+    raise ImageInputError(
+        f"{name}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}"
+    )
+
+
+def _pil_to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """The RGB conversion of a PIL image (decoded here when it was opened lazily)."""
+    if image.width == 0 or image.height == 0:
+        raise ImageInputError(f"{name}: the image is empty ({image.width}x{image.height})")
+    pil = ImageOps.exif_transpose(image)
+    if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pil = Image.fromarray(_array_to_uint8(np.asarray(pil), name, sixteen_bit=True))
+    elif pil.mode == "F":
         pil = Image.fromarray(_array_to_uint8(np.asarray(pil), name))
     if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
         rgba = pil.convert("RGBA")
@@ -60,8 +91,34 @@ def to_rgb(image: Any, name: str = "image") -> Image.Image:
     return pil.convert("RGB") if pil.mode != "RGB" else pil
 
 
-def _array_to_uint8(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+def to_numpy(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    """A numpy view of an array or tensor; torch dtypes numpy lacks (bfloat16, ...) go through float32."""
+    if not isinstance(array, torch.Tensor):
+        return np.asarray(array)
+    tensor = array.detach().cpu()
+    if tensor.dtype in (torch.bfloat16, *_FLOAT8):
+        tensor = tensor.float()
+    try:
+        return tensor.numpy()
+    except TypeError as err:
+        raise ImageInputError(f"{name}: unsupported pixel type {tensor.dtype}") from err
+
+
+_FLOAT8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+
+
+def _check_range(data: np.ndarray, name: str, high: int) -> None:
+    low_seen, high_seen = int(data.min()), int(data.max())
+    if low_seen < 0 or high_seen > high:
+        raise ImageInputError(
+            f"{name}: {data.dtype} pixel values must lie in 0..{high}, got min {low_seen} and max {high_seen}; "
+            "scale the image to 0..255 (or pass uint16 for 16-bit data, floats in [0, 1])"
+        )
+
+
+def _array_to_uint8(array: np.ndarray | torch.Tensor, name: str, sixteen_bit: bool = False) -> np.ndarray:
+    """uint8 [H, W] or [H, W, 3|4] pixels of an array, its values checked against its dtype's range."""
+    data = to_numpy(array, name)
     if data.ndim == 3 and data.shape[0] in (1, 3, 4) and data.shape[-1] not in (1, 3, 4):
         data = np.moveaxis(data, 0, -1)  # CHW -> HWC
     if data.ndim == 3 and data.shape[-1] == 1:
@@ -74,10 +131,13 @@ def _array_to_uint8(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
         raise ImageInputError(f"{name}: the image is empty (shape {list(data.shape)})")
     if data.dtype == np.uint8:
         return np.ascontiguousarray(data)
-    if data.dtype == np.uint16 or (np.issubdtype(data.dtype, np.integer) and data.max() > 255):
-        return np.ascontiguousarray((data.astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8))
-    if np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_:
-        return np.ascontiguousarray(data.astype(np.uint8) * (255 if data.dtype == np.bool_ else 1))
+    if data.dtype == np.bool_:
+        return np.ascontiguousarray(data.astype(np.uint8) * 255)
+    if np.issubdtype(data.dtype, np.integer):
+        sixteen_bit = sixteen_bit or data.dtype == np.uint16
+        _check_range(data, name, 65535 if sixteen_bit else 255)
+        shifted = data.astype(np.uint32) >> 8 if sixteen_bit else data
+        return np.ascontiguousarray(shifted.astype(np.uint8))
     if np.issubdtype(data.dtype, np.floating):
         if not np.isfinite(data).all():
             raise ImageInputError(f"{name}: the image holds NaN or infinite values")
@@ -88,6 +148,8 @@ def _array_to_uint8(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 def as_image_list(images: Any) -> list[Any]:
     """A list of single images from one image, a list of images or a batched array/tensor [B, ...]."""
     if isinstance(images, np.ndarray | torch.Tensor) and images.ndim == 4:
+        if len(images) == 0:
+            raise ImageInputError(f"images: got an empty batch (shape {list(images.shape)})")
         return list(images)
     if isinstance(images, Sequence) and not isinstance(images, str | bytes):
         if len(images) == 0:

@@ -8,16 +8,32 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..core.errors import VisionportsError
 from ..core.files import atomic_write
 from .images import ImageInputError, collect_image_files, open_image
+
+
+class MissingExtraError(VisionportsError, ImportError):
+    """An optional dependency a command needs is not installed; the message says which extra to install."""
 
 
 def _av():
     try:
         import av
-    except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise ImportError("video files need PyAV: pip install 'visionports[video]'") from err
+    except ImportError:
+        raise MissingExtraError("video files need PyAV: pip install 'visionports[video]'") from None
     return av
+
+
+def require_av() -> None:
+    """``MissingExtraError`` now, before any work, when PyAV is missing."""
+    _av()
+
+
+def check_encodable(width: int, height: int, name: str) -> None:
+    """``ImageInputError`` unless frames of ``width`` x ``height`` can be written as H.264 (2x2 at least)."""
+    if width < 2 or height < 2:
+        raise ImageInputError(f"{name}: frames of {width}x{height} are too small to encode (H.264 needs 2x2)")
 
 
 def iter_video_frames(path: str | Path) -> Iterator[Image.Image]:
@@ -41,9 +57,13 @@ def iter_video_frames(path: str | Path) -> Iterator[Image.Image]:
 
 
 def video_fps(path: str | Path, default: float = 25.0) -> float:
+    """The average frame rate of a video file (``default`` when it records none)."""
     av = _av()
-    with av.open(str(path)) as container:
-        rate = container.streams.video[0].average_rate
+    try:
+        with av.open(str(path)) as container:
+            rate = container.streams.video[0].average_rate
+    except Exception as err:  # PyAV raises several error types
+        raise ImageInputError(f"{path}: cannot read the frame rate ({err})") from err
     return float(rate) if rate else default
 
 
@@ -67,9 +87,11 @@ def write_video(frames: Sequence[np.ndarray | Image.Image], path: str | Path, fp
     """Encode RGB frames as H.264 MP4 (atomically: the file appears only when complete)."""
     av = _av()
     path = Path(path)
+    if not frames:
+        raise ImageInputError(f"{path}: no frames to write")
+    height, width = np.asarray(frames[0]).shape[:2]
+    check_encodable(width, height, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    first = np.asarray(frames[0])
-    height, width = first.shape[:2]
 
     def encode(tmp: Path) -> None:
         with av.open(str(tmp), mode="w", format="mp4") as container:

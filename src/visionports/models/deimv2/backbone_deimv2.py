@@ -11,6 +11,7 @@ from transformers import HGNetV2Backbone, HGNetV2Config
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .configuration_deimv2 import Deimv2Config
+from .layers_deimv2 import REDUCED_PRECISION
 
 Rope = tuple[torch.Tensor, torch.Tensor]  # (sin, cos) tables of the patch tokens, [N_patches, head_dim] each
 WithWeights = tuple[torch.Tensor, torch.Tensor | None]  # output and attention weights (when requested)
@@ -50,7 +51,15 @@ class Deimv2RopeEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, base: float):
         super().__init__()
+        self.base = base
         self.register_buffer("periods", rope_periods(head_dim, base), persistent=True)
+
+    def _periods(self) -> torch.Tensor:
+        """The periods, recomputed in float32 when the model was cast to float16/bfloat16: half-precision angles
+        are off by up to 0.03 rad; the rotation then runs in float32, as for float32 models."""
+        if self.periods.dtype in REDUCED_PRECISION:
+            return rope_periods(self.periods.shape[0] * 4, self.base).to(self.periods.device)
+        return self.periods
 
     def forward(self, height: int, width: int) -> Rope:
         device = self.periods.device
@@ -59,7 +68,7 @@ class Deimv2RopeEmbedding(nn.Module):
         coords_w = torch.arange(0.5, width, device=device, dtype=torch.float32) / width
         coords = torch.stack(torch.meshgrid(coords_h, coords_w, indexing="ij"), dim=-1).flatten(0, 1)
         coords = 2.0 * coords - 1.0
-        angles = 2 * math.pi * coords[:, :, None] / self.periods[None, None, :]
+        angles = 2 * math.pi * coords[:, :, None] / self._periods()[None, None, :]
         angles = angles.flatten(1, 2).tile(2)
         return torch.sin(angles), torch.cos(angles)
 

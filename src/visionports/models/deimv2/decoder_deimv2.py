@@ -12,7 +12,15 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .configuration_deimv2 import Deimv2Config
 from .denoising_deimv2 import DenoisingGroups, inverse_sigmoid, make_denoising_groups
-from .layers_deimv2 import Deimv2Gate, Deimv2MLP, Deimv2RMSNorm, Deimv2SelfAttention, Deimv2SwiGLUFFN
+from .layers_deimv2 import (
+    REDUCED_PRECISION,
+    Deimv2Gate,
+    Deimv2MLP,
+    Deimv2RMSNorm,
+    Deimv2SelfAttention,
+    Deimv2SwiGLUFFN,
+    upcast,
+)
 
 
 def weighting_function(max_num_bins: int, up: torch.Tensor, reg_scale: torch.Tensor) -> torch.Tensor:
@@ -30,6 +38,18 @@ def distribution_to_offsets(corners: torch.Tensor, project: torch.Tensor) -> tor
     shape = corners.shape
     probs = F.softmax(corners.reshape(-1, project.shape[0]), dim=1)
     return F.linear(probs, project).reshape(-1, 4).reshape(list(shape[:-1]) + [-1])
+
+
+def refine_boxes(
+    initial_boxes: torch.Tensor, corners: torch.Tensor, project: torch.Tensor, reg_scale: torch.Tensor
+) -> torch.Tensor:
+    """FDR: the boxes given by the edge distributions ``corners`` around ``initial_boxes``.
+
+    In float32 for float16/bfloat16 inputs (``project`` then float32), as the softmax integral and the box
+    arithmetic need its precision; other dtypes run unchanged.
+    """
+    offsets = distribution_to_offsets(upcast(corners), project)
+    return distance_to_box(upcast(initial_boxes), offsets, upcast(reg_scale))
 
 
 def distance_to_box(points: torch.Tensor, distance: torch.Tensor, reg_scale: torch.Tensor) -> torch.Tensor:
@@ -61,7 +81,13 @@ def generate_anchors(
 
 
 class Deimv2DeformableAttention(nn.Module):
-    """Multi-scale deformable attention sampling around reference boxes (no value/output projection)."""
+    """Multi-scale deformable attention sampling around reference boxes (no value/output projection).
+
+    The sampling (attention softmax, locations, ``grid_sample``, weighted sum) runs in float32 for float16 and
+    bfloat16 models, as autocast runs it for the original: the CPU ``grid_sample`` kernel reads the strided
+    per-level values wrongly in half precision (NaN or garbage samples, varying between calls), and bfloat16
+    locations have 1/256 of the map as resolution. float32 and float64 models run the same ops unchanged.
+    """
 
     def __init__(self, config: Deimv2Config):
         super().__init__()
@@ -83,14 +109,34 @@ class Deimv2DeformableAttention(nn.Module):
     ) -> torch.Tensor:
         """``values``: the memory split into heads, ``[B, heads, head_dim, sum(HW)]`` (levels concatenated)."""
         batch, num_queries = query.shape[:2]
-        values = values.split([h * w for h, w in spatial_shapes], dim=-1)
         heads, total = self.num_heads, sum(self.points)
-        offsets = self.sampling_offsets(query).reshape(batch, num_queries, heads, total, 2)
-        weights = F.softmax(self.attention_weights(query).reshape(batch, num_queries, heads, total), dim=-1)
-        scale = self.num_points_scale.to(dtype=query.dtype).unsqueeze(-1)
-        offset = offsets * scale * reference_boxes[:, :, None, :, 2:] * self.offset_scale
-        locations = reference_boxes[:, :, None, :, :2] + offset
+        offsets = upcast(self.sampling_offsets(query)).reshape(batch, num_queries, heads, total, 2)
+        weights = F.softmax(
+            upcast(self.attention_weights(query)).reshape(batch, num_queries, heads, total), dim=-1
+        )
+        boxes = upcast(reference_boxes)
+        offset = offsets * self._points_scale(offsets.dtype) * boxes[:, :, None, :, 2:] * self.offset_scale
+        locations = boxes[:, :, None, :, :2] + offset
+        out = self._sample(upcast(values), locations, weights, spatial_shapes)
+        return out.to(query.dtype)
 
+    def _points_scale(self, dtype: torch.dtype) -> torch.Tensor:
+        """``1 / n_points`` per point, ``[total, 1]``: the float32 values when the buffer was cast to half."""
+        scale = self.num_points_scale
+        if scale.dtype in REDUCED_PRECISION:
+            scale = torch.tensor([1 / n for n in self.points for _ in range(n)], device=scale.device)
+        return scale.to(dtype=dtype).unsqueeze(-1)
+
+    def _sample(
+        self,
+        values: torch.Tensor,
+        locations: torch.Tensor,
+        weights: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        """Bilinear samples of every level at ``locations`` (normalised x, y), summed with ``weights``."""
+        batch, num_queries, heads, total = weights.shape
+        values = values.split([h * w for h, w in spatial_shapes], dim=-1)
         channels = values[0].shape[2]
         grids = (2 * locations - 1).permute(0, 2, 1, 3, 4).flatten(0, 1).split(self.points, dim=-2)
         samples = []
@@ -148,10 +194,11 @@ class Deimv2LQE(nn.Module):
 
     def forward(self, scores: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
         batch, length, _ = corners.shape
-        probs = F.softmax(corners.reshape(batch, length, 4, self.bins), dim=-1)
+        # the distribution statistics in float32 for half-precision models
+        probs = F.softmax(upcast(corners).reshape(batch, length, 4, self.bins), dim=-1)
         top, _ = probs.topk(self.top_k, dim=-1)
         stats = torch.cat([top, top.mean(dim=-1, keepdim=True)], dim=-1)
-        return scores + self.reg_conf(stats.reshape(batch, length, -1))
+        return scores + self.reg_conf(stats.reshape(batch, length, -1).to(scores.dtype))
 
 
 @dataclass
@@ -433,9 +480,11 @@ class Deimv2Decoder(nn.Module):
         batch, length, dim = memory.shape
         heads = config.decoder_attention_heads
         values = memory.reshape(batch, length, heads, dim // heads).permute(0, 2, 3, 1)
-        project = weighting_function(config.max_num_bins, self.up, self.reg_scale)
-        ref_boxes = F.sigmoid(ref_logits)
-        query_pos = self.query_pos_head(ref_boxes).clamp(min=-10, max=10)
+        # Box geometry (reference boxes, FDR) stays float32 for float16/bfloat16 models, cast back on output.
+        dtype = hidden.dtype
+        project = weighting_function(config.max_num_bins, upcast(self.up), upcast(self.reg_scale))
+        ref_boxes = F.sigmoid(upcast(ref_logits))
+        query_pos = self.query_pos_head(ref_boxes.to(dtype)).clamp(min=-10, max=10)
         previous_hidden: torch.Tensor | int = 0
         previous_corners: torch.Tensor | int = 0
         out = _LayerOutputs(hidden_states=[hidden])
@@ -452,16 +501,17 @@ class Deimv2Decoder(nn.Module):
             out.hidden_states.append(hidden)
             out.attentions.append(weights)
             if index == 0:
-                out.pre_boxes = F.sigmoid(self.pre_bbox_head(hidden) + inverse_sigmoid(ref_boxes))
+                pre_boxes = F.sigmoid(upcast(self.pre_bbox_head(hidden)) + inverse_sigmoid(ref_boxes))
+                out.pre_boxes = pre_boxes.to(dtype)
                 out.pre_logits = self.dec_score_head[0](hidden) if all_layers else None
-                initial_boxes = out.pre_boxes.detach()
+                initial_boxes = pre_boxes.detach()
             corners = self.bbox_head(index)(hidden + previous_hidden) + previous_corners
-            boxes = distance_to_box(initial_boxes, distribution_to_offsets(corners, project), self.reg_scale)
+            boxes = refine_boxes(initial_boxes, corners, project, self.reg_scale)
             if all_layers or index == self.eval_idx:
                 out.logits.append(self.lqe_layers[index](self.dec_score_head[index](hidden), corners))
-                out.boxes.append(boxes)
+                out.boxes.append(boxes.to(dtype))
                 out.corners.append(corners)
-                out.refs.append(initial_boxes)
+                out.refs.append(initial_boxes.to(dtype))
                 if not all_layers:
                     break
             previous_corners = corners

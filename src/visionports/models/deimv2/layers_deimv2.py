@@ -10,6 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN
 
+REDUCED_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when it is float16/bfloat16; float32 and float64 tensors are returned unchanged."""
+    return x.float() if x.dtype in REDUCED_PRECISION else x
+
 
 def attention_implementation(config: Any, output_attentions: bool) -> str:
     """``"eager"`` (explicit softmax) when attention weights are requested or configured, else ``"sdpa"``."""

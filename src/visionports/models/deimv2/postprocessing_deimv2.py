@@ -4,8 +4,38 @@ from __future__ import annotations
 
 import torch
 
+from ...core.errors import VisionportsError
 from ...data.coco import COCO_CATEGORY_IDS
 from ...utils.boxes import center_to_corners
+
+
+class NonFiniteOutputError(VisionportsError, RuntimeError):
+    """Model outputs holding NaN or infinity: detections from them would be silently empty or wrong."""
+
+
+def _tracing() -> bool:
+    compiler = torch.compiler
+    return (
+        torch.jit.is_tracing()
+        or compiler.is_compiling()
+        or compiler.is_exporting()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def check_finite_outputs(logits: torch.Tensor, boxes: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteOutputError` when ``logits`` or ``boxes`` hold NaN/inf (skipped while tracing
+    or exporting, where a data-dependent check cannot run)."""
+    if _tracing():
+        return
+    for name, tensor in (("logits", logits), ("pred_boxes", boxes)):
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise NonFiniteOutputError(
+                f"the model's {name} hold {bad} NaN/inf value(s) of {tensor.numel()} ({tensor.dtype}); "
+                "refusing to turn them into detections. Half-precision overflow or a broken checkpoint is "
+                "the usual cause: run the model in float32 to compare"
+            )
 
 
 def select_detections(
@@ -20,7 +50,9 @@ def select_detections(
 
     Returns ``labels`` (0..C-1), ``boxes`` (x1, y1, x2, y2 in pixels), ``scores`` and ``query_indices``,
     each ``[B, k]`` (boxes ``[B, k, 4]``), sorted by descending score.
+    Raises :class:`NonFiniteOutputError` when ``logits`` or ``boxes`` hold NaN/inf.
     """
+    check_finite_outputs(logits, boxes)
     num_classes = logits.shape[-1]
     pixel_boxes = center_to_corners(boxes) * target_sizes_wh.repeat(1, 2).unsqueeze(1)
     k = min(num_top_queries, logits.shape[1] * num_classes)

@@ -15,24 +15,46 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension, infer_channel_dimension_format
 
 from ...core.processing_options import call_options
-from ...utils.images import as_image_list, to_rgb
+from ...utils.images import ImageInputError, as_image_list, to_numpy, to_rgb
 from .packing import pack_images
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def _channels_first(image: Any, input_data_format: str | ChannelDimension | None) -> np.ndarray:
+def _channels_first(image: Any, input_data_format: str | ChannelDimension | None, name: str) -> np.ndarray:
     """``[C, H, W]`` array of an image taken as it is (no colour conversion); 2-D images get one channel."""
-    array = np.asarray(image) if not isinstance(image, torch.Tensor) else image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray | torch.Tensor | Image.Image):
+        raise ImageInputError(
+            f"{name}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}"
+        )
+    array = to_numpy(image, name) if not isinstance(image, Image.Image) else np.asarray(image)
     if array.ndim == 2:
         return array[None]
     if array.ndim != 3:
-        raise ValueError(f"expected an [H, W], [H, W, C] or [C, H, W] image, got shape {array.shape}")
-    layout = (
-        ChannelDimension(input_data_format) if input_data_format else infer_channel_dimension_format(array)
-    )
+        raise ImageInputError(
+            f"{name}: expected an [H, W], [H, W, C] or [C, H, W] image, got shape {list(array.shape)}"
+        )
+    try:
+        layout = ChannelDimension(input_data_format or infer_channel_dimension_format(array))
+    except ValueError as err:
+        raise ImageInputError(f"{name}: cannot tell the channel axis of shape {list(array.shape)}; "
+                              "pass input_data_format") from err  # fmt: skip
     return array if layout == ChannelDimension.FIRST else np.moveaxis(array, -1, 0)
+
+
+def _check_pixels(array: np.ndarray, name: str) -> None:
+    """``ImageInputError`` for an empty image or pixels that are not finite real numbers."""
+    if array.size == 0:
+        raise ImageInputError(f"{name}: the image is empty (shape [C, H, W] = {list(array.shape)})")
+    if not (
+        array.dtype == np.bool_
+        or np.issubdtype(array.dtype, np.integer)
+        or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ImageInputError(f"{name}: unsupported pixel type {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ImageInputError(f"{name}: the image holds NaN or infinite values")
 
 
 def _resize_channels(array: np.ndarray, height: int, width: int, resample: int) -> np.ndarray:
@@ -46,6 +68,11 @@ def _resize_channels(array: np.ndarray, height: int, width: int, resample: int) 
         )
         resized.append(np.asarray(plane.resize((width, height), resample=resample)))
     return np.stack(resized)
+
+
+def _float_or_same(array: np.ndarray) -> np.dtype:
+    """The array's dtype, or float64 for those torch cannot hold (unsigned wider than 8 bits)."""
+    return np.dtype(np.float64) if array.dtype in (np.uint16, np.uint32, np.uint64) else array.dtype
 
 
 class PackedImageProcessor(BaseImageProcessor):
@@ -104,6 +131,22 @@ class PackedImageProcessor(BaseImageProcessor):
             h, w = (h - p, w) if h >= w else (h, w - p)
         return h, w
 
+    def _scaled(self, x: torch.Tensor, name: str, factor: float | None, stats: tuple | None) -> torch.Tensor:
+        """``x`` rescaled by ``factor`` and normalised with ``stats`` (mean, std) when given; checked to pack."""
+        if x.shape[1] % self.patch_size or x.shape[2] % self.patch_size:
+            raise ImageInputError(f"{name}: without do_resize, height and width must be multiples of "
+                                  f"{self.patch_size}, got {x.shape[1]}x{x.shape[2]}")  # fmt: skip
+        x = x * factor if factor is not None else x
+        if stats is not None:
+            mean, std = stats
+            if len(mean) != x.shape[0] or len(std) != x.shape[0]:
+                raise ImageInputError(f"{name} has {x.shape[0]} channels but image_mean/image_std have "
+                                      f"{len(mean)}/{len(std)} values")  # fmt: skip
+            x = (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+        if not torch.isfinite(x).all():
+            raise ImageInputError(f"{name}: pixel values overflow float32")
+        return x
+
     def preprocess(
         self,
         images: Any,
@@ -128,20 +171,17 @@ class PackedImageProcessor(BaseImageProcessor):
         mean, std = options["image_mean"], options["image_std"]
         tensors = []
         for i, image in enumerate(as_image_list(images)):
+            name = f"images[{i}]"
             if convert:
                 if input_data_format and not isinstance(image, Image.Image):
-                    image = np.moveaxis(_channels_first(image, input_data_format), 0, -1)
-                image = np.asarray(to_rgb(image, name=f"images[{i}]"))
-            array = _channels_first(image, ChannelDimension.LAST if convert else input_data_format)
+                    image = np.moveaxis(_channels_first(image, input_data_format, name), 0, -1)
+                image = np.asarray(to_rgb(image, name=name))
+            array = _channels_first(image, ChannelDimension.LAST if convert else input_data_format, name)
+            _check_pixels(array, name)
             if resize:
                 array = _resize_channels(array, *self.target_size(*array.shape[1:]), resample)
-            x = torch.from_numpy(np.ascontiguousarray(array)).float()
-            x = x * factor if rescale else x
-            if normalize:
-                if len(mean) != x.shape[0] or len(std) != x.shape[0]:
-                    raise ValueError(f"images[{i}] has {x.shape[0]} channels but image_mean/image_std have "
-                                     f"{len(mean)}/{len(std)} values")  # fmt: skip
-                x = (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+            x = self._scaled(torch.from_numpy(np.ascontiguousarray(array, dtype=_float_or_same(array))).float(),
+                             name, factor if rescale else None, (mean, std) if normalize else None)  # fmt: skip
             tensors.append(x)
         hidden_states, grid_thw = pack_images(tensors, self.patch_size)
         data = {"hidden_states": hidden_states, "grid_thw": grid_thw}

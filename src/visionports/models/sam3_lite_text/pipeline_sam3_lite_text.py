@@ -8,7 +8,7 @@ import numpy as np
 from transformers import Pipeline
 from transformers.image_utils import load_image
 
-from ...utils.images import to_rgb
+from ...utils.images import open_image, to_rgb
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 TASK = "text-prompted-segmentation"
@@ -43,7 +43,7 @@ class TextPromptedSegmentationPipeline(Pipeline):
         prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
         if not prompts or any(not p.strip() for p in prompts):
             raise ValueError("prompts: give at least one non-empty text prompt, e.g. prompts='a cat'")
-        rgb = to_rgb(load_image(image) if isinstance(image, str) else image)
+        rgb = _as_rgb(image)
         pixels = self.image_processor(rgb, return_tensors="pt")["pixel_values"].to(self.dtype)
         return {"pixel_values": pixels, "input_ids": self.prompt_tokenizer(prompts)["input_ids"],
                 "size": (rgb.height, rgb.width), "prompts": prompts}  # fmt: skip
@@ -73,6 +73,15 @@ class TextPromptedSegmentationPipeline(Pipeline):
                 found.append({"score": float(score), "label": prompt, "mask": np.asarray(mask.cpu()),
                               "box": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}})  # fmt: skip
         return sorted(found, key=lambda d: -d["score"])
+
+
+def _as_rgb(image: Any) -> Any:
+    """An RGB PIL image of a path, URL, PIL image, array or tensor (``ImageInputError`` when it is none)."""
+    if isinstance(image, str) and image.startswith(("http://", "https://")):
+        return to_rgb(load_image(image), name=image)
+    if isinstance(image, str):
+        return open_image(image)
+    return to_rgb(image)
 
 
 def register_pipeline() -> None:

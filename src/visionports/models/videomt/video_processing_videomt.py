@@ -15,7 +15,7 @@ from transformers.image_utils import ChannelDimension
 from transformers.utils import TensorType
 
 from ...core.processing_options import call_options, channels_last, normalize, to_layout
-from ...utils.images import ImageInputError, to_rgb
+from ...utils.images import ImageInputError, to_numpy, to_rgb
 from .postprocessing_videomt import instance_segmentation, panoptic_segmentation, semantic_segmentation
 
 
@@ -100,19 +100,27 @@ class VideomtVideoProcessor(BaseImageProcessor):
         if options["do_convert_rgb"]:
             array = np.asarray(to_rgb(frame, name=name), dtype=np.uint8)
         else:
-            array = frame.detach().cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
-            if layout is None and array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
-                array = np.moveaxis(array, 0, -1)
-            if array.ndim != 3 or array.shape[-1] != 3:
-                raise ImageInputError(f"{name}: without RGB conversion a frame needs 3 channels, got "
-                                      f"{list(array.shape)}")  # fmt: skip
+            array = _raw_frame(frame, name, layout)
         return torch.from_numpy(np.array(array, dtype=array.dtype, copy=True)).permute(2, 0, 1)
+
+    def _target_size(self, original: tuple[int, int], resize: bool, name: str) -> tuple[int, int]:
+        """The frames' size after resizing; ``ImageInputError`` when a side would shrink to nothing."""
+        size = shortest_edge_size(*original, self.min_size, self.max_size) if resize else original
+        if min(size) < 1:
+            raise ImageInputError(
+                f"{name}: frames of {original[0]}x{original[1]} are too elongated: with the short side at "
+                f"{self.min_size} and the long side at most {self.max_size} they would be {size[0]}x{size[1]}"
+            )
+        return size
 
     @staticmethod
     def _resized(frame: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """PIL bilinear resize of a uint8 [3, H, W] frame to ``size`` (h, w)."""
         if tuple(frame.shape[1:]) == size:
             return frame
+        if frame.dtype != torch.uint8 and (frame.min() < 0 or frame.max() > 255):
+            raise ImageInputError(f"frames resized without RGB conversion must hold values in 0..255, got "
+                                  f"{frame.min().item()}..{frame.max().item()}")  # fmt: skip
         pil = Image.fromarray(frame.permute(1, 2, 0).to(torch.uint8).numpy())
         resized = pil.resize((size[1], size[0]), resample=Image.BILINEAR)
         return torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1)
@@ -144,18 +152,11 @@ class VideomtVideoProcessor(BaseImageProcessor):
                  "do_pad": do_pad, "image_mean": image_mean, "image_std": image_std}  # fmt: skip
         options = call_options(self, given, kwargs, return_tensors, tensor_types=("pt", "np"))
         options["input_data_format"] = input_data_format
-        single = isinstance(videos, np.ndarray | torch.Tensor) and videos.ndim == 4
-        single = single or (isinstance(videos, Sequence) and len(videos) > 0 and not _is_video(videos[0]))
-        batch = [videos] if single else list(videos)
         clips, originals, resized = [], [], []
-        for b, video in enumerate(batch):
+        for b, video in enumerate(_video_batch(videos)):
             frames = self._frames(video, f"videos[{b}]", options)
             original = tuple(frames[0].shape[1:])
-            size = (
-                shortest_edge_size(*original, self.min_size, self.max_size)
-                if options["do_resize"]
-                else original
-            )
+            size = self._target_size(original, options["do_resize"], f"videos[{b}]")
             clips.append(torch.stack([self._normalised(self._resized(f, size), options) for f in frames]))
             originals.append(original)
             resized.append(size)
@@ -271,6 +272,48 @@ def _per_video(outputs: Any, original_sizes: Any, resized_sizes: Any) -> list[tu
         (classes[b], masks[b].transpose(0, 1), padded, tuple(resized), tuple(original))
         for b, (resized, original) in enumerate(sizes)
     ]
+
+
+def _video_batch(videos: Any) -> list[Any]:
+    """The videos of a call: one video (a list of frames or a 4-D array) or a list (or 5-D array) of videos."""
+    if isinstance(videos, np.ndarray | torch.Tensor):
+        if videos.ndim == 4 or (videos.ndim == 5 and len(videos) > 0):
+            return [videos] if videos.ndim == 4 else list(videos)
+        raise ImageInputError(f"videos: expected a [T, H, W, 3] / [T, 3, H, W] video or a batch of them, got "
+                              f"shape {list(videos.shape)}")  # fmt: skip
+    if not isinstance(videos, Sequence) or isinstance(videos, str | bytes) or len(videos) == 0:
+        raise ImageInputError(f"videos: expected a video (a non-empty list of frames or a 4-D array) or a "
+                              f"non-empty list of videos, got {_describe(videos)}")  # fmt: skip
+    return list(videos) if _is_video(videos[0]) else [videos]
+
+
+def _describe(value: Any) -> str:
+    return "an empty list" if isinstance(value, Sequence) and len(value) == 0 else type(value).__name__
+
+
+def _raw_frame(frame: Any, name: str, layout: Any) -> np.ndarray:
+    """A frame used as given (no RGB conversion): [H, W, 3] finite real pixels."""
+    if not isinstance(frame, np.ndarray | torch.Tensor | Image.Image):
+        raise ImageInputError(
+            f"{name}: expected a PIL image, numpy array or torch tensor, got {type(frame).__name__}"
+        )
+    array = np.asarray(frame) if isinstance(frame, Image.Image) else to_numpy(frame, name)
+    if layout is None and array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim != 3 or array.shape[-1] != 3 or array.size == 0:
+        raise ImageInputError(f"{name}: without RGB conversion a frame needs 3 channels and pixels, got "
+                              f"{list(array.shape)}")  # fmt: skip
+    if array.dtype in (np.uint16, np.uint32, np.uint64):
+        array = array.astype(np.int64)
+    if not (
+        array.dtype == np.bool_
+        or np.issubdtype(array.dtype, np.integer)
+        or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ImageInputError(f"{name}: unsupported pixel type {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ImageInputError(f"{name}: the frame holds NaN or infinite values")
+    return array
 
 
 def _is_video(item: Any) -> bool:
