@@ -200,9 +200,12 @@ def test_missing_av_extra(videomt: Path, tmp_path: Path) -> None:
     assert issubclass(MissingExtraError, VisionportsError) and issubclass(MissingExtraError, ImportError)
 
 
-@pytest.mark.xfail(strict=True, reason="needs a fix in the videomt family files (see the issue 14 report)")
 def test_image_segmentation_pipeline_refuses_a_videomt_folder(videomt: Path) -> None:
-    from transformers import pipeline
+    from transformers import AutoModelForUniversalSegmentation, pipeline
 
-    with pytest.raises((ValueError, VisionportsError)):
+    from visionports.core.errors import UnsupportedTaskError
+
+    with pytest.raises(UnsupportedTaskError, match="VidEoMT video model.*segment-video"):
         pipeline("image-segmentation", model=str(videomt))
+    model = AutoModelForUniversalSegmentation.from_pretrained(videomt)  # the user's path still loads ours
+    assert type(model).__module__.startswith("visionports.")

@@ -16,10 +16,17 @@ from .common import FamilyChoice
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--variant", help="Released variant (e.g. atto, s); inferred from the weights when omitted.")
 @click.option(
-    "--image-size", type=int, help="Default (square) input size, when it differs from the stored anchors."
+    "--image-size",
+    type=click.IntRange(min=1),
+    help="Default (square) input size, when it differs from the stored anchors.",
 )
 @click.option("--allow-partial", is_flag=True, help="Save even if some weights are missing or unexpected.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
+@click.option(
+    "--allow-non-finite",
+    is_flag=True,
+    help="Convert weights holding NaN/inf (or integers where floats belong) with a warning instead of refusing.",
+)
 @click.option(
     "--set",
     "settings",
@@ -28,7 +35,7 @@ from .common import FamilyChoice
     help="A config value the weights cannot tell (JSON value), e.g. --set num_attention_heads=4.",
 )
 def convert(family: str, checkpoint: Path, output_dir: Path, variant: str | None, image_size: int | None,
-            allow_partial: bool, overwrite: bool, settings: tuple[str, ...]) -> None:  # fmt: skip
+            allow_partial: bool, overwrite: bool, allow_non_finite: bool, settings: tuple[str, ...]) -> None:  # fmt: skip
     """Convert an original CHECKPOINT of FAMILY into a from_pretrained folder OUTPUT_DIR."""
     from ..core.conversion import convert_checkpoint
     from ..core.registry import get_family
@@ -43,6 +50,7 @@ def convert(family: str, checkpoint: Path, output_dir: Path, variant: str | None
         variant=variant,
         allow_partial=allow_partial,
         overwrite=overwrite,
+        allow_non_finite=allow_non_finite,
         config_overrides=overrides or None,
     )
     report = result.report

@@ -19,3 +19,11 @@ class ModelFolderError(VisionportsError, ValueError):
 
 class OutputFolderError(VisionportsError, OSError):
     """An output folder that cannot be written or replaced safely (busy, protected, or the write failed)."""
+
+
+class UnsupportedTaskError(VisionportsError, LookupError):
+    """A transformers task (pipeline) a family's models do not serve; the message names what does.
+
+    A ``LookupError``, not a ``ValueError``: transformers' pipeline loader catches the latter and would go on to
+    try an upstream class of the same name, silently building it with missing weights.
+    """

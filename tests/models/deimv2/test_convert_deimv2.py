@@ -120,8 +120,14 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
     (out / "keep.txt").write_text("x")
     code, text = _convert(str(ATTO / "checkpoint.pth"), str(out))
     assert code != 0 and "--overwrite" in text and (out / "keep.txt").exists()
+    code, text = _convert(str(ATTO / "checkpoint.pth"), str(out), "--overwrite")  # not a conversion output
+    assert code != 0 and "does not look like a visionports conversion output" in text
+    assert (out / "keep.txt").read_text() == "x"
+    (out / "keep.txt").unlink()
+    assert _convert(str(ATTO / "checkpoint.pth"), str(out))[0] == 0  # an empty folder is fine
+    # a previous output is replaced
     code, text = _convert(str(ATTO / "checkpoint.pth"), str(out), "--overwrite")
-    assert code == 0 and not (out / "keep.txt").exists()
+    assert code == 0 and (out / "config.json").is_file()
 
 
 def test_stored_anchors_are_checked() -> None:
@@ -189,3 +195,12 @@ def test_backbone_is_read_once_and_intermediates_stay_out_of_the_config(
     layout = convert_deimv2._infer_encoder(sd)
     assert not any(k.startswith("_") for k in layout.values) and layout.csp_blocks > 0
     assert not {"_csp_channels", "_csp_blocks", "_num_aifi"} & set(config.to_dict())
+
+
+def test_named_variant_is_checked_against_the_weights() -> None:
+    sd = _state_dict(ATTO)
+    with pytest.raises(CheckpointError, match="--variant femto has .* those of variant 'atto'"):
+        infer_config(sd, variant="femto")
+    with pytest.raises(ValueError, match="unknown DEIMv2 setting 'no_such_key'"):
+        infer_config(sd, no_such_key=1)
+    assert infer_config(sd, variant="atto").to_dict() == infer_config(sd).to_dict()

@@ -74,3 +74,11 @@ def test_wrapped_checkpoint_converts_identically(tmp_path: Path) -> None:
     assert wrapped.config.to_dict() == bare.config.to_dict()
     ours, theirs = wrapped.model.state_dict(), bare.model.state_dict()
     assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_unknown_settings_and_bad_values_are_refused() -> None:
+    sd = strip_prefixes(_released())
+    with pytest.raises(ValueError, match="unknown SAM3-LiteText detector setting 'no_such_width'"):
+        infer_config(sd, detector={"no_such_width": 1})
+    with pytest.raises(ValueError, match="num_attention_heads must be an integer >= 1"):
+        infer_config(sd, num_attention_heads=0)

@@ -114,3 +114,16 @@ def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["convert", "videomt", str(tmp_path / "x.pth"), str(tmp_path / "out")])
     assert result.exit_code != 0 and "not a VidEoMT checkpoint" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_guessed_heads_are_announced_and_settings_checked(caplog) -> None:
+    import logging
+
+    import pytest
+
+    sd = torch.load(CASE / "checkpoint.pth", map_location="cpu", weights_only=True)["model"]
+    with caplog.at_level(logging.WARNING):
+        assert infer_config(sd).num_attention_heads == 1
+    assert "--set num_attention_heads" in caplog.text
+    with pytest.raises(ValueError, match="num_attention_heads"):
+        infer_config(sd, num_attention_heads=0)

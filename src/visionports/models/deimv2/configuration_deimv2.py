@@ -8,6 +8,7 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ...core.state_dict import invalid_values
 from ...data.coco import COCO_CLASSES
 
 # HGNetV2 stage rows of the original: [in, mid, out, num_blocks, downsample, light_block, kernel, layers].
@@ -174,6 +175,30 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 LOSS_TYPES = ("mal", "vfl", "focal", "boxes", "local")
 
+# what ``validate_architecture`` checks of each value's kind (see ``invalid_values``)
+_COUNTS = (
+    "vit_hidden_size", "vit_num_heads", "vit_depth", "vit_patch_size", "vit_ffn_hidden_size", "sta_inplanes",
+    "backbone_hidden_dim", "encoder_hidden_dim", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim",
+    "d_model", "num_queries", "num_feature_levels", "decoder_layers", "decoder_attention_heads", "decoder_ffn_dim",
+    "max_num_bins", "lqe_hidden_dim", "lqe_top_k", "num_top_queries",
+)  # fmt: skip
+_INT_LISTS = ("hgnet_stem_channels", "encoder_in_channels", "feat_strides", "decoder_feat_strides",
+              "decoder_n_points", "eval_image_size")  # fmt: skip
+_POSITIVE = ("vit_layer_norm_eps", "vit_rope_base", "encoder_expansion", "encoder_depth_mult",
+             "positional_encoding_temperature", "decoder_offset_scale", "reg_scale", "anchor_grid_size",
+             "anchor_eps")  # fmt: skip
+
+
+def _is_index(value: Any, size: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
+
+
+def _is_stage_row(row: Any) -> bool:
+    sizes = (0, 1, 2, 3, 6, 7)
+    return isinstance(row, list | tuple) and len(row) == 8 and all(
+        isinstance(row[i], int) and not isinstance(row[i], bool) and row[i] >= 1 for i in sizes)  # fmt: skip
+
+
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -328,6 +353,22 @@ class Deimv2Config(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def validate_architecture(self) -> None:
+        errors = self._value_errors() or self._structure_errors()
+        if errors:
+            raise ValueError("invalid Deimv2Config: " + "; ".join(errors))
+
+    def _value_errors(self) -> list[str]:
+        """Each value of its kind (counts >= 1, finite numbers ...), checked before any is combined."""
+        errors = invalid_values(
+            self, counts=_COUNTS, optional=("vit_num_register_tokens", "num_denoising"), int_lists=_INT_LISTS,
+            positive=_POSITIVE, finite=("up", "layer_scale"),
+        )  # fmt: skip
+        if self.backbone_type == "hgnetv2" and not all(_is_stage_row(row) for row in self.hgnet_stages):
+            errors.append(f"hgnet_stages rows must be [in, mid, out, blocks, downsample, light, kernel, layers] "
+                          f"with positive sizes, got {self.hgnet_stages!r}")  # fmt: skip
+        return errors
+
+    def _structure_errors(self) -> list[str]:
         errors = []
         if self.backbone_type not in ("hgnetv2", "vit_sta"):
             errors.append(f"backbone_type must be 'hgnetv2' or 'vit_sta', got {self.backbone_type!r}")
@@ -341,6 +382,8 @@ class Deimv2Config(PreTrainedConfig):
             errors.append("decoder_feat_strides needs one entry per feature level")
         if self.d_model % self.decoder_attention_heads:
             errors.append("d_model must be divisible by decoder_attention_heads")
+        if self.encoder_type == "hybrid" and self.encoder_hidden_dim % self.encoder_attention_heads:
+            errors.append("encoder_hidden_dim must be divisible by encoder_attention_heads")
         unknown_losses = sorted(set(self.loss_types) - set(LOSS_TYPES))
         if unknown_losses:
             errors.append(f"loss_types has unknown entries {unknown_losses}; choose from {list(LOSS_TYPES)}")
@@ -348,8 +391,29 @@ class Deimv2Config(PreTrainedConfig):
             errors.append("only layer_scale == 1 is supported (every released DEIMv2 model uses it)")
         if self.backbone_type == "vit_sta" and self.vit_hidden_size % (4 * self.vit_num_heads):
             errors.append("vit_hidden_size / vit_num_heads must be divisible by 4 (2D RoPE)")
-        if errors:
-            raise ValueError("invalid Deimv2Config: " + "; ".join(errors))
+        return errors + self._index_errors()
+
+    def _index_errors(self) -> list[str]:
+        """Sizes and indices that must fit the architecture (input size, tapped stages / layers, eval layer)."""
+        errors = []
+        stride = max(self.decoder_feat_strides)
+        if len(self.eval_image_size) != 2 or any(side % stride for side in self.eval_image_size):
+            errors.append(f"eval_image_size must be [height, width], multiples of the largest stride {stride}, "
+                          f"got {self.eval_image_size}")  # fmt: skip
+        tapped = ("hgnet_out_indices", len(self.hgnet_stages)) if self.backbone_type == "hgnetv2" else (
+            "vit_out_indices", self.vit_depth)  # fmt: skip
+        if not all(_is_index(i, tapped[1]) for i in getattr(self, tapped[0])):
+            errors.append(f"{tapped[0]} must be indices below {tapped[1]}, got {getattr(self, tapped[0])}")
+        levels = len(self.encoder_in_channels)
+        if self.encoder_type == "hybrid" and not all(_is_index(i, levels) for i in self.encoder_aifi_indices):
+            errors.append(
+                f"encoder_aifi_indices must be indices below {levels}, got {self.encoder_aifi_indices}"
+            )
+        if not -self.decoder_layers <= self.eval_idx < self.decoder_layers:
+            errors.append(
+                f"eval_idx must index one of the {self.decoder_layers} decoder layers, got {self.eval_idx}"
+            )
+        return errors
 
     @property
     def resolved_eval_idx(self) -> int:

@@ -10,6 +10,7 @@ dropped once by :func:`strip_wrapper_prefix` (the family's ``prepare_state_dict`
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -19,21 +20,22 @@ import torch
 
 from ...core.checkpoint import CheckpointError
 from ...core.key_mapping import Duplicate, Fold, KeyMapping, MappedStateDict, Rename, Skip, Split
-from ...core.state_dict import StateDict, count_blocks, shape_of
+from ...core.state_dict import StateDict, build_config, check_overrides, config_keys, count_blocks, dim_of
 from ...core.state_dict import strip_wrapper_prefix as _strip
 from .configuration_deimv2 import _HGNET_ARCHS, PRESETS, Deimv2Config
 from .decoder_deimv2 import generate_anchors
 
 _HGNET_PRESET_OF_ARCH = {"Atto": "atto", "Femto": "femto", "Pico": "pico", "B0": "n"}
 WRAPPER_PREFIXES = ("module.", "ema.module.", "model.")
+logger = logging.getLogger(__name__)
 
 
 def _count(sd: StateDict, pattern: str) -> int:
     return count_blocks(sd, pattern)
 
 
-def _shape(sd: StateDict, key: str) -> tuple[int, ...]:
-    return shape_of(sd, key, "DEIMv2")
+def _dim(sd: StateDict, key: str, axis: int, minimum: int = 1) -> int:
+    return dim_of(sd, key, axis, "DEIMv2", minimum)
 
 
 def _has_values(t: torch.Tensor) -> bool:
@@ -66,20 +68,20 @@ def _infer_hgnet(sd: StateDict) -> dict[str, Any]:
         p = f"backbone.stages.{i}."
         light = f"{p}blocks.0.layers.0.conv1.conv.weight" in sd
         if light:
-            first = _shape(sd, f"{p}blocks.0.layers.0.conv1.conv.weight")
-            kernel = _shape(sd, f"{p}blocks.0.layers.0.conv2.conv.weight")[-1]
+            first = f"{p}blocks.0.layers.0.conv1.conv.weight"
+            kernel = _dim(sd, f"{p}blocks.0.layers.0.conv2.conv.weight", -1)
         else:
-            first = _shape(sd, f"{p}blocks.0.layers.0.conv.weight")
-            kernel = first[-1]
+            first = f"{p}blocks.0.layers.0.conv.weight"
+            kernel = _dim(sd, first, -1)
         stages.append([
-            first[1], first[0], _shape(sd, f"{p}blocks.0.aggregation.1.conv.weight")[0],
+            _dim(sd, first, 1), _dim(sd, first, 0), _dim(sd, f"{p}blocks.0.aggregation.1.conv.weight", 0),
             _count(sd, rf"{re.escape(p)}blocks\.(\d+)\."), f"{p}downsample.conv.weight" in sd, light, kernel,
             _count(sd, rf"{re.escape(p)}blocks\.0\.layers\.(\d+)\."),
         ])  # fmt: skip
     stem = [
-        _shape(sd, "backbone.stem.stem1.conv.weight")[1],
-        _shape(sd, "backbone.stem.stem1.conv.weight")[0],
-        _shape(sd, "backbone.stem.stem4.conv.weight")[0],
+        _dim(sd, "backbone.stem.stem1.conv.weight", 1),
+        _dim(sd, "backbone.stem.stem1.conv.weight", 0),
+        _dim(sd, "backbone.stem.stem4.conv.weight", 0),
     ]
     return {
         "hgnet_stem_channels": stem,
@@ -90,8 +92,12 @@ def _infer_hgnet(sd: StateDict) -> dict[str, Any]:
 
 def _infer_vit(sd: StateDict, flavor: str) -> dict[str, Any]:
     p = "backbone.dinov3._model." if flavor == "vit_tiny" else "backbone.dinov3."
-    dim = _shape(sd, p + "cls_token")[-1]
-    head_dim = 4 * _shape(sd, p + "rope_embed.periods")[0]
+    dim = _dim(sd, p + "cls_token", -1)
+    head_dim = 4 * _dim(sd, p + "rope_embed.periods", 0)
+    if dim % head_dim:
+        raise CheckpointError(
+            f"{p}cls_token width {dim} is not a multiple of the head width {head_dim} (4 x rope_embed.periods)"
+        )
     swiglu = f"{p}blocks.0.mlp.w1.weight" in sd
     ffn_key = f"{p}blocks.0.mlp.w1.weight" if swiglu else f"{p}blocks.0.mlp.fc1.weight"
     return {
@@ -99,15 +105,15 @@ def _infer_vit(sd: StateDict, flavor: str) -> dict[str, Any]:
         "vit_hidden_size": dim,
         "vit_num_heads": dim // head_dim,
         "vit_depth": _count(sd, rf"{re.escape(p)}blocks\.(\d+)\."),
-        "vit_patch_size": _shape(sd, p + "patch_embed.proj.weight")[-1],
+        "vit_patch_size": _dim(sd, p + "patch_embed.proj.weight", -1),
         "vit_ffn_type": "swiglu" if swiglu else "mlp",
-        "vit_ffn_hidden_size": _shape(sd, ffn_key)[0],
-        "vit_num_register_tokens": _shape(sd, p + "storage_tokens")[1] if p + "storage_tokens" in sd else 0,
+        "vit_ffn_hidden_size": _dim(sd, ffn_key, 0),
+        "vit_num_register_tokens": _dim(sd, p + "storage_tokens", 1, 0) if p + "storage_tokens" in sd else 0,
         "vit_layer_scale": f"{p}blocks.0.ls1.gamma" in sd,
         "vit_final_norm": p + "norm.weight" in sd,
         "vit_mask_k_bias": f"{p}blocks.0.attn.qkv.bias_mask" in sd,
-        "sta_inplanes": _shape(sd, "backbone.sta.stem.0.weight")[0],
-        "backbone_hidden_dim": _shape(sd, "backbone.convs.0.weight")[0],
+        "sta_inplanes": _dim(sd, "backbone.sta.stem.0.weight", 0),
+        "backbone_hidden_dim": _dim(sd, "backbone.convs.0.weight", 0),
     }
 
 
@@ -125,15 +131,15 @@ class EncoderLayout:
 def _infer_encoder(sd: StateDict) -> EncoderLayout:
     lite = "encoder.bi_fusion.cv.conv.weight" in sd
     if lite:
-        hidden = _shape(sd, "encoder.input_proj.0.conv.weight")[0]
+        hidden = _dim(sd, "encoder.input_proj.0.conv.weight", 0)
         levels = _count(sd, r"encoder\.input_proj\.(\d+)\.")
-        in_channels = [_shape(sd, f"encoder.input_proj.{i}.conv.weight")[1] for i in range(levels)]
+        in_channels = [_dim(sd, f"encoder.input_proj.{i}.conv.weight", 1) for i in range(levels)]
         block = "encoder.fpn_block."
     else:
-        hidden = _shape(sd, "encoder.lateral_convs.0.conv.weight")[0]
+        hidden = _dim(sd, "encoder.lateral_convs.0.conv.weight", 0)
         levels = _count(sd, r"encoder\.fpn_blocks\.(\d+)\.") + 1
         in_channels = [
-            _shape(sd, f"encoder.input_proj.{i}.conv.weight")[1] if f"encoder.input_proj.{i}.conv.weight" in sd
+            _dim(sd, f"encoder.input_proj.{i}.conv.weight", 1) if f"encoder.input_proj.{i}.conv.weight" in sd
             else hidden
             for i in range(levels)
         ]  # fmt: skip
@@ -148,40 +154,85 @@ def _infer_encoder(sd: StateDict) -> EncoderLayout:
     if not lite:
         num_aifi = _count(sd, r"encoder\.encoder\.(\d+)\.")
         values["encoder_layers"] = _count(sd, r"encoder\.encoder\.0\.layers\.(\d+)\.")
-        values["encoder_ffn_dim"] = _shape(sd, "encoder.encoder.0.layers.0.linear1.weight")[0]
+        values["encoder_ffn_dim"] = _dim(sd, "encoder.encoder.0.layers.0.linear1.weight", 0)
     return EncoderLayout(
         values=values,
-        csp_channels=_shape(sd, block + "cv2.0.conv1.conv.weight")[0] // 2,
+        csp_channels=_dim(sd, block + "cv2.0.conv1.conv.weight", 0) // 2,
         csp_blocks=_count(sd, rf"{re.escape(block)}cv2\.0\.bottlenecks\.(\d+)\."),
         num_aifi=num_aifi,
     )
 
 
-def _infer_decoder(sd: StateDict, preset: dict[str, Any]) -> dict[str, Any]:
-    num_labels, dim = _shape(sd, "decoder.enc_score_head.weight")
-    layers = _count(sd, r"decoder\.decoder\.layers\.(\d+)\.")
-    scale = sd["decoder.decoder.layers.0.cross_attn.num_points_scale"]
-    total = scale.shape[0]
+_SCALE = "decoder.decoder.layers.0.cross_attn.num_points_scale"
+_OFFSETS = "decoder.decoder.layers.0.cross_attn.sampling_offsets.weight"
+
+
+def _points_from_scale(scale: torch.Tensor) -> list[int]:
+    """Sampling points per level from ``num_points_scale`` (``1/n`` repeated ``n`` times per level).
+
+    Bounded: every step advances by at least one entry; a value that is not such a run (NaN, inf, <= 0,
+    > 1, or a run cut short) is refused naming the key, index and value."""
+    values = scale.detach().double().reshape(-1).tolist()
+    points, i = [], 0
+    while i < len(values):
+        value = values[i]
+        n = round(1 / value) if math.isfinite(value) and 0 < value <= 1 else 0
+        run = values[i : i + n]
+        if n < 1 or len(run) < n or any(abs(v * n - 1) > 1e-2 for v in run):
+            raise CheckpointError(
+                f"{_SCALE} holds {value} at index {i} of {values}; expected 1/n repeated n times for each "
+                "level (n sampling points)"
+            )
+        points.append(n)
+        i += n
+    return points
+
+
+def _decoder_points(sd: StateDict, preset: dict[str, Any]) -> tuple[list[int], int]:
+    """Sampling points per level and attention heads of the decoder's deformable cross-attention."""
+    total = _dim(sd, _SCALE, 0)
+    scale = sd[_SCALE]
     if _has_values(scale):
-        points, i = [], 0
-        while i < total:
-            n = round(1 / float(scale[i]))
-            points.append(n)
-            i += n
+        points = _points_from_scale(scale)
     elif sum(preset["decoder_n_points"]) == total:
         points = list(preset["decoder_n_points"])
     else:
         raise CheckpointError(
             f"cannot tell the sampling points per level from a num_points_scale of size {total}"
         )
-    heads = _shape(sd, "decoder.decoder.layers.0.cross_attn.sampling_offsets.weight")[0] // (2 * total)
+    rows = _dim(sd, _OFFSETS, 0)
+    if rows % (2 * total):
+        raise CheckpointError(f"{_OFFSETS} has {rows} rows, not a multiple of 2 x {total} sampling points")
+    return points, rows // (2 * total)
+
+
+def _same(tensor: torch.Tensor, other: torch.Tensor | None) -> bool:
+    return other is not None and _has_values(other) and torch.equal(tensor, other)
+
+
+def _scalar(sd: StateDict, key: str) -> float | None:
+    """The finite number stored in ``sd[key]`` (None when absent or without values)."""
+    tensor = sd.get(key)
+    if tensor is None or not _has_values(tensor):
+        return None
+    value = float(tensor.reshape(-1)[0]) if tensor.numel() else math.nan
+    if not math.isfinite(value):
+        raise CheckpointError(f"{key} holds {value}; expected a finite number")
+    return value
+
+
+def _infer_decoder(sd: StateDict, preset: dict[str, Any]) -> dict[str, Any]:
+    num_labels = _dim(sd, "decoder.enc_score_head.weight", 0)
+    dim = _dim(sd, "decoder.enc_score_head.weight", 1)
+    layers = _count(sd, r"decoder\.decoder\.layers\.(\d+)\.")
+    points, heads = _decoder_points(sd, preset)
     bbox_heads = _count(sd, r"decoder\.dec_bbox_head\.(\d+)\.")
     first = [k for k in sd if k.startswith("decoder.dec_bbox_head.0.")]
     if bbox_heads == 1 and layers > 1:
         shared = True  # safetensors exports (e.g. the Hugging Face uploads) keep one copy of shared tensors
     elif bbox_heads > 1 and all(_has_values(sd[k]) for k in first):
         shared = all(
-            torch.equal(sd[k], sd[k.replace("dec_bbox_head.0.", f"dec_bbox_head.{i}.", 1)])
+            _same(sd[k], sd.get(k.replace("dec_bbox_head.0.", f"dec_bbox_head.{i}.", 1)))
             for i in range(1, bbox_heads)
             for k in first
         )
@@ -191,20 +242,20 @@ def _infer_decoder(sd: StateDict, preset: dict[str, Any]) -> dict[str, Any]:
         "num_labels": num_labels,
         "d_model": dim,
         "decoder_layers": layers,
-        "decoder_ffn_dim": _shape(sd, "decoder.decoder.layers.0.swish_ffn.w12.weight")[0],
+        "decoder_ffn_dim": _dim(sd, "decoder.decoder.layers.0.swish_ffn.w12.weight", 0),
         "decoder_n_points": points,
         "num_feature_levels": len(points),
         "decoder_attention_heads": heads,
         "use_gateway": "decoder.decoder.layers.0.gateway.gate.weight" in sd,
         "share_bbox_head": shared,
-        "max_num_bins": _shape(sd, "decoder.dec_bbox_head.0.layers.2.weight")[0] // 4 - 1,
-        "lqe_hidden_dim": _shape(sd, "decoder.decoder.lqe_layers.0.reg_conf.layers.0.weight")[0],
-        "lqe_top_k": _shape(sd, "decoder.decoder.lqe_layers.0.reg_conf.layers.0.weight")[1] // 4 - 1,
+        "max_num_bins": _dim(sd, "decoder.dec_bbox_head.0.layers.2.weight", 0) // 4 - 1,
+        "lqe_hidden_dim": _dim(sd, "decoder.decoder.lqe_layers.0.reg_conf.layers.0.weight", 0),
+        "lqe_top_k": _dim(sd, "decoder.decoder.lqe_layers.0.reg_conf.layers.0.weight", 1) // 4 - 1,
     }
     for name in ("up", "reg_scale"):
-        tensor = sd.get(f"decoder.{name}")
-        if tensor is not None and _has_values(tensor):
-            values[name] = float(tensor.reshape(-1)[0])
+        value = _scalar(sd, f"decoder.{name}")
+        if value is not None:
+            values[name] = value
     return values
 
 
@@ -212,6 +263,8 @@ def _eval_size_from_anchors(sd: StateDict, strides: list[int]) -> list[int] | No
     anchors = sd.get("decoder.anchors")
     if anchors is None:
         return None
+    if anchors.dim() < 2 or anchors.shape[1] < 1:
+        return None  # refused by verify_recomputed_buffers, which names the shape
     count = anchors.shape[1]
     side = math.sqrt(count / sum(1 / s**2 for s in strides))
     size = round(side)
@@ -255,14 +308,18 @@ def _preset_name(sd: StateDict, kind: str, backbone: dict[str, Any], variant: st
 
 
 def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Deimv2Config:
-    """Build the :class:`Deimv2Config` of prepared weights (variant inferred when not given)."""
+    """Build the :class:`Deimv2Config` of prepared weights (variant inferred when not given).
+
+    A named ``variant`` the weights contradict (they hold another released variant) is refused; unknown
+    ``overrides`` keys and invalid values are refused (ValueError naming the key)."""
+    check_overrides(config_keys(Deimv2Config), overrides, "DEIMv2")
     kind = detect_backbone(sd)
     backbone = _infer_backbone(sd, kind)
     name = _preset_name(sd, kind, backbone, variant)
-    values = {**PRESETS[name], **backbone}
     encoder = _infer_encoder(sd)
-    values.update(encoder.values)
-    values.update(_infer_decoder(sd, PRESETS[name]))
+    decoder = _infer_decoder(sd, PRESETS[name])
+    _check_variant(name, kind, {**backbone, **encoder.values, **decoder}, variant is not None, overrides)
+    values = {**PRESETS[name], **backbone, **encoder.values, **decoder}
     values.update(_levels(values, kind, encoder.num_aifi))
     values.update(_encoder_width_factors(values, encoder.csp_channels, encoder.csp_blocks))
     eval_size = _eval_size_from_anchors(sd, list(values["decoder_feat_strides"]))
@@ -272,7 +329,64 @@ def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) ->
     if num_labels != 80:
         values["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
     values.update(overrides)
-    return Deimv2Config.from_preset(name, **values)
+    return build_config(Deimv2Config.from_preset, name, **values)
+
+
+# Values no DEIMv2 weight depends on (taken from the preset), and read values that do not identify a variant.
+_UNREADABLE = ("num_queries", "vit_out_indices")
+_NOT_COMPARED = ("num_labels", "share_bbox_head", "up", "reg_scale")
+
+
+def _family_of(name: str) -> str:
+    preset = PRESETS[name]
+    return "hgnetv2" if preset["backbone_type"] == "hgnetv2" else preset["vit_flavor"]
+
+
+def _differences(name: str, read: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, preset value, value in the weights) where preset ``name`` and the weights differ, scalars first."""
+    preset = PRESETS[name]
+    found = [
+        (k, preset[k], v)
+        for k, v in read.items()
+        if k in preset and k not in _NOT_COMPARED and preset[k] != v
+    ]
+    return sorted(found, key=lambda item: isinstance(item[1], list | tuple))
+
+
+def _unreadable(name: str) -> dict[str, Any]:
+    return {k: PRESETS[name][k] for k in _UNREADABLE if k in PRESETS[name]}
+
+
+def _unreadable_text(name: str, other: str) -> str:
+    return ", ".join(
+        f"{k} ({name}: {v}, {other}: {_unreadable(other).get(k)})" for k, v in _unreadable(name).items()
+    )
+
+
+def _check_variant(
+    name: str, kind: str, read: dict[str, Any], named: bool, overrides: dict[str, Any]
+) -> None:
+    """Refuse a named variant when the weights hold another released one; warn when values the weights
+    cannot tell come from a preset neither named nor matched by the weights (and not set)."""
+    matches = [p for p in PRESETS if _family_of(p) == kind and not _differences(p, read)]
+    if named:
+        differences = _differences(name, read)
+        if differences and matches:
+            key, wanted, held = differences[0]
+            raise CheckpointError(
+                f"--variant {name} has {key}={wanted} but the weights hold {held}, those of variant "
+                f"{matches[0]!r}; {_unreadable_text(name, matches[0])} cannot be read from the weights, so a "
+                f"wrong --variant silently changes it: pass --variant {matches[0]} or none"
+            )
+        return
+    guessed = {k: v for k, v in _unreadable(name).items() if k not in overrides}
+    if name not in matches and guessed:
+        settings = " ".join(f"--set {k}=..." for k in guessed)
+        logger.warning(
+            "DEIMv2 weights of no released size: %s cannot be read from them and were guessed from the "
+            "nearest variant %r; pass --variant NAME or %s",
+            ", ".join(f"{k}={v}" for k, v in guessed.items()), name, settings,
+        )  # fmt: skip
 
 
 def _levels(values: dict[str, Any], kind: str, num_aifi: int | None) -> dict[str, Any]:

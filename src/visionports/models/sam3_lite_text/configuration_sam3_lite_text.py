@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
+from types import SimpleNamespace
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+
+from ...core.state_dict import invalid_values
+
+_TEXT_COUNTS = ("vocab_size", "hidden_size", "num_transformer_layers", "num_attention_heads", "context_length",
+                "repmixer_kernel_size", "projection_dim")  # fmt: skip
 
 # release name -> (layout, width, transformer blocks, heads)
 TEXT_PRESETS: dict[str, dict[str, Any]] = {
@@ -47,6 +53,14 @@ class Sam3LiteTextTextConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def validate_architecture(self) -> None:
+        errors = invalid_values(
+            self, counts=_TEXT_COUNTS, positive=("ffn_multiplier", "layer_norm_eps", "batch_norm_eps"),
+            finite=("layer_scale_init_value", "initializer_range"),
+        ) or self._structure_errors()  # fmt: skip
+        if errors:
+            raise ValueError("invalid Sam3LiteTextTextConfig: " + "; ".join(errors))
+
+    def _structure_errors(self) -> list[str]:
         errors = []
         if self.layout not in ("mct", "base"):
             errors.append(f"layout must be 'mct' or 'base', got {self.layout!r}")
@@ -54,8 +68,7 @@ class Sam3LiteTextTextConfig(PreTrainedConfig):
             errors.append("hidden_size must be divisible by num_attention_heads")
         if self.causal_masking:
             errors.append("causal masking is not used by any released SAM3-LiteText encoder")
-        if errors:
-            raise ValueError("invalid Sam3LiteTextTextConfig: " + "; ".join(errors))
+        return errors
 
     @property
     def intermediate_size(self) -> int:
@@ -92,6 +105,26 @@ DETECTOR_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 
+_DETECTOR_COUNTS = ("d_model", "ffn_dim", "n_heads", "num_queries", "image_size", "patch_size", "pretrain_img_size",
+                    "vit_embed_dim", "vit_depth", "vit_heads", "vit_window_size")  # fmt: skip
+
+
+def _detector_structure_errors(widths: SimpleNamespace) -> list[str]:
+    errors = [
+        f"{width} {getattr(widths, width)} must be divisible by {heads} {getattr(widths, heads)}"
+        for width, heads in (("d_model", "n_heads"), ("vit_embed_dim", "vit_heads"))
+        if getattr(widths, width) % getattr(widths, heads)
+    ]
+    if widths.image_size % widths.patch_size:
+        errors.append(f"image_size {widths.image_size} must be a multiple of patch_size {widths.patch_size}")
+    blocks = widths.vit_global_att_blocks
+    if not all(isinstance(b, int) and 0 <= b < widths.vit_depth for b in blocks):
+        errors.append(
+            f"vit_global_att_blocks must be block indices below vit_depth {widths.vit_depth}, got {blocks}"
+        )
+    return errors
+
+
 @strict(accept_kwargs=True)
 class Sam3LiteTextConfig(PreTrainedConfig):
     r"""SAM3-LiteText: the student text encoder (``text_config``, a :class:`Sam3LiteTextTextConfig` sub-config)
@@ -123,6 +156,16 @@ class Sam3LiteTextConfig(PreTrainedConfig):
         self.detector = {**DETECTOR_DEFAULTS, **(self.detector or {})}
         self.detector["vit_global_att_blocks"] = list(self.detector["vit_global_att_blocks"])
         super().__post_init__(**kwargs)
+
+    def validate_detector(self) -> None:
+        """Detector widths of their kind, heads dividing widths, the input a multiple of the patch."""
+        widths = SimpleNamespace(**self.detector)
+        errors = invalid_values(widths, counts=_DETECTOR_COUNTS, positive=("vit_mlp_ratio",))
+        errors += invalid_values(self, finite=("threshold", "mask_threshold"))
+        if not errors:
+            errors = _detector_structure_errors(widths)
+        if errors:
+            raise ValueError("invalid Sam3LiteTextConfig detector: " + "; ".join(errors))
 
     @property
     def text(self) -> Sam3LiteTextTextConfig:

@@ -11,6 +11,7 @@ Every function here but :func:`strip_prefixes` reads prepared weights: the ``mod
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -18,7 +19,15 @@ import torch
 
 from ...core.checkpoint import CheckpointError
 from ...core.key_mapping import KeyMapping, MappedStateDict, Rename, Rule, Skip, Split
-from ...core.state_dict import StateDict, block_indices, strip_key_prefixes
+from ...core.state_dict import (
+    StateDict,
+    block_indices,
+    build_config,
+    check_overrides,
+    config_keys,
+    dim_of,
+    strip_key_prefixes,
+)
 from .configuration_sam3_lite_text import (
     DETECTOR_DEFAULTS,
     TEXT_PRESETS,
@@ -29,6 +38,7 @@ from .configuration_sam3_lite_text import (
 TEXT_PREFIX = "backbone.language_backbone."
 VIT_POSITIONS = "backbone.vision_backbone.trunk.pos_embed"
 WRAPPER_PREFIXES = ("module.", "detector.", "student_trunk.")
+logger = logging.getLogger(__name__)
 
 
 def strip_prefixes(sd: StateDict) -> dict[str, torch.Tensor]:
@@ -56,35 +66,57 @@ def has_detector(sd: StateDict) -> bool:
     return any(k.startswith("backbone.vision_backbone.") for k in sd)
 
 
+def _dim(sd: StateDict, key: str, axis: int, minimum: int = 1) -> int:
+    return dim_of(sd, key, axis, "SAM3-LiteText", minimum)
+
+
+def _vit_rope(sd: StateDict, trunk: str, blocks: list[int], dim: int, patch: int) -> dict[str, Any]:
+    """ViT heads, global-attention blocks, input size and window from the stored RoPE tables (rows, half head)."""
+    rows = {
+        i: (_dim(sd, key, 0), _dim(sd, key, 1))
+        for i in blocks
+        if (key := f"{trunk}blocks.{i}.attn.freqs_cis") in sd
+    }
+    if not rows:
+        return {}
+    longest = max(r[0] for r in rows.values())
+    window = min(r[0] for r in rows.values())
+    head = 2 * next(iter(rows.values()))[1]
+    if dim % head:
+        raise CheckpointError(f"the ViT width {dim} is not a multiple of the head width {head} (freqs_cis)")
+    return {
+        "vit_heads": dim // head,
+        "vit_global_att_blocks": [i for i, r in rows.items() if r[0] == longest],
+        "image_size": round(longest**0.5) * patch,
+        "vit_window_size": round(window**0.5) if window != longest else round(longest**0.5),
+    }
+
+
 def infer_detector(sd: StateDict) -> dict[str, Any]:
     """SAM3 detector widths readable from the weights (the rest keep the released values)."""
     trunk = "backbone.vision_backbone.trunk."
     values: dict[str, Any] = {}
     if trunk + "patch_embed.proj.weight" in sd:
-        dim, _, patch, _ = sd[trunk + "patch_embed.proj.weight"].shape
+        dim, patch = (
+            _dim(sd, trunk + "patch_embed.proj.weight", 0),
+            _dim(sd, trunk + "patch_embed.proj.weight", 3),
+        )
         values.update(vit_embed_dim=dim, patch_size=patch)
         blocks = block_indices(sd, re.escape(trunk) + r"blocks\.(\d+)\.")
         values["vit_depth"] = len(blocks)
-        values["vit_mlp_ratio"] = sd[f"{trunk}blocks.0.mlp.fc1.weight"].shape[0] / dim
+        values["vit_mlp_ratio"] = _dim(sd, f"{trunk}blocks.0.mlp.fc1.weight", 0) / dim
         if trunk + "pos_embed" in sd:
-            values["pretrain_img_size"] = round((sd[trunk + "pos_embed"].shape[1] - 1) ** 0.5) * patch
-        rows = {
-            i: sd[f"{trunk}blocks.{i}.attn.freqs_cis"].shape
-            for i in blocks
-            if f"{trunk}blocks.{i}.attn.freqs_cis" in sd
-        }
-        if rows:
-            longest = max(r[0] for r in rows.values())
-            window = min(r[0] for r in rows.values())
-            values["vit_heads"] = dim // (2 * next(iter(rows.values()))[1])
-            values["vit_global_att_blocks"] = [i for i, r in rows.items() if r[0] == longest]
-            values["image_size"] = round(longest**0.5) * patch
-            values["vit_window_size"] = round(window**0.5) if window != longest else round(longest**0.5)
+            values["pretrain_img_size"] = round((_dim(sd, trunk + "pos_embed", 1, 2) - 1) ** 0.5) * patch
+        values.update(_vit_rope(sd, trunk, blocks, dim, patch))
     if "transformer.encoder.layers.0.linear1.weight" in sd:
-        values["ffn_dim"], values["d_model"] = sd["transformer.encoder.layers.0.linear1.weight"].shape
+        values["ffn_dim"] = _dim(sd, "transformer.encoder.layers.0.linear1.weight", 0)
+        values["d_model"] = _dim(sd, "transformer.encoder.layers.0.linear1.weight", 1)
     if "transformer.decoder.query_embed.weight" in sd:
-        values["num_queries"] = sd["transformer.decoder.query_embed.weight"].shape[0]
+        values["num_queries"] = _dim(sd, "transformer.decoder.query_embed.weight", 0)
     return values
+
+
+_OUTER_KEYS = ("detector", "threshold", "mask_threshold")
 
 
 def infer_config(
@@ -92,35 +124,81 @@ def infer_config(
 ) -> Sam3LiteTextConfig | Sam3LiteTextTextConfig:
     """The full configuration (text + detector) of a released file's prepared weights, or the text encoder's alone.
 
-    Text heads default to width / 64 (every release); detector values the weights cannot tell (its
-    attention heads) keep the released numbers. ``detector`` in ``overrides`` updates detector widths.
+    Text heads default to width / 64 (every release; a warning says so when the width is not a release's);
+    detector values the weights cannot tell (its attention heads) keep the released numbers. ``detector`` in
+    ``overrides`` updates detector widths; ``threshold`` / ``mask_threshold`` set the full model's. Unknown keys
+    and invalid values are refused.
     """
-    detector = overrides.pop("detector", {})
+    full = has_detector(sd)
+    known = config_keys(Sam3LiteTextTextConfig) | set(_OUTER_KEYS if full else ())
+    check_overrides(known, overrides, "SAM3-LiteText" if full else "SAM3-LiteText text-encoder")
+    outer = {key: overrides.pop(key) for key in _OUTER_KEYS if key in overrides}
+    detector = outer.pop("detector", {})
+    if not isinstance(detector, dict):
+        raise ValueError(f"the detector setting must be a mapping of detector widths, got {detector!r}")
+    check_overrides(DETECTOR_DEFAULTS, detector, "SAM3-LiteText detector")
     text = infer_text_config(sd, variant, **overrides)
-    if not has_detector(sd):
+    if not full:
         return text
     widths = {**DETECTOR_DEFAULTS, **infer_detector(sd), **detector}
-    return Sam3LiteTextConfig(variant=text.variant, text_config=text, detector=widths)
+    return build_config(Sam3LiteTextConfig, variant=text.variant, text_config=text, detector=widths, **outer)
+
+
+def _text_dims(sd: StateDict) -> tuple[int, int, list[int]]:
+    """Vocabulary, width and the attention blocks of the text encoder's (prepared) weights."""
+    _text(sd, "encoder.embedding_layer.weight")
+    key = TEXT_PREFIX + "encoder.embedding_layer.weight"
+    vocab, dim = _dim(sd, key, 0), _dim(sd, key, 1)
+    blocks = block_indices(sd, re.escape(TEXT_PREFIX) + r"encoder\.transformer\.(\d+)\.")
+    attention = [
+        i for i in blocks if f"{TEXT_PREFIX}encoder.transformer.{i}.pre_norm_mha.1.qkv_proj.weight" in sd
+    ]
+    if not attention:
+        raise CheckpointError(f"no attention block under {TEXT_PREFIX}encoder.transformer.*.pre_norm_mha")
+    return vocab, dim, attention
+
+
+def _same_size(preset: str, read: dict[str, Any]) -> bool:
+    return all(
+        TEXT_PRESETS[preset][k] == read[k] for k in ("layout", "hidden_size", "num_transformer_layers")
+    )
+
+
+def _check_text_variant(name: str, read: dict[str, Any], named: bool, overrides: dict[str, Any]) -> None:
+    """Refuse a named variant when the weights hold another release's sizes; warn when the heads are
+    guessed for a width no release has."""
+    matches = [p for p in TEXT_PRESETS if _same_size(p, read)]
+    if named and matches and name not in matches:
+        preset = TEXT_PRESETS[name]
+        raise CheckpointError(
+            f"--variant {name} has hidden_size={preset['hidden_size']}, num_transformer_layers="
+            f"{preset['num_transformer_layers']} but the weights hold {read['hidden_size']}, "
+            f"{read['num_transformer_layers']}, those of variant {matches[0]!r}: pass --variant {matches[0]} or none"
+        )
+    if not matches and "num_attention_heads" not in overrides:
+        logger.warning(
+            "SAM3-LiteText: the weights cannot tell the text encoder's attention heads; guessed "
+            "num_attention_heads=%d (hidden_size %d // 64, as in every release); set it if the checkpoint "
+            "differs: --set num_attention_heads=N",
+            read["num_attention_heads"], read["hidden_size"],
+        )  # fmt: skip
 
 
 def infer_text_config(sd: StateDict, variant: str | None = None, **overrides: Any) -> Sam3LiteTextTextConfig:
     """Text-encoder configuration from prepared weights (heads default to width / 64, as in every release)."""
-    vocab, dim = _text(sd, "encoder.embedding_layer.weight").shape
+    check_overrides(config_keys(Sam3LiteTextTextConfig), overrides, "SAM3-LiteText text-encoder")
+    vocab, dim, attention = _text_dims(sd)
     name = variant or guess_variant(sd)
     if name not in TEXT_PRESETS:
         raise CheckpointError(
             f"unknown SAM3-LiteText variant {variant!r}; choose from {', '.join(TEXT_PRESETS)}"
         )
-    blocks = block_indices(sd, re.escape(TEXT_PREFIX) + r"encoder\.transformer\.(\d+)\.")
-    attention = [
-        i for i in blocks if f"{TEXT_PREFIX}encoder.transformer.{i}.pre_norm_mha.1.qkv_proj.weight" in sd
-    ]
     mct = f"{TEXT_PREFIX}encoder.transformer.0.token_mixer.layer_scale" in sd
     if (TEXT_PRESETS[name]["layout"] == "mct") != mct:
         raise CheckpointError(
             f"the weights hold a {'mct' if mct else 'base'} text encoder but variant {name!r} does not"
         )
-    fc1 = _text(sd, f"encoder.transformer.{attention[0]}.pre_norm_ffn.1.weight").shape[0]
+    fc1 = _dim(sd, f"{TEXT_PREFIX}encoder.transformer.{attention[0]}.pre_norm_ffn.1.weight", 0)
     values: dict[str, Any] = {
         "layout": "mct" if mct else "base",
         "vocab_size": vocab,
@@ -128,10 +206,11 @@ def infer_text_config(sd: StateDict, variant: str | None = None, **overrides: An
         "num_transformer_layers": len(attention),
         "num_attention_heads": max(1, dim // 64),
         "ffn_multiplier": fc1 / dim,
-        "projection_dim": _text(sd, "projector.weight").shape[0],
+        "projection_dim": _dim(sd, TEXT_PREFIX + "projector.weight", 0),
     }
+    _check_text_variant(name, values, variant is not None, overrides)
     values.update(overrides)
-    return Sam3LiteTextTextConfig.from_preset(name, **values)
+    return build_config(Sam3LiteTextTextConfig.from_preset, name, **values)
 
 
 def key_mapping(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> KeyMapping:

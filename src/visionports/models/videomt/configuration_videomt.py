@@ -8,6 +8,8 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ...core.state_dict import invalid_values
+
 _DINOV2 = {"S": (384, 12, 6, 1536, [9, 10, 11]), "B": (768, 12, 12, 3072, [9, 10, 11]),
            "L": (1024, 24, 16, 4096, [20, 21, 22, 23])}  # fmt: skip
 
@@ -64,6 +66,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+_COUNTS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
+           "num_queries", "size_divisibility", "min_size_test", "max_size_test", "max_num_instances")  # fmt: skip
+
+
 @strict(accept_kwargs=True)
 class VideomtConfig(PreTrainedConfig):
     r"""Configuration of a VidEoMT model: a plain ViT whose last ``segmenter_blocks`` also process learned
@@ -114,6 +120,24 @@ class VideomtConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     def validate_architecture(self) -> None:
+        errors = self._value_errors() or self._structure_errors()
+        if errors:
+            raise ValueError("invalid VideomtConfig: " + "; ".join(errors))
+
+    def _value_errors(self) -> list[str]:
+        """Each value of its kind (counts >= 1, finite numbers ...), checked before any is combined."""
+        errors = invalid_values(
+            self, counts=_COUNTS, optional=("num_register_tokens", "num_upscale_blocks"),
+            positive=("layer_norm_eps", "rope_theta"),
+            finite=("object_mask_threshold", "overlap_threshold", "initializer_range", "layerscale_value"),
+        )  # fmt: skip
+        if self.position_grid_size is not None:
+            errors += invalid_values(self, counts=("position_grid_size",))
+        if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in self.segmenter_blocks):
+            errors.append(f"segmenter_blocks must be block indices >= 0, got {self.segmenter_blocks}")
+        return errors
+
+    def _structure_errors(self) -> list[str]:
         errors = []
         if self.backbone_type not in ("dinov2", "dinov3"):
             errors.append(f"backbone_type must be 'dinov2' or 'dinov3', got {self.backbone_type!r}")
@@ -128,8 +152,7 @@ class VideomtConfig(PreTrainedConfig):
             errors.append("the dinov2 backbone needs position_grid_size")
         if self.task not in ("instance", "semantic", "panoptic"):
             errors.append(f"task must be instance, semantic or panoptic, got {self.task!r}")
-        if errors:
-            raise ValueError("invalid VideomtConfig: " + "; ".join(errors))
+        return errors
 
     @property
     def first_query_block(self) -> int:

@@ -7,6 +7,7 @@ from .configuration_videomt import VideomtConfig
 from .convert_videomt import convert_state_dict, infer_config, strip_wrapper_prefix
 from .modeling_videomt import VideomtForUniversalSegmentation
 from .parity_videomt import VideomtParity
+from .pipeline_videomt import register_pipeline
 from .video_processing_videomt import VideomtVideoProcessor
 
 
@@ -40,5 +41,6 @@ FAMILY = ModelFamily(
         ("AutoModelForUniversalSegmentation", VideomtConfig, VideomtForUniversalSegmentation),
     ),
     processors={VideomtConfig: VideomtVideoProcessor},
+    register_pipelines=register_pipeline,
     tasks=("segment-video",),  # the CLI verbs that take its folders
 )
