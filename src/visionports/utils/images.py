@@ -107,6 +107,18 @@ def to_numpy(array: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 _FLOAT8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
 
 
+def check_real_pixels(array: np.ndarray, name: str, what: str = "image") -> None:
+    """``ImageInputError`` unless the pixels are real numbers (bool, integer, floating) and finite."""
+    if not (
+        array.dtype == np.bool_
+        or np.issubdtype(array.dtype, np.integer)
+        or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ImageInputError(f"{name}: unsupported pixel type {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ImageInputError(f"{name}: the {what} holds NaN or infinite values")
+
+
 def _check_range(data: np.ndarray, name: str, high: int) -> None:
     low_seen, high_seen = int(data.min()), int(data.max())
     if low_seen < 0 or high_seen > high:

@@ -15,7 +15,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.image_utils import ChannelDimension, infer_channel_dimension_format
 
 from ...core.processing_options import call_options
-from ...utils.images import ImageInputError, as_image_list, to_numpy, to_rgb
+from ...utils.images import ImageInputError, as_image_list, check_real_pixels, to_numpy, to_rgb
 from .packing import pack_images
 
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
@@ -47,14 +47,7 @@ def _check_pixels(array: np.ndarray, name: str) -> None:
     """``ImageInputError`` for an empty image or pixels that are not finite real numbers."""
     if array.size == 0:
         raise ImageInputError(f"{name}: the image is empty (shape [C, H, W] = {list(array.shape)})")
-    if not (
-        array.dtype == np.bool_
-        or np.issubdtype(array.dtype, np.integer)
-        or np.issubdtype(array.dtype, np.floating)
-    ):
-        raise ImageInputError(f"{name}: unsupported pixel type {array.dtype}")
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        raise ImageInputError(f"{name}: the image holds NaN or infinite values")
+    check_real_pixels(array, name, "image")
 
 
 def _resize_channels(array: np.ndarray, height: int, width: int, resample: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from transformers.image_utils import ChannelDimension
 from transformers.utils import TensorType
 
 from ...core.processing_options import call_options, channels_last, normalize, to_layout
-from ...utils.images import ImageInputError, to_numpy, to_rgb
+from ...utils.images import ImageInputError, check_real_pixels, to_numpy, to_rgb
 from .postprocessing_videomt import instance_segmentation, panoptic_segmentation, semantic_segmentation
 
 
@@ -305,14 +305,7 @@ def _raw_frame(frame: Any, name: str, layout: Any) -> np.ndarray:
                               f"{list(array.shape)}")  # fmt: skip
     if array.dtype in (np.uint16, np.uint32, np.uint64):
         array = array.astype(np.int64)
-    if not (
-        array.dtype == np.bool_
-        or np.issubdtype(array.dtype, np.integer)
-        or np.issubdtype(array.dtype, np.floating)
-    ):
-        raise ImageInputError(f"{name}: unsupported pixel type {array.dtype}")
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        raise ImageInputError(f"{name}: the frame holds NaN or infinite values")
+    check_real_pixels(array, name, "frame")
     return array
 
 
