@@ -238,7 +238,7 @@ class Deimv2Config(PreTrainedConfig):
     # backbone
     backbone_type: str = "hgnetv2"
     hgnet_stem_channels: list[int] | tuple[int, ...] = (3, 16, 16)
-    hgnet_stages: list | tuple = ()
+    hgnet_stages: list | tuple = tuple(map(tuple, PRESETS["atto"]["hgnet_stages"]))  # the defaults are Atto's
     hgnet_out_indices: list[int] | tuple[int, ...] = (2,)
     hgnet_use_lab: bool = True
     hgnet_activation: str = "relu"
