@@ -146,7 +146,9 @@ def test_second_writer_is_refused(deimv2: Path, tmp_path: Path) -> None:
         second = _cli("detect", str(image), "--model", str(deimv2), "--output", str(out))
     assert second.returncode == 1
     lines = second.stderr.splitlines()
-    assert any(line.startswith("Error:") and "another run is writing there" in line for line in lines)
+    assert any(
+        line.startswith("Error:") and "another visionports process is writing" in line for line in lines
+    )
     assert "Traceback" not in second.stderr and not (out / "x.png").exists()
     after = _cli("detect", str(image), "--model", str(deimv2), "--output", str(out))
     assert after.returncode == 0, after.stderr  # the lock went with its holder
@@ -158,4 +160,8 @@ def test_second_segment_video_writer_is_refused(videomt: Path, tmp_path: Path) -
     with lock_output(tmp_path, tmp_path / ".v.mp4.lock"):
         second = CliRunner().invoke(main, ["segment-video", "--frames-dir", str(frames), "--model", str(videomt),
                                            "--output", str(out)])  # fmt: skip
-    assert second.exit_code == 1 and "another run is writing there" in second.output and not out.exists()
+    assert (
+        second.exit_code == 1
+        and "another visionports process is writing" in second.output
+        and not out.exists()
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .errors import VisionportsError
+from .errors import CheckpointError
 
 StateDict = dict[str, torch.Tensor]
 
@@ -28,10 +28,6 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty ar
 _SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
 _SAFETENSORS_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
                          "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
-
-
-class CheckpointError(VisionportsError, ValueError):
-    """A checkpoint file cannot be read or does not hold what was expected."""
 
 
 def load_checkpoint_file(path: str | Path) -> Any:

@@ -1,9 +1,10 @@
-"""The base of every error visionports raises about what it is given.
+"""The one hierarchy of errors visionports raises about what it is given.
 
-``CheckpointError`` / ``IncompleteCheckpointError`` (core), ``ImageInputError`` (utils.images) and
-``CocoFormatError`` (data) derive from :class:`VisionportsError`, so a caller — the CLI among them — catches
-them all in one place; each keeps its built-in base (``ValueError``, ``RuntimeError``), so existing ``except``
-clauses still work. Messages name the argument or file and say what was expected.
+Every class derives from :class:`VisionportsError`, so a caller — the CLI among them — catches them all in one
+place; each also keeps a built-in base (``ValueError``, ``OSError``, ...), so existing ``except`` clauses still
+work. Messages name the argument or file and say what was expected. (``IncompleteCheckpointError``, which
+carries a load report, lives in :mod:`visionports.core.load_report`.) The modules that raise them re-export
+them under their old import paths.
 """
 
 from __future__ import annotations
@@ -27,3 +28,23 @@ class UnsupportedTaskError(VisionportsError, LookupError):
     A ``LookupError``, not a ``ValueError``: transformers' pipeline loader catches the latter and would go on to
     try an upstream class of the same name, silently building it with missing weights.
     """
+
+
+class CheckpointError(VisionportsError, ValueError):
+    """A checkpoint file cannot be read or does not hold what was expected."""
+
+
+class ImageInputError(VisionportsError, ValueError):
+    """An input cannot be used as an image; the message names it and says what was expected."""
+
+
+class MissingExtraError(VisionportsError, ImportError):
+    """An optional dependency a command needs is not installed; the message says which extra to install."""
+
+
+class CocoFormatError(VisionportsError, ValueError):
+    """A COCO annotation file that cannot be used as is; the message names the file and the entry."""
+
+
+class NonFiniteOutputError(VisionportsError, RuntimeError):
+    """Model outputs holding NaN or infinity: detections from them would be silently empty or wrong."""

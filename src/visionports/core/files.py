@@ -100,14 +100,16 @@ def set_usual_permissions(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def output_lock(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``target`` (a ``.NAME.lock`` file beside it) while writing it.
+def output_lock(target: Path, lock: Path | None = None) -> Iterator[None]:
+    """Hold an exclusive lock for writing ``target`` while the block runs: one writer per output.
 
-    ``OutputFolderError`` when another process holds it. The lock file is removed on release; a lock whose
+    ``lock`` is the lock file (default ``.NAME.lock`` beside ``target``; a task run locks a file inside its output
+    folder). ``OutputFolderError`` when another process holds it or the lock cannot be written. The lock dies
+    with its process, so a killed run never leaves a stale one; the file is removed on release, and a lock whose
     file was replaced meanwhile is taken again, so two writers never hold different files of one name.
     """
-    lock = target.parent / f".{target.name}.lock"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock or target.parent / f".{target.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
         yield
         return
@@ -121,13 +123,17 @@ def output_lock(target: Path) -> Iterator[None]:
 
 def _acquire(lock: Path, target: Path) -> int:
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as err:
+            raise OutputFolderError(f"{target}: cannot write {lock.parent} ({err.strerror or err})") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise OutputFolderError(
-                f"another visionports process is writing {target} (it holds {lock}); wait for it to finish"
+                f"another visionports process is writing {target} (it holds {lock}); wait for it to finish or "
+                "choose another output"
             ) from None
         try:
             if os.path.samestat(os.fstat(fd), os.stat(lock)):

@@ -8,11 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import VisionportsError
-
-
-class CocoFormatError(VisionportsError, ValueError):
-    """A COCO annotation file that cannot be used as is; the message names the file and the entry."""
+from ..core.errors import CocoFormatError
 
 
 @dataclass

@@ -18,23 +18,14 @@ from PIL import Image
 from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: output folders are not locked
-    fcntl = None
-
-from ..core.errors import ModelFolderError, VisionportsError
-from ..core.files import atomic_write, require_family_folder
+from ..core.errors import ModelFolderError, OutputFolderError, VisionportsError
+from ..core.files import atomic_write, output_lock, require_family_folder
 from ..utils.images import collect_image_files, open_image
 
 # images of one batch -> one result per image
 Predict = Callable[[list[Image.Image]], list[Any]]
 
 LOCK_NAME = ".visionports.lock"  # in an output folder while a run writes there
-
-
-class OutputFolderError(VisionportsError, OSError):
-    """An output folder or file that cannot be written, or that another run is writing."""
 
 
 @dataclass
@@ -74,25 +65,13 @@ def unique_names(files: Sequence[Path]) -> list[str]:
 
 @contextmanager
 def lock_output(folder: Path, lock_path: Path) -> Iterator[None]:
-    """Create ``folder`` and hold an exclusive lock on ``lock_path`` while the block runs.
-
-    ``OutputFolderError`` when the folder cannot be written or another run holds the lock (the lock dies
-    with its process, so a killed run never leaves a stale one).
-    """
+    """Create ``folder`` and hold the output lock on ``lock_path`` (:func:`~visionports.core.files.output_lock`)
+    while the block runs; ``OutputFolderError`` when the folder cannot be written or another run holds it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole block
     except OSError as err:
         raise OutputFolderError(f"--output {folder}: cannot write there ({err.strerror or err})") from err
-    with handle:
-        try:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise OutputFolderError(
-                f"--output {folder}: another run is writing there (it holds {lock_path.name}); "
-                "wait for it to finish or choose another folder"
-            ) from err
+    with output_lock(folder, lock_path):
         yield
 
 

@@ -17,13 +17,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..core.errors import VisionportsError
+from ..core.errors import ImageInputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-class ImageInputError(VisionportsError, ValueError):
-    """An input cannot be used as an image; the message names it and says what was expected."""
 
 
 def open_image(path: str | Path) -> Image.Image:

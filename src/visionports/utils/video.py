@@ -8,13 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..core.errors import VisionportsError
+from ..core.errors import MissingExtraError
 from ..core.files import atomic_write
 from .images import ImageInputError, collect_image_files, open_image
-
-
-class MissingExtraError(VisionportsError, ImportError):
-    """An optional dependency a command needs is not installed; the message says which extra to install."""
 
 
 def _av():

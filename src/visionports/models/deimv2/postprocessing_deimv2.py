@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ...core.errors import VisionportsError
+from ...core.errors import NonFiniteOutputError
 from ...data.coco import COCO_CATEGORY_IDS
 from ...utils.boxes import center_to_corners
-
-
-class NonFiniteOutputError(VisionportsError, RuntimeError):
-    """Model outputs holding NaN or infinity: detections from them would be silently empty or wrong."""
 
 
 def _tracing() -> bool:
