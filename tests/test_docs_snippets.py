@@ -47,3 +47,16 @@ def test_sam3_lite_text_batches_snippet(sam3_folder: Path) -> None:
     assert len(results) == 3
     assert (results[2]["image_index"], results[2]["prompt_index"]) == (1, 2)
     assert results[2]["masks"].shape[-2:] == (60, 40) and results[0]["masks"].shape[-2:] == (90, 150)
+
+
+def test_safety_catching_errors_snippet(tmp_path: Path) -> None:
+    original = FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3" / "checkpoint.pth"
+    data = bytearray(original.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = bytes(b ^ 0xFF for b in data[middle : middle + 4096])
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(data)
+    namespace = {"damaged_checkpoint": damaged, "output_dir": tmp_path / "out"}
+    exec(compile(_snippet("safety.md", "Catching errors"), "safety.md#catching-errors", "exec"), namespace)
+    assert "fails its CRC-32 check" in namespace["message"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.pth"]
