@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
 from golden import FIXTURES
@@ -60,3 +61,17 @@ def test_safety_catching_errors_snippet(tmp_path: Path) -> None:
     exec(compile(_snippet("safety.md", "Catching errors"), "safety.md#catching-errors", "exec"), namespace)
     assert "fails its CRC-32 check" in namespace["message"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.pth"]
+
+
+def test_sam3_lite_text_use_and_text_encoder_snippets(sam3_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sam3-lite-s0").symlink_to(sam3_folder, target_is_directory=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "street.jpg")
+    exec(compile(_snippet("models/sam3_lite_text.md", "Use"), "sam3_lite_text.md#use", "exec"), {})
+    namespace: dict = {}
+    code = _snippet("models/sam3_lite_text.md", "Text encoder")
+    exec(compile(code, "sam3_lite_text.md#text-encoder", "exec"), namespace)
+    model = namespace["model"]
+    shape = (2, model.config.text.context_length, model.config.detector["d_model"])
+    assert tuple(namespace["text"].last_hidden_state.shape) == shape

@@ -151,14 +151,13 @@ class RunPlan:
                                    "pictures": {key: self.asked[key]["picture"] for key in done}})  # fmt: skip
 
 
-def load_model_folder(model_dir: str | Path, load: Callable[[Path], Any], verb: str) -> tuple[Path, Any]:
-    """``load(folder)`` once the folder is known to hold a model of a family the command ``verb`` takes.
+def load_model_folder(model_dir: Path, load: Callable[[Path], Any]) -> Any:
+    """``load(folder)`` of a folder already checked to hold the command's family (``require_family_folder``).
 
     Files that cannot be read (a truncated ``model.safetensors``, a broken JSON) are a ``ModelFolderError``.
     """
-    model_dir, _ = require_family_folder(model_dir, verb)
     try:
-        return model_dir, load(model_dir)
+        return load(model_dir)
     except (OSError, ValueError, RuntimeError, KeyError, EOFError, SafetensorError) as err:
         if isinstance(err, VisionportsError):
             raise
@@ -203,10 +202,10 @@ def run_image_task(
     pictures of an earlier, different request are removed, so the folder always matches its manifest.
     """
     files = collect_valid_images(inputs)
-    require_family_folder(model_dir, task.name)  # before the output folder is created
+    model_dir, _ = require_family_folder(model_dir, task.name)  # before the output folder is created
     output_dir = Path(output_dir)
     with lock_output(output_dir, output_dir / LOCK_NAME):
-        model_dir, predict = load_model_folder(model_dir, task.load, task.name)
+        predict = load_model_folder(model_dir, task.load)
         plan = RunPlan(task, model_dir, output_dir, files)
         todo = plan.start()
         with progress_bar(len(files), task.name, "image", progress) as bar:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ..core.files import require_family_folder
 from ..utils.drawing import blend_masks, caption_masks
-from ..utils.video import check_encodable, read_frames, require_av, video_fps, write_video
+from ..utils.video import check_encodable, read_frames_with_times, require_av, video_fps, write_video
 from .runner import load_model_folder, lock_output, progress_bar, write_json
 
 
@@ -42,15 +42,13 @@ def _segments(result, task: str, id2label: dict) -> list[tuple[np.ndarray, int, 
 
 
 def render(frames: list[Image.Image], segments: list[tuple[np.ndarray, int, str]]) -> list[np.ndarray]:
-    """Frames with each segment blended in its colour and captioned at its centre."""
+    """Frames with each segment filled and outlined in its track's colour and captioned (utils.drawing)."""
     keys = [key for _, key, _ in segments]
     captions = [caption for _, _, caption in segments]
     out = []
     for t, frame in enumerate(frames):
         masks = [mask[t] for mask, _, _ in segments]  # empty ones are neither blended nor captioned
-        out.append(
-            np.asarray(caption_masks(blend_masks(frame, masks, keys, alpha=0.5), masks, keys, captions))
-        )
+        out.append(np.asarray(caption_masks(blend_masks(frame, masks, keys), masks, keys, captions)))
     return out
 
 
@@ -104,11 +102,11 @@ def segment_video(
     require_av()
     source, output = Path(source), Path(output)
     json_file = None if json_path is None else Path(json_path)
-    frames = read_frames(source)
+    frames, times = read_frames_with_times(source)  # upright (rotation applied), with their timestamps
     check_encodable(*frames[0].size, str(source))
-    require_family_folder(model_dir, "segment-video")  # before the output is locked (its folder created)
+    model_dir, _ = require_family_folder(model_dir, "segment-video")  # before the output folder is created
     with lock_output(output.parent, output.parent / f".{output.name}.lock"):
-        model_dir, (model, processor) = load_model_folder(model_dir, _load, "segment-video")
+        model, processor = load_model_folder(model_dir, _load)
         task = task or processor.task
         inputs = processor([frames], return_tensors="pt")
         pixels = inputs["pixel_values"].to(next(model.parameters()).dtype)
@@ -117,10 +115,12 @@ def segment_video(
             outputs, inputs["original_sizes"], inputs["resized_sizes"], task=task
         )[0]
         segments = _segments(result, task, model.config.id2label)
-        fps = video_fps(source) if source.is_file() else 10.0
+        fps = video_fps(source) if source.is_file() else 10
         if json_file is not None:
             json_file.unlink(missing_ok=True)
-        write_video(render(frames, segments), output, fps=fps)
+        audio = source if source.is_file() else None
+        notes = write_video(render(frames, segments), output, fps=fps, times=times, audio_from=audio)
         if json_file is not None:
             write_json(json_file, _payload(source, output, task, len(frames), segments))
-    return SegmentationRun(len(frames), output, json_file, f"{len(segments)} segment(s)")
+    summary = f"{len(segments)} segment(s)" + "".join(f"; {note}" for note in notes)
+    return SegmentationRun(len(frames), output, json_file, summary)

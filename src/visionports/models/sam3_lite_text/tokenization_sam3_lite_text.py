@@ -150,8 +150,16 @@ class Sam3LiteTextTokenizer:
             ids[-1] = self.eot_id
         return ids + [PAD_ID] * (self.context_length - len(ids)), truncated
 
-    def __call__(self, prompts: str | list[str]) -> dict[str, torch.Tensor]:
-        """``input_ids`` [B, ctx] int64 and ``attention_mask`` (1 = token, 0 = padding) for the detector."""
+    def __call__(
+        self, prompts: str | list[str], return_tensors: str | None = "pt"
+    ) -> dict[str, torch.Tensor]:
+        """``input_ids`` [B, ctx] int64 and ``attention_mask`` (1 = token, 0 = padding) for the detector.
+
+        Always fixed-length torch tensors (the context length): ``return_tensors`` is accepted as transformers'
+        tokenizers take it, and only ``"pt"`` (or ``None``) is possible.
+        """
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"return_tensors: only 'pt' is supported, got {return_tensors!r}")
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
         if not batch:
             raise ValueError("prompts: got an empty list")

@@ -1,0 +1,72 @@
+"""Write docs/assets/overlay_masks.png and overlay_boxes.png: the overlays drawn on synthetic pictures.
+
+Run: .venv/bin/python tools/make_overlay_examples.py [output folder]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from visionports.utils.drawing import Detection, blend_masks, caption_masks, draw_detections
+
+SIZE = (640, 400)  # width, height
+
+
+def scene(width: int = SIZE[0], height: int = SIZE[1]) -> Image.Image:
+    """A synthetic 'photo': a sky-to-ground gradient, a few shaded discs and a light texture."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    sky = np.stack([120 + 60 * y / height, 160 + 40 * y / height, 220 - 80 * y / height], -1)
+    ground = np.stack([90 + 0 * y, 120 + 30 * np.sin(x / 23), 60 + 0 * y], -1)
+    img = np.where((y > height * 0.55)[..., None], ground, sky)
+    for cx, cy, r, c in [
+        (150, 230, 70, (180, 60, 50)),
+        (420, 190, 90, (70, 70, 160)),
+        (540, 300, 50, (200, 200, 80)),
+    ]:
+        disc = (x - cx) ** 2 + (y - cy) ** 2 < r**2
+        img[disc] = np.array(c) * (0.7 + 0.3 * np.cos((x[disc] - cx) / r))[:, None]
+    img += (6 * np.sin(x / 7) * np.cos(y / 11))[..., None]  # a little texture
+    return Image.fromarray(img.clip(0, 255).astype(np.uint8))
+
+
+def ellipse(
+    cx: float, cy: float, rx: float, ry: float, width: int = SIZE[0], height: int = SIZE[1]
+) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1
+
+
+def masks_picture() -> Image.Image:
+    """12 overlapping tracked masks, several sharing a centre, captioned like the video task does."""
+    shapes = [(320, 200, 300, 190), (320, 200, 200, 120), (320, 200, 120, 80), (320, 200, 60, 40),
+              (150, 230, 80, 80), (150, 230, 40, 60), (420, 190, 95, 95), (540, 300, 60, 60),
+              (600, 40, 80, 50), (30, 370, 60, 50), (470, 120, 40, 30), (250, 330, 90, 40)]  # fmt: skip
+    names = ["ground", "field", "car", "dog", "person", "bag", "ball", "cat", "bird", "bench", "kite", "bike"]
+    masks = [ellipse(*s) for s in shapes]
+    keys = [3, 7, 11, 12, 14, 15, 18, 21, 25, 30, 31, 40]
+    captions = [f"#{k} {n} 0.{90 - i}" for i, (k, n) in enumerate(zip(keys, names, strict=True))]
+    return caption_masks(blend_masks(scene(), masks, keys), masks, keys, captions)
+
+
+def boxes_picture() -> Image.Image:
+    """Boxes partly outside the picture (as detectors return them) and several stacked on one object."""
+    dets = [Detection(0, "person", 0.91, (-1176, 120, 210, 380)), Detection(2, "car", 0.88, (330, -40, 520, 260)),
+            Detection(5, "bus", 0.62, (560, 250, 900, 520)), Detection(16, "dog", 0.77, (100, 180, 200, 300)),
+            Detection(16, "dog", 0.55, (105, 185, 205, 305)), Detection(15, "cat", 0.49, (110, 175, 195, 310)),
+            Detection(14, "bird", 0.83, (560, 10, 620, 60))]  # fmt: skip
+    return draw_detections(scene(), dets)
+
+
+def main(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, picture in [("overlay_masks.png", masks_picture()), ("overlay_boxes.png", boxes_picture())]:
+        picture.save(folder / name, optimize=True)
+        print(folder / name, (folder / name).stat().st_size // 1024, "KB")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "assets")
