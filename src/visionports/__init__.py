@@ -1,60 +1,56 @@
 """visionports: vision models ported into the transformers ecosystem with proven parity.
 
-Importing the package registers every family of :mod:`visionports.core.registry` with transformers' Auto
-classes and pipelines; each family's public classes are exported here.
+Importing the package is cheap: the families of :mod:`visionports.core.registry` are registered with
+transformers' Auto classes and pipelines as soon as those are loaded (see :func:`models.register_lazily`), and
+each family's public classes below are imported on first use (PEP 562).
 """
 
-from .models import register_all as _register_all
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .models import register_lazily as _register_lazily
 
 __version__ = "0.1.0"
 
-_register_all()
+_register_lazily()
 
-from .models.deimv2 import (  # noqa: E402
-    Deimv2Config,
-    Deimv2ForObjectDetection,
-    Deimv2ImageProcessor,
-    Deimv2Model,
-)
-from .models.packed.aimv2_packed import Aimv2PackedVisionModel  # noqa: E402
-from .models.packed.dinov3_packed import Dinov3PackedVisionModel  # noqa: E402
-from .models.packed.image_processing_packed import PackedImageProcessor  # noqa: E402
-from .models.packed.packing import cu_seqlens_from_grid_thw, pack_images, unpack  # noqa: E402
-from .models.packed.siglip2_packed import Siglip2PackedVisionModel  # noqa: E402
-from .models.sam3_lite_text import (  # noqa: E402
-    Sam3LiteTextConfig,
-    Sam3LiteTextImageProcessor,
-    Sam3LiteTextModel,
-    Sam3LiteTextTextConfig,
-    Sam3LiteTextTextModel,
-    Sam3LiteTextTokenizer,
-)
-from .models.videomt import (  # noqa: E402
-    VideomtConfig,
-    VideomtForUniversalSegmentation,
-    VideomtVideoProcessor,
-)
+_EXPORTS = {
+    "Aimv2PackedVisionModel": ".models.packed.aimv2_packed",
+    "Deimv2Config": ".models.deimv2",
+    "Deimv2ForObjectDetection": ".models.deimv2",
+    "Deimv2ImageProcessor": ".models.deimv2",
+    "Deimv2Model": ".models.deimv2",
+    "Dinov3PackedVisionModel": ".models.packed.dinov3_packed",
+    "PackedImageProcessor": ".models.packed.image_processing_packed",
+    "Sam3LiteTextConfig": ".models.sam3_lite_text",
+    "Sam3LiteTextImageProcessor": ".models.sam3_lite_text",
+    "Sam3LiteTextModel": ".models.sam3_lite_text",
+    "Sam3LiteTextTextConfig": ".models.sam3_lite_text",
+    "Sam3LiteTextTextModel": ".models.sam3_lite_text",
+    "Sam3LiteTextTokenizer": ".models.sam3_lite_text",
+    "Siglip2PackedVisionModel": ".models.packed.siglip2_packed",
+    "VideomtConfig": ".models.videomt",
+    "VideomtForUniversalSegmentation": ".models.videomt",
+    "VideomtVideoProcessor": ".models.videomt",
+    "cu_seqlens_from_grid_thw": ".models.packed.packing",
+    "pack_images": ".models.packed.packing",
+    "unpack": ".models.packed.packing",
+}
 
-__all__ = [
-    "Aimv2PackedVisionModel",
-    "Deimv2Config",
-    "Deimv2ForObjectDetection",
-    "Deimv2ImageProcessor",
-    "Deimv2Model",
-    "Dinov3PackedVisionModel",
-    "PackedImageProcessor",
-    "Sam3LiteTextConfig",
-    "Sam3LiteTextImageProcessor",
-    "Sam3LiteTextModel",
-    "Sam3LiteTextTextConfig",
-    "Sam3LiteTextTextModel",
-    "Sam3LiteTextTokenizer",
-    "Siglip2PackedVisionModel",
-    "VideomtConfig",
-    "VideomtForUniversalSegmentation",
-    "VideomtVideoProcessor",
-    "__version__",
-    "cu_seqlens_from_grid_thw",
-    "pack_images",
-    "unpack",
-]
+
+def __getattr__(name: str) -> Any:
+    """A public class or function, imported from its family on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+__all__ = [*sorted(_EXPORTS), "__version__"]

@@ -119,3 +119,29 @@ def test_same_file_name_in_two_folders_gets_two_pictures(model_dir: Path, tmp_pa
     payload = json.loads((out / "detections.json").read_text())
     assert payload["pictures"] == {str(first): "small.png", str(second): "small_1.png"}
     assert Image.open(out / "small.png").size == (80, 48) and Image.open(out / "small_1.png").size == (40, 30)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_detect_in_half_precision_matches_float32(model_dir: Path, tmp_path: Path, dtype: str) -> None:
+    from visionports.tasks.detect import detect_files
+
+    images = _images(tmp_path / "in")
+    full = detect_files(images, model_dir, tmp_path / "f32", threshold=0.0, progress=False, device="cpu")
+    half = detect_files(images, model_dir, tmp_path / dtype, threshold=0.0, progress=False, device="cpu",
+                        dtype=dtype)  # fmt: skip
+    for path in map(str, images):
+        top = max(full.results[path], key=lambda d: d.score)
+        assert all(np.isfinite(d.score) for d in half.results[path]) and half.results[path]
+        best = max(half.results[path], key=lambda d: d.score)
+        assert abs(best.score - top.score) < 0.05  # random weights: only the strongest detection is stable
+
+
+def test_detect_refuses_an_unavailable_device(model_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = CliRunner().invoke(main, ["detect", str(_images(tmp_path / "in")[0]), "--model", str(model_dir),
+                                       "--output", str(tmp_path / "out"), "--device", "cuda"])  # fmt: skip
+    assert result.exit_code == 1 and "Error: --device cuda: CUDA is not available" in result.output
+    assert not (tmp_path / "out").exists()

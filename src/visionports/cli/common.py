@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +53,33 @@ def _close_progress_bars() -> None:
 
 class VisionportsGroup(click.Group):
     """Every verb's errors about its inputs (package errors, bad values, files) reported the same way: one
-    ``Error:`` line on a line of its own, exit status 1, no traceback."""
+    ``Error:`` line on a line of its own, exit status 1, no traceback.
+
+    Verbs in ``lazy_commands`` (name -> ``(module, function, short help)``) are imported on first use, so
+    ``--help`` lists them without loading any.
+    """
+
+    lazy_commands: dict[str, tuple[str, str, str]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module, function, _ = self.lazy_commands[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), function), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)), default=0)
+        rows = [
+            (name, (self.commands.get(name) or click.Command(name, help=self.lazy_commands[name][2]))
+             .get_short_help_str(limit))
+            for name in self.list_commands(ctx)
+        ]  # fmt: skip
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -80,6 +107,15 @@ def model_option(help_text: str = "A converted model folder (from `visionports c
         type=click.Path(file_okay=False, path_type=Path),
         help=help_text,
     )
+
+
+def device_options(command: Callable) -> Callable:
+    """``--device`` and ``--dtype`` (passed on as ``device`` / ``dtype``) for every verb that runs a model."""
+    command = click.option("--dtype", default="float32", show_default=True,
+                           type=click.Choice(["float32", "bfloat16", "float16"], case_sensitive=False),
+                           help="Precision of the model (half precision keeps sensitive steps in float32).")(command)  # fmt: skip
+    return click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
+                        help="Where the model runs; auto: CUDA, else MPS, else the CPU.")(command)  # fmt: skip
 
 
 def deprecated(message: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import model_option
+from .common import device_options, model_option
 
 
 @click.command("segment-video")
@@ -14,6 +14,7 @@ from .common import model_option
 @click.option("--frames-dir", type=click.Path(file_okay=False, path_type=Path),
               help="A folder of frames instead of VIDEO.")  # fmt: skip
 @model_option()
+@device_options
 @click.option(
     "--task", type=click.Choice(["instance", "semantic", "panoptic"]), help="Default: the model's task."
 )
@@ -26,7 +27,7 @@ from .common import model_option
 @click.option(
     "--chunk", default=8, show_default=True, type=click.IntRange(min=1), help="Frames per model call."
 )
-def segment_video(video: Path | None, frames_dir: Path | None, model_dir: Path, task: str | None, output: Path,
+def segment_video(video: Path | None, frames_dir: Path | None, model_dir: Path, device: str, dtype: str, task: str | None, output: Path,
                   json_path: Path | None, chunk: int) -> None:  # fmt: skip
     """Segment VIDEO (or --frames-dir) online and write it with coloured masks, track ids and labels."""
     from ..tasks.segment_video import segment_video as run_segment_video
@@ -34,7 +35,14 @@ def segment_video(video: Path | None, frames_dir: Path | None, model_dir: Path, 
     if (video is None) == (frames_dir is None):
         raise click.UsageError("give either VIDEO or --frames-dir")
     run = run_segment_video(
-        video or frames_dir, model_dir, output, task=task, json_path=json_path, chunk=chunk
+        video or frames_dir,
+        model_dir,
+        output,
+        task=task,
+        json_path=json_path,
+        chunk=chunk,
+        device=device,
+        dtype=dtype,
     )
     click.echo(
         f"{run.frames} frame(s), {run.summary} -> {run.output}"

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..models.deimv2.train_deimv2 import FineTuneOptions
+from ..models.deimv2.train_options_deimv2 import FineTuneOptions
 from .common import ModelFolderCommand, dataclass_options, model_option
 from .evaluate import data_option
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from transformers import PreTrainedConfig, PreTrainedModel
+if TYPE_CHECKING:  # annotations only: the registry's names load without torch (``visionports --help``)
+    import torch
+    from transformers import PreTrainedConfig, PreTrainedModel
 
-from .key_mapping import MappedStateDict
-from .state_dict import StateDict
+    from .key_mapping import MappedStateDict
+    from .state_dict import StateDict
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..core.devices import place, resolve_device, resolve_dtype, to_model
 from ..core.files import require_family_folder
 from ..utils.images import open_image
 from .coco_dataset import CocoSplit, load_coco_split
@@ -31,13 +32,12 @@ def predict_split(
 ) -> list[dict]:
     """COCO result entries (image_id, category_id, bbox xywh, score) for every image of ``split``."""
     table = torch.tensor(_category_table(split, model.config.num_labels))
-    device = next(model.parameters()).device
     results: list[dict] = []
     batches = range(0, len(split.images), batch_size)
     for start in tqdm(batches, desc="evaluate", disable=not progress):
         chunk = split.images[start : start + batch_size]
         pictures = [open_image(image.path) for image in chunk]
-        inputs = processor(pictures, return_tensors="pt").to(device)
+        inputs = to_model(processor(pictures, return_tensors="pt"), model)
         with torch.no_grad():
             outputs = model(**inputs)
         sizes = [(picture.height, picture.width) for picture in pictures]
@@ -73,13 +73,15 @@ def coco_ap(split: CocoSplit, results: list[dict]) -> dict[str, float]:
 
 
 def evaluate_folder(model_dir: str | Path, data_dir: str | Path, split: str = "val", batch_size: int = 4,
-                    progress: bool = True) -> dict[str, float]:  # fmt: skip
+                    progress: bool = True, device: str | None = "auto",
+                    dtype: str | None = "float32") -> dict[str, float]:  # fmt: skip
     """Load a converted detector folder and return its COCO metrics on ``data_dir``'s ``split``."""
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
+    where, precision = resolve_device(device), resolve_dtype(dtype)
     model_dir, _ = require_family_folder(model_dir, "evaluate")
     coco_split = load_coco_split(data_dir, split)
-    model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
+    model = place(AutoModelForObjectDetection.from_pretrained(model_dir).eval(), where, precision)
     processor = AutoImageProcessor.from_pretrained(model_dir)
     return coco_ap(coco_split, predict_split(model, processor, coco_split, batch_size, progress))
 

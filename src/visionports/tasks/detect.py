@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..core.devices import place, resolve_device, resolve_dtype, to_model
 from ..utils.drawing import Detection, draw_detections
 from .runner import ImageTask, Predict, run_image_task
 
@@ -22,17 +23,18 @@ class DetectionRun:
     resumed: int = 0  # inputs kept from an interrupted run of the same request
 
 
-def _detector(threshold: float) -> Callable[[Path], Predict]:
+def _detector(threshold: float, device: str | None, dtype: str | None) -> Callable[[Path], Predict]:
     def load(model_dir: Path) -> Predict:
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
         model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
+        model = place(model, resolve_device(device), resolve_dtype(dtype))
         processor = AutoImageProcessor.from_pretrained(model_dir)
         id2label = model.config.id2label
 
         def predict(images: list[Image.Image]) -> list[list[Detection]]:
             with torch.inference_mode():
-                outputs = model(**processor(images, return_tensors="pt"))
+                outputs = model(**to_model(processor(images, return_tensors="pt"), model))
             sizes = [(im.height, im.width) for im in images]
             found = processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)
             return [_detections(det, id2label) for det in found]
@@ -56,6 +58,8 @@ def detect_files(
     threshold: float = 0.5,
     batch_size: int = 4,
     progress: bool = True,
+    device: str | None = "auto",
+    dtype: str | None = "float32",
 ) -> DetectionRun:
     """Detect objects in image files/folders; write ``<name>.png`` per image and ``detections.json``.
 
@@ -64,9 +68,10 @@ def detect_files(
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    resolve_device(device), resolve_dtype(dtype)  # checked before any work
     task = ImageTask(
         name="detect",
-        load=_detector(threshold),
+        load=_detector(threshold, device, dtype),
         render=draw_detections,
         to_json=lambda detections: [d.to_json() for d in detections],
         manifest="detections.json",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..core.devices import resolve_device, resolve_dtype
 from ..utils.drawing import Detection, blend_masks, draw_detections
 from .runner import ImageTask, Predict, run_image_task
 
@@ -22,11 +23,14 @@ class SegmentationSummary:
     resumed: int = 0  # inputs kept from an interrupted run of the same request
 
 
-def _segmenter(prompts: list[str], threshold: float | None) -> Callable[[Path], Predict]:
+def _segmenter(
+    prompts: list[str], threshold: float | None, device: str | None, dtype: str | None
+) -> Callable[[Path], Predict]:
     def load(model_dir: Path) -> Predict:
         from transformers import pipeline
 
-        segmenter = pipeline("text-prompted-segmentation", model=str(model_dir))
+        segmenter = pipeline("text-prompted-segmentation", model=str(model_dir), device=resolve_device(device),
+                             dtype=resolve_dtype(dtype))  # fmt: skip
         return lambda images: [segmenter(image, prompts=prompts, threshold=threshold) for image in images]
 
     return load
@@ -57,16 +61,19 @@ def segment_files(
     output_dir: str | Path,
     threshold: float | None = None,
     progress: bool = True,
+    device: str | None = "auto",
+    dtype: str | None = "float32",
 ) -> SegmentationSummary:
     """Segment every prompt in every image; write ``<name>.png`` (masks, boxes, prompt labels) and ``segments.json``."""
     prompts = list(prompts)
     if not prompts or any(not p.strip() for p in prompts):
         raise ValueError("--prompt: give at least one non-empty text prompt")
+    resolve_device(device), resolve_dtype(dtype)  # checked before any work
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
     task = ImageTask(
         name="segment",
-        load=_segmenter(prompts, threshold),
+        load=_segmenter(prompts, threshold, device, dtype),
         render=_render(prompts),
         to_json=_to_json,
         manifest="segments.json",

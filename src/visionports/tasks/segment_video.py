@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core.devices import place, resolve_device, resolve_dtype, to_model
 from ..core.files import require_family_folder
 from ..utils.drawing import blend_masks, caption_masks
 from ..utils.video import check_encodable, read_frames_with_times, require_av, video_fps, write_video
@@ -65,10 +66,11 @@ def _stream(model, pixels: torch.Tensor, chunk: int, progress: bool) -> dict[str
     frames, state, classes, masks = pixels.shape[1], None, [], []
     with torch.inference_mode(), progress_bar(frames, "segment", "frame", progress) as bar:
         for start in range(0, frames, chunk):
-            out = model(pixels[:, start : start + chunk], state=state)
+            clip = to_model({"pixel_values": pixels[:, start : start + chunk]}, model)["pixel_values"]
+            out = model(clip, state=state)
             state = out.state
-            classes.append(out.class_queries_logits)
-            masks.append(out.masks_queries_logits.half())
+            classes.append(out.class_queries_logits.float().cpu())
+            masks.append(out.masks_queries_logits.half().cpu())
             bar.update(min(chunk, frames - start))
     return {
         "class_queries_logits": torch.cat(classes, 1),
@@ -92,6 +94,8 @@ def segment_video(
     json_path: str | Path | None = None,
     chunk: int = 8,
     progress: bool = True,
+    device: str | None = "auto",
+    dtype: str | None = "float32",
 ) -> SegmentationRun:
     """Segment a video file (or a folder of frames) and write the annotated video (and JSON).
 
@@ -100,6 +104,7 @@ def segment_video(
     video beside an old JSON (the JSON names its ``source`` and ``output``).
     """
     require_av()
+    where, precision = resolve_device(device), resolve_dtype(dtype)
     source, output = Path(source), Path(output)
     json_file = None if json_path is None else Path(json_path)
     frames, times = read_frames_with_times(source)  # upright (rotation applied), with their timestamps
@@ -107,9 +112,10 @@ def segment_video(
     model_dir, _ = require_family_folder(model_dir, "segment-video")  # before the output folder is created
     with lock_output(output.parent, output.parent / f".{output.name}.lock"):
         model, processor = load_model_folder(model_dir, _load)
+        model = place(model, where, precision)
         task = task or processor.task
         inputs = processor([frames], return_tensors="pt")
-        pixels = inputs["pixel_values"].to(next(model.parameters()).dtype)
+        pixels = inputs["pixel_values"]  # moved to the model chunk by chunk
         outputs = _stream(model, pixels, chunk, progress)
         result = processor.post_process(
             outputs, inputs["original_sizes"], inputs["resized_sizes"], task=task

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from ...core.files import make_temporary_sibling_dir, require_family_folder
 from ...data.coco_dataset import CocoSplit, load_coco_split
 from ...data.detection_data import CocoDetectionDataset, collate_detection
 from ...training.ema import EMACallback
+from .train_options_deimv2 import FineTuneOptions
 
 # Per released variant: (base lr, backbone lr, weight decay, warm-up iterations, lr_gamma), from the ymls.
 RECIPES: dict[str, tuple[float, float, float, int, float]] = {
@@ -34,36 +35,6 @@ RECIPES: dict[str, tuple[float, float, float, int, float]] = {
     "l": (5e-4, 1.25e-5, 1.25e-4, 2000, 0.5),
     "x": (5e-4, 1e-5, 1.25e-4, 2000, 0.5),
 }
-
-
-def _option(default: Any, help: str, **bounds: Any) -> Any:
-    """A field whose metadata (help, bounds, aliases) the ``train`` command turns into its option."""
-    return field(default=default, metadata={"help": help, **bounds})
-
-
-@dataclass
-class FineTuneOptions:
-    """Fine-tuning settings; ``None`` values take the variant's recipe (see :data:`RECIPES`)."""
-
-    epochs: int = _option(12, "Training epochs.", min=1)
-    batch_size: int = _option(4, "Images per step.", min=1)
-    lr: float | None = _option(None, "Base learning rate [variant's recipe].", min=0, min_open=True)
-    backbone_lr: float | None = _option(None, "Backbone learning rate [recipe ratio to --lr].", min=0)
-    weight_decay: float | None = _option(None, "AdamW weight decay [variant's recipe].", min=0)
-    warmup_steps: int | None = _option(None, "Quadratic warm-up steps [min(recipe, 10%)].", min=0)
-    flat_epochs: int | None = _option(None, "Epochs at full learning rate [half the run].", min=0)
-    no_aug_epochs: int = _option(0, "Final epochs at the minimum learning rate.", min=0)
-    lr_gamma: float | None = _option(None, "Minimum / base learning rate [recipe].", min=0, max=1)
-    max_grad_norm: float = _option(0.1, "Gradient clipping norm.", min=0, min_open=True)
-    ema_decay: float = _option(0.9999, "EMA decay.", min=0, max=1, max_open=True)
-    ema_warmups: int = _option(1000, "EMA warm-up steps.", min=0)
-    horizontal_flip: float = _option(
-        0.0, "Probability of a horizontal flip (0: augmentation-free).", min=0, max=1, aliases=("--hflip",)
-    )
-    max_steps: int = _option(-1, "Stop after this many steps (-1: epochs).", min=-1)
-    save_every_epochs: int = _option(1, "Checkpoint every N epochs.", min=1)
-    seed: int = _option(0, "Random seed (data order, flips, re-initialised heads).")
-    progress: bool = _option(True, "Show progress bars.")
 
 
 def flat_cosine_factor(step: int, total: int, warmup: int, flat: int, no_aug: int, gamma: float) -> float:
