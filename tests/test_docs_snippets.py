@@ -48,6 +48,11 @@ def test_sam3_lite_text_batches_snippet(sam3_folder: Path) -> None:
     assert len(results) == 3
     assert (results[2]["image_index"], results[2]["prompt_index"]) == (1, 2)
     assert results[2]["masks"].shape[-2:] == (60, 40) and results[0]["masks"].shape[-2:] == (90, 150)
+    assert [r["prompt"] for r in results] == ["a cat", "a dog", "a hat"]
+    per_image = namespace["per_image"]
+    assert len(per_image) == 2 and {f["label"] for f in per_image[1]} <= {"a hat"}
+    assert {f["label"] for f in per_image[0]} <= {"a cat", "a dog"}
+    assert all(f["mask"].shape == (60, 40) for f in per_image[1])
 
 
 def test_safety_catching_errors_snippet(tmp_path: Path) -> None:

@@ -69,3 +69,14 @@ def test_a_bad_input_stops_everything_before_loading(tmp_path: Path) -> None:
     with pytest.raises(ImageInputError, match="bad.png"):
         run_image_task(_task(loads, []), [good, bad], _model(tmp_path), tmp_path / "out", progress=False)
     assert not loads and not (tmp_path / "out").exists()
+
+
+def test_a_task_may_drop_its_results_once_written(tmp_path: Path) -> None:
+    inputs = [tmp_path / f"{i}.png" for i in range(3)]
+    for width, path in enumerate(inputs, start=10):
+        Image.fromarray(np.zeros((8, width, 3), np.uint8)).save(path)
+    task = _task([], [])
+    task.keep_results = False  # e.g. full-size masks: only the manifest entries stay
+    run = run_image_task(task, inputs, _model(tmp_path), tmp_path / "out", batch_size=2, progress=False)
+    assert run.results == {} and [e[0]["width"] for e in run.entries.values()] == [10, 11, 12]
+    assert len(run.pictures) == 3 and all(p.is_file() for p in run.pictures)

@@ -38,11 +38,16 @@ class ImageTask:
     to_json: Callable[[Any], list[dict]]  # result -> its manifest entry
     manifest: str  # file name of the JSON manifest
     settings: dict[str, Any]  # written into the manifest after the model folder
+    keep_results: bool = (
+        True  # False: results (e.g. full-size masks) are dropped once written (bounded memory)
+    )
 
 
 @dataclass
 class ImageRun:
-    results: dict[str, Any]  # input path -> result, for the inputs predicted by this run
+    results: dict[
+        str, Any
+    ]  # input path -> result, for the inputs predicted by this run (if the task keeps them)
     pictures: list[Path]  # one per input, in input order
     manifest: Path
     entries: dict[str, list[dict]]  # input path -> its manifest entry, for every input (resumed ones too)
@@ -139,7 +144,8 @@ class RunPlan:
                 and (self.output_dir / plan["picture"]).is_file()]  # fmt: skip
 
     def finish(self, file: Path, result: Any) -> None:
-        self.results[str(file)] = result
+        if self.task.keep_results:
+            self.results[str(file)] = result
         self.entries[str(file)] = self.task.to_json(result)
 
     def save(self, complete: bool = False) -> None:

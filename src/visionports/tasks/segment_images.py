@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..core.devices import resolve_device, resolve_dtype
 from ..utils.drawing import Detection, blend_masks, draw_detections
+from ..utils.masks import encode_rle
 from .runner import ImageTask, Predict, run_image_task
 
 _BOX = ("xmin", "ymin", "xmax", "ymax")
@@ -50,8 +51,9 @@ def _render(prompts: list[str]) -> Callable[[Image.Image, list[dict]], Image.Ima
 
 
 def _to_json(found: list[dict]) -> list[dict]:
-    return [{"label": f["label"], "score": round(f["score"], 6), "box": [round(v, 2) for v in f["box"].values()],
-             "mask_pixels": int(f["mask"].sum())} for f in found]  # fmt: skip
+    """Each instance's label, score, box (xmin, ymin, xmax, ymax), pixel count and mask as COCO RLE."""
+    return [{"label": f["label"], "score": round(f["score"], 6), "box": [round(f["box"][k], 2) for k in _BOX],
+             "mask_pixels": int(f["mask"].sum()), "mask": encode_rle(f["mask"])} for f in found]  # fmt: skip
 
 
 def segment_files(
@@ -78,6 +80,7 @@ def segment_files(
         to_json=_to_json,
         manifest="segments.json",
         settings={"prompts": prompts, "threshold": threshold},
+        keep_results=False,  # masks at image size: only their RLE stays, in the manifest
     )
     run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)
     total = sum(len(found) for found in run.entries.values())

@@ -21,7 +21,8 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
     torchvision's ``Resize`` computes on uint8 tensors), scale to [0, 1], normalise with mean/std 0.5.
 
     ``post_process_instance_segmentation`` keeps queries whose ``sigmoid(logit) * sigmoid(presence)`` exceeds
-    ``threshold`` and returns their scores, pixel boxes (not clipped) and masks at the original size.
+    ``threshold`` and returns their scores, pixel boxes (not clipped) and masks at the original size, per query;
+    ``post_process_per_image`` gathers them per image, labelled with their prompt (the pipeline's results).
     """
 
     model_input_names = ["pixel_values"]
@@ -101,12 +102,15 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         threshold: float | Sequence[float] | None = None,
         mask_threshold: float | None = None,
         target_sizes: Sequence[Sequence[int]] | torch.Tensor | None = None,
+        prompts: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """One result per query (an image/prompt pair): ``scores`` [K], ``boxes`` [K, 4] (x0, y0, x1, y1 pixels),
-        ``mask_probs`` and ``masks`` [K, H, W], ``image_index`` and ``prompt_index``.
+        ``mask_probs`` and ``masks`` [K, H, W], ``image_index``, ``prompt_index`` and, with ``prompts``, ``prompt``.
 
-        ``target_sizes`` holds the (height, width) of every image the outputs' ``image_ids`` refer to (of every
-        query when the outputs carry no ids); ``threshold`` is one value or one per query.
+        ``target_sizes`` holds the (height, width) of every image. Outputs without ``image_ids`` pair queries
+        with images as the model does: one size is that image for every query, one size per query pairs them
+        in order. ``prompts`` (the model's prompts, in order) also defaults missing ``text_ids``: one prompt
+        is read by every query, otherwise query q reads prompt q. ``threshold`` is one value or one per query.
         """
         mask_threshold = self.mask_threshold if mask_threshold is None else float(mask_threshold)
         logits, presence = outputs["pred_logits"], outputs["presence_logits"]
@@ -116,8 +120,9 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         for name, value in [("threshold", t) for t in thresholds] + [("mask_threshold", mask_threshold)]:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        image_ids, text_ids = _ids(outputs, "image_ids", queries), _ids(outputs, "text_ids", queries)
-        sizes = _target_sizes(target_sizes, image_ids, exact=_get(outputs, "image_ids") is None)
+        sizes = _sizes(target_sizes)
+        image_ids = _image_ids(outputs, sizes, queries)
+        text_ids = _text_ids(outputs, prompts, queries)
         results = []
         for q in range(queries):
             image = int(image_ids[q])
@@ -125,8 +130,38 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
             result = _select(
                 logits[q], presence[q], boxes[q], masks[q], thresholds[q], mask_threshold, height, width
             )
-            results.append({**result, "image_index": image, "prompt_index": int(text_ids[q])})
+            result.update(image_index=image, prompt_index=int(text_ids[q]))
+            if prompts is not None:
+                result["prompt"] = prompts[int(text_ids[q])]
+            results.append(result)
         return results
+
+    def post_process_per_image(
+        self,
+        outputs: Any,
+        prompts: Sequence[str],
+        threshold: float | Sequence[float] | None = None,
+        mask_threshold: float | None = None,
+        target_sizes: Sequence[Sequence[int]] | torch.Tensor | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """Per image of ``target_sizes``, the instances of every prompt, best score first (what the
+        ``text-prompted-segmentation`` pipeline returns): ``score``, ``label`` (the prompt), ``box``
+        (``xmin``, ``ymin``, ``xmax``, ``ymax`` pixels) and ``mask`` (bool ``[H, W]`` numpy array).
+
+        Arguments as ``post_process_instance_segmentation``; an image no query reads gets an empty list.
+        """
+        prompts = list(prompts)
+        queries = self.post_process_instance_segmentation(
+            outputs, threshold, mask_threshold, target_sizes, prompts
+        )
+        per_image: list[list[dict[str, Any]]] = [[] for _ in range(len(_sizes(target_sizes)))]
+        for query in queries:
+            found = per_image[query["image_index"]]
+            for score, box, mask in zip(query["scores"], query["boxes"], query["masks"], strict=True):
+                x0, y0, x1, y1 = (float(v) for v in box)
+                found.append({"score": float(score), "label": query["prompt"], "mask": np.asarray(mask.cpu()),
+                              "box": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}})  # fmt: skip
+        return [sorted(found, key=lambda d: -d["score"]) for found in per_image]
 
 
 def _select(
@@ -162,19 +197,46 @@ def _get(outputs: Any, name: str) -> Any:
     return outputs.get(name) if hasattr(outputs, "get") else getattr(outputs, name, None)
 
 
-def _target_sizes(target_sizes: Any, image_ids: torch.Tensor, exact: bool) -> torch.Tensor:
-    """[images, 2] (height, width); exactly one per query when the outputs name no images."""
+def _sizes(target_sizes: Any) -> torch.Tensor:
+    """[images, 2] (height, width)."""
     if target_sizes is None:
         raise ValueError("target_sizes: give the (height, width) of every original image")
     sizes = torch.as_tensor(target_sizes)
-    needed = int(image_ids.max()) + 1
-    if sizes.ndim != 2 or sizes.shape[1] != 2 or len(sizes) < needed or (exact and len(sizes) != needed):
-        raise ValueError(
-            f"target_sizes must hold {needed} (height, width) pairs, got shape {list(sizes.shape)}"
-        )
+    if sizes.ndim != 2 or sizes.shape[1] != 2 or not len(sizes):
+        raise ValueError(f"target_sizes must hold (height, width) pairs, got shape {list(sizes.shape)}")
     return sizes
 
 
-def _ids(outputs: Any, name: str, queries: int) -> torch.Tensor:
-    ids = _get(outputs, name)
-    return torch.arange(queries) if ids is None else torch.as_tensor(ids).reshape(-1).cpu()
+def _image_ids(outputs: Any, sizes: torch.Tensor, queries: int) -> torch.Tensor:
+    """The outputs' ``image_ids``; without them image 0 for every query (one size) or image q (one per query)."""
+    ids = _get(outputs, "image_ids")
+    if ids is not None:
+        ids = torch.as_tensor(ids).reshape(-1).cpu()
+        if len(sizes) <= int(ids.max()):
+            raise ValueError(f"target_sizes must hold {int(ids.max()) + 1} (height, width) pairs (one per image "
+                             f"the outputs' image_ids name), got {len(sizes)}")  # fmt: skip
+        return ids
+    if len(sizes) == 1:
+        return torch.zeros(queries, dtype=torch.long)
+    if len(sizes) == queries:
+        return torch.arange(queries)
+    raise ValueError(f"target_sizes must hold {' or '.join(map(str, sorted({1, queries})))} (height, width) "
+                     f"pairs (one image for every query, or one per query), got {len(sizes)}; outputs without "
+                     "image_ids cannot say which image each query read")  # fmt: skip
+
+
+def _text_ids(outputs: Any, prompts: Sequence[str] | None, queries: int) -> torch.Tensor:
+    """The outputs' ``text_ids``; without them prompt 0 for every query (one prompt given) or prompt q."""
+    ids = _get(outputs, "text_ids")
+    if ids is not None:
+        ids = torch.as_tensor(ids).reshape(-1).cpu()
+    elif prompts is not None and len(prompts) == 1:
+        ids = torch.zeros(queries, dtype=torch.long)
+    elif prompts is not None and len(prompts) != queries:
+        raise ValueError(f"prompts: outputs without text_ids need one prompt or one per query ({queries}), "
+                         f"got {len(prompts)}")  # fmt: skip
+    else:
+        ids = torch.arange(queries)
+    if prompts is not None and len(prompts) <= int(ids.max()):
+        raise ValueError(f"prompts: the outputs read {int(ids.max()) + 1} prompts, got {len(prompts)}")
+    return ids

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from transformers import Pipeline
 from transformers.image_utils import load_image
 
@@ -61,18 +60,11 @@ class TextPromptedSegmentationPipeline(Pipeline):
     def postprocess(
         self, model_outputs: dict, threshold: float | None = None, mask_threshold: float | None = None
     ):
-        out, prompts = model_outputs["outputs"], model_outputs["prompts"]
-        sizes = [model_outputs["size"]] * len(prompts)
-        results = self.image_processor.post_process_instance_segmentation(
-            out, threshold=threshold, mask_threshold=mask_threshold, target_sizes=sizes
-        )
-        found = []
-        for prompt, result in zip(prompts, results, strict=True):
-            for score, box, mask in zip(result["scores"], result["boxes"], result["masks"], strict=True):
-                x0, y0, x1, y1 = (float(v) for v in box)
-                found.append({"score": float(score), "label": prompt, "mask": np.asarray(mask.cpu()),
-                              "box": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}})  # fmt: skip
-        return sorted(found, key=lambda d: -d["score"])
+        """The image's instances of every prompt (``post_process_per_image``), best score first."""
+        return self.image_processor.post_process_per_image(
+            model_outputs["outputs"], model_outputs["prompts"], threshold=threshold,
+            mask_threshold=mask_threshold, target_sizes=[model_outputs["size"]],
+        )[0]  # fmt: skip
 
 
 def _as_rgb(image: Any) -> Any:
