@@ -6,7 +6,9 @@ frame rates survive a read → write round trip; frames of odd sizes are written
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from fractions import Fraction
@@ -18,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import MissingExtraError
-from ..core.files import atomic_write
+from ..core.files import _umask, atomic_write
 from .images import ImageInputError, collect_image_files, open_image
 
 FINE_TIME_BASE = Fraction(1, 90000)  # for timestamps that are not exact fractions (floats)
@@ -134,6 +136,29 @@ def read_frames_with_times(
     return frames, times
 
 
+def iter_frames_with_times(
+    source: str | Path, fps: float | Fraction = 10
+) -> Iterator[tuple[Image.Image, Fraction]]:
+    """``read_frames_with_times`` one frame at a time (same checks, raised when the offending frame comes)."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(collect_image_files([source]), key=natural_key)
+        rate = _as_fraction(fps)
+        pairs = ((open_image(p), i / rate) for i, p in enumerate(files))
+    else:
+        pairs = iter_video_frames_with_times(source)
+    first = None
+    for frame, time in pairs:
+        if first is None:
+            first = frame.size
+        elif frame.size != first:
+            sizes = sorted({first, frame.size})
+            raise ImageInputError(f"{source}: frames have different sizes {sizes}; a video has one size")
+        yield frame, time
+    if first is None:
+        raise ImageInputError(f"{source}: holds no frames")
+
+
 def read_frames(source: str | Path) -> list[Image.Image]:
     """All frames of a video file or of a folder of images (natural name order); same size required."""
     return read_frames_with_times(source)[0]
@@ -189,6 +214,90 @@ def _video_stream(container, width: int, height: int, rate: Fraction, base: Frac
     stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
     stream.codec_context.time_base = stream.time_base = base
     return stream
+
+
+class VideoWriter:
+    """Streaming ``write_video``: ``with VideoWriter(path, size, times) as w: w.write(frame)`` per frame.
+
+    ``size`` is (width, height); ``times`` gives every frame's timestamp up front (the time base depends on
+    all of them), so exactly ``len(times)`` frames must be written. The file appears only when the block
+    ends without error and every frame came; ``notes`` then says which audio streams were not copied.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        size: tuple[int, int],
+        times: Sequence[float | Fraction],
+        fps: float | Fraction = 25.0,
+        audio_from: str | Path | None = None,
+    ) -> None:
+        self.path, (self.width, self.height) = Path(path), size
+        check_encodable(self.width, self.height, str(self.path))
+        if not times:
+            raise ImageInputError(f"{self.path}: no frames to write")
+        self.rate = _as_fraction(fps)
+        self.pts, self.base = _pts(times, len(times), str(self.path))
+        self.audio_from, self.notes, self.count = audio_from, [], 0
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> VideoWriter:
+        av = _av()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+        os.close(handle)
+        self._tmp = Path(tmp)
+        try:
+            self._src = None if self.audio_from is None else _open_video(Path(self.audio_from))
+            self._container = av.open(tmp, mode="w", format="mp4")
+            self._stream = _video_stream(self._container, self.width, self.height, self.rate, self.base)
+            self._audio = _audio_streams(self._container, self._src, self.notes)
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def write(self, frame: np.ndarray | Image.Image) -> None:
+        """Encode the next RGB frame (its size must be the writer's)."""
+        av = _av()
+        array = np.ascontiguousarray(np.asarray(frame)[..., :3])
+        if array.shape[:2] != (self.height, self.width) or self.count >= len(self.pts):
+            raise ImageInputError(f"{self.path}: frame {self.count} of {array.shape[1]}x{array.shape[0]} does "
+                                  f"not fit {len(self.pts)} frames of {self.width}x{self.height}")  # fmt: skip
+        video_frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+        video_frame.pts, video_frame.time_base = self.pts[self.count], self.base
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.count += 1
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if kind is None:
+                if self.count != len(self.pts):
+                    raise ImageInputError(
+                        f"{self.path}: {self.count} frames written, {len(self.pts)} expected"
+                    )
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+                _mux_audio(self._container, self._src, self._audio)
+        except BaseException:
+            self._close()
+            raise
+        self._close(keep=kind is None)
+
+    def _close(self, keep: bool = False) -> None:
+        """Close the files; move the finished file into place when ``keep``, else remove it."""
+        tmp, self._tmp = self._tmp, None
+        try:
+            for handle in (getattr(self, "_container", None), getattr(self, "_src", None)):
+                if handle is not None:
+                    handle.close()
+            if keep and tmp is not None:
+                os.chmod(tmp, 0o666 & ~_umask())
+                os.replace(tmp, self.path)
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
 
 def write_video(

@@ -257,6 +257,12 @@ class VideomtVideoProcessor(BaseImageProcessor):
         raise ValueError(f"task must be instance, semantic or panoptic, got {task!r}")
 
 
+def per_video_outputs(outputs: Any, original_sizes: Any, resized_sizes: Any) -> list[tuple]:
+    """What each video's post-processing takes: (class logits [T, Q, K+1], mask logits [Q, T, h, w], padded,
+    resized, original size); also for the outputs of a chunk of frames (streaming post-processing)."""
+    return _per_video(outputs, original_sizes, resized_sizes)
+
+
 def _per_video(outputs: Any, original_sizes: Any, resized_sizes: Any) -> list[tuple]:
     """Per video: (class logits [T, Q, K+1], mask logits [Q, T, h, w], padded, resized, original size)."""
     classes, masks = outputs["class_queries_logits"], outputs["masks_queries_logits"]
