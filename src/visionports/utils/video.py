@@ -10,7 +10,6 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
 from fractions import Fraction
 from itertools import pairwise
 from math import lcm
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import MissingExtraError
-from ..core.files import _umask, atomic_write
+from ..core.files import _umask
 from .images import ImageInputError, collect_image_files, open_image
 
 FINE_TIME_BASE = Fraction(1, 90000)  # for timestamps that are not exact fractions (floats)
@@ -120,20 +119,8 @@ def read_frames_with_times(
     source: str | Path, fps: float | Fraction = 10
 ) -> tuple[list[Image.Image], list[Fraction]]:
     """Frames and timestamps (seconds) of a video file, or of an image folder (natural name order) at ``fps``."""
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(collect_image_files([source]), key=natural_key)
-        frames = [open_image(p) for p in files]
-        times = [i / _as_fraction(fps) for i in range(len(frames))]
-    else:
-        pairs = list(iter_video_frames_with_times(source))
-        frames, times = [p[0] for p in pairs], [p[1] for p in pairs]
-    if not frames:
-        raise ImageInputError(f"{source}: holds no frames")
-    sizes = {f.size for f in frames}
-    if len(sizes) > 1:
-        raise ImageInputError(f"{source}: frames have different sizes {sorted(sizes)}; a video has one size")
-    return frames, times
+    pairs = list(iter_frames_with_times(source, fps))
+    return [frame for frame, _ in pairs], [time for _, time in pairs]
 
 
 def iter_frames_with_times(
@@ -314,33 +301,13 @@ def write_video(
     some players lack); even sizes use the widely played 4:2:0. ``audio_from``: a video whose audio streams
     are copied in unchanged; the notes say which could not be.
     """
-    av = _av()
     path = Path(path)
     if not frames:
         raise ImageInputError(f"{path}: no frames to write")
     height, width = np.asarray(frames[0]).shape[:2]
-    check_encodable(width, height, str(path))
     rate = _as_fraction(fps)
-    pts, base = _pts(
-        [i / rate for i in range(len(frames))] if times is None else times, len(frames), str(path)
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-
-    def encode(tmp: Path) -> None:
-        audio_src = nullcontext() if audio_from is None else _open_video(Path(audio_from))
-        with audio_src as src, av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = _video_stream(container, width, height, rate, base)
-            audio = _audio_streams(container, src, notes)
-            for frame, stamp in zip(frames, pts, strict=True):
-                array = np.ascontiguousarray(np.asarray(frame)[..., :3])
-                video_frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-                video_frame.pts, video_frame.time_base = stamp, base
-                for packet in stream.encode(video_frame):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-            _mux_audio(container, src, audio)
-
-    atomic_write(path, encode)
-    return notes
+    times = [i / rate for i in range(len(frames))] if times is None else times
+    with VideoWriter(path, (width, height), times, fps=rate, audio_from=audio_from) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.notes
