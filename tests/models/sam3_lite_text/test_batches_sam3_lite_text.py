@@ -155,16 +155,10 @@ def test_one_image_many_prompts_gives_both_namings(model) -> None:
             torch.testing.assert_close(ours[name][k : k + 1], ours[f"p{k}_{name}"], atol=1e-4, rtol=0)
 
 
-def test_pipeline_many_images_equals_one_by_one(tmp_path) -> None:
-    from click.testing import CliRunner
+def test_pipeline_many_images_equals_one_by_one(model_dir) -> None:
     from transformers import pipeline
 
-    from visionports.cli import main
-
-    folder = tmp_path / "model"
-    result = CliRunner().invoke(main, ["convert", "sam3-lite-text", str(CASE / "checkpoint.pt"), str(folder),
-                                       "--set", "num_attention_heads=8"])  # fmt: skip
-    assert result.exit_code == 0, result.output
+    folder = model_dir
     segmenter = pipeline("text-prompted-segmentation", model=str(folder))
     rng = np.random.default_rng(0)
     images = [

@@ -8,25 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file
 
 from golden import FIXTURES
-from visionports.cli import main
 from visionports.models.sam3_lite_text import Sam3LiteTextImageProcessor, Sam3LiteTextTokenizer
 
 CASE = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5"
 KEYS = ("scores", "boxes", "mask_probs", "masks")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sam3") / "model"
-    result = CliRunner().invoke(main, ["convert", "sam3-lite-text", str(CASE / "checkpoint.pt"), str(out),
-                                       "--set", "num_attention_heads=8"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def _raw() -> dict[str, torch.Tensor]:
