@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import typing
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,21 @@ def device_options(command: Callable) -> Callable:
                            help="Precision of the model (half precision keeps sensitive steps in float32).")(command)  # fmt: skip
     return click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]|mps",
                         help="Where the model runs; auto: CUDA, else MPS, else the CPU.")(command)  # fmt: skip
+
+
+class FrameRate(click.ParamType):
+    """A positive frame rate, exact: ``25``, ``29.97`` or ``30000/1001``."""
+
+    name = "RATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Fraction:
+        try:
+            rate = Fraction(str(value))
+        except (ValueError, ZeroDivisionError):
+            self.fail(f"expected a frame rate such as 25, 29.97 or 30000/1001, got {value!r}", param, ctx)
+        if not 0 < rate <= 1000:
+            self.fail(f"expected a frame rate in (0, 1000], got {value}", param, ctx)
+        return rate
 
 
 def deprecated(message: str) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..core.devices import place, resolve_device, resolve_dtype, to_model
+from ..core.devices import place, resolve_device, resolve_dtype, run_settings, to_model
 from ..core.files import require_family_folder
 from ..models.videomt.postprocessing_videomt import (
     instance_choice,
@@ -26,7 +27,16 @@ from ..models.videomt.postprocessing_videomt import (
 )
 from ..models.videomt.video_processing_videomt import per_video_outputs
 from ..utils.drawing import blend_masks, caption_masks
-from ..utils.video import VideoWriter, check_encodable, iter_frames_with_times, require_av, video_fps
+from ..utils.prefetch import Prefetch
+from ..utils.video import (
+    LiveSource,
+    VideoWriter,
+    check_encodable,
+    iter_frames_with_times,
+    live_source,
+    require_av,
+    video_fps,
+)
 from .runner import load_model_folder, lock_output, progress_bar, write_json
 
 
@@ -60,29 +70,52 @@ def _load(model_dir: Path) -> tuple:
 Segment = tuple[np.ndarray, int, str]  # boolean [t, H, W] mask, colour key, caption
 
 
-def _chunks(source: Path, chunk: int) -> Iterator[tuple[list[Image.Image], list[Fraction]]]:
-    """The frames of ``source`` and their timestamps, ``chunk`` at a time (decoded lazily)."""
-    frames, times = [], []
-    for frame, time in iter_frames_with_times(source):
-        frames.append(frame)
-        times.append(time)
-        if len(frames) == chunk:
-            yield frames, times
-            frames, times = [], []
-    if frames:
-        yield frames, times
+class _Frames:
+    """The source's frames ``chunk`` at a time, decoded ahead by at most two chunks (``utils.prefetch``).
+
+    A file or folder can be read again for every pass; a live source (stdin, a URL, a device) is read once,
+    and a realtime one drops the oldest decoded frames when the model falls behind (counted in ``dropped``).
+    """
+
+    def __init__(self, source: Path | LiveSource, fps: float, chunk: int) -> None:
+        self.source, self.fps, self.chunk, self.dropped = source, fps, chunk, 0
+        self._opened: tuple[Prefetch, tuple] | None = None  # a live source's stream and its first frame
+
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the first frame: read alone from a file, kept for the first pass of a live one."""
+        if not isinstance(self.source, LiveSource):
+            first = iter_frames_with_times(self.source, self.fps)
+            try:
+                return next(first)[0].size
+            finally:
+                first.close()
+        stream = self._stream()
+        self._opened = stream, next(stream)
+        return self._opened[1][0].size
+
+    def _stream(self) -> Prefetch:
+        realtime = isinstance(self.source, LiveSource) and self.source.realtime
+        return Prefetch(iter_frames_with_times(self.source, self.fps), 2 * self.chunk, drop_oldest=realtime)
+
+    def chunks(self) -> Iterator[tuple[list[Image.Image], list[Fraction]]]:
+        """One pass: lists of at most ``chunk`` frames and their timestamps."""
+        stream, first = self._opened or (self._stream(), None)
+        self._opened = None
+        with stream:
+            pairs = chain([first] if first else [], stream)
+            while batch := list(islice(pairs, self.chunk)):
+                yield [frame for frame, _ in batch], [time for _, time in batch]
+            self.dropped = stream.dropped
 
 
-def _run(
-    model, processor, source: Path, chunk: int, bar
-) -> Iterator[tuple[list[Image.Image], list[Fraction], tuple]]:
+def _run(model, processor, frames: _Frames, bar) -> Iterator[tuple[list[Image.Image], list[Fraction], tuple]]:
     """One pass over the video: per chunk its frames, times and post-processing inputs (``per_video_outputs``).
 
     Each chunk is preprocessed alone (every frame of a video has the same resized and padded size) and the
     model's state carries from chunk to chunk, so a second pass repeats the first exactly."""
     state = None
-    for frames, times in _chunks(source, chunk):
-        inputs = processor([frames], return_tensors="pt")
+    for chunk_frames, times in frames.chunks():
+        inputs = processor([chunk_frames], return_tensors="pt")
         with torch.inference_mode():
             out = model(
                 to_model({"pixel_values": inputs["pixel_values"]}, model)["pixel_values"], state=state
@@ -90,8 +123,12 @@ def _run(
         state = out.state
         outputs = {"class_queries_logits": out.class_queries_logits.float().cpu(),
                    "masks_queries_logits": out.masks_queries_logits.half().cpu().float()}  # fmt: skip
-        yield frames, times, per_video_outputs(outputs, inputs["original_sizes"], inputs["resized_sizes"])[0]
-        bar.update(len(frames))
+        yield (
+            chunk_frames,
+            times,
+            per_video_outputs(outputs, inputs["original_sizes"], inputs["resized_sizes"])[0],
+        )
+        bar.update(len(chunk_frames))
 
 
 class _Plan:
@@ -139,25 +176,32 @@ class _Plan:
             n: (s["track_id"], f"#{s['track_id']} {self._name(s['label'])}") for n, s in enumerate(found)
         }
         self.segment_ids = [s["id"] for s in found]
+        self.idents = [(int(s["track_id"]), int(s["label"])) for s in found]
 
-    def segments(self, args: tuple) -> list[tuple[int, Segment]]:
+    def segments(self, args: tuple) -> list[tuple[int, tuple, Segment]]:
+        """(order, identity, segment) per segment of a chunk; identity: (track, label) or (class,), which
+        stays the same while the one-pass choice changes from chunk to chunk."""
         masks = args[1]
         if self.task == "instance":
             chosen = instance_chunk_masks(masks, self.queries, *args[2:])
-            return [(n, (chosen[n].numpy(), *self.listed[n])) for n in self.listed]
+            return [(n, (int(self.queries[n]), int(self.labels[n])), (chosen[n].numpy(), *self.listed[n]))
+                    for n in self.listed]  # fmt: skip
         if self.task == "semantic":
             classes = semantic_chunk_map(self.probs, masks, *args[2:])
-            return [(int(c), ((classes == c).numpy(), int(c), self._name(c))) for c in torch.unique(classes)]
+            return [(int(c), (int(c),), ((classes == c).numpy(), int(c), self._name(c)))
+                    for c in torch.unique(classes)]  # fmt: skip
         owner, regions = panoptic_chunk_regions(self.choice, masks, *args[2:])
         seg = panoptic_chunk_map(owner, regions, self.ids)
-        return [(n, ((seg == i).numpy(), *self.listed[n])) for n, i in enumerate(self.segment_ids)]
+        return [
+            (n, self.idents[n], ((seg == i).numpy(), *self.listed[n])) for n, i in enumerate(self.segment_ids)
+        ]
 
 
-def _payload(source: Path, output: Path, task: str, frames: int, found: dict[int, list]) -> dict:
-    """``found``: order -> (key, caption, frames where the segment shows)."""
-    return {"source": str(source), "output": str(output), "task": task, "frames": frames,
+def _payload(source: str, output: Path, task: str, frames: int, found: list[list], **extra) -> dict:
+    """``found``: [key, caption, frames where the segment shows] per segment, in the JSON's order."""
+    return {"source": source, "output": str(output), "task": task, **extra, "frames": frames,
             "segments": [{"key": key, "caption": caption, "frames": shown}
-                         for key, caption, shown in (found[n] for n in sorted(found))]}  # fmt: skip
+                         for key, caption, shown in found]}  # fmt: skip
 
 
 def segment_video(
@@ -170,57 +214,127 @@ def segment_video(
     progress: bool = True,
     device: str | None = "auto",
     dtype: str | None = "float32",
+    fps: float = 10,
+    online: bool = False,
+    input_format: str | None = None,
 ) -> SegmentationRun:
-    """Segment a video file (or a folder of frames) and write the annotated video (and JSON).
+    """Segment a video file, a folder of frames (at ``fps``) or a live source and write the annotated video.
 
-    PyAV, the frames and the output are checked before the model loads; the output is locked against a
-    second run. An earlier JSON is removed before the video is replaced, so a killed run never leaves a new
-    video beside an old JSON (the JSON names its ``source`` and ``output``).
+    By default the video-level choices (which tracks, which classes) are made over the whole video, exactly as
+    the whole-clip post-processing makes them, at the price of reading the video two (panoptic: three) times.
+    ``online`` decides from the frames seen so far and reads once; a live source (``-`` for stdin, a URL,
+    or a device with ``input_format``, see ``utils.video.LiveSource``) is always read online. PyAV, the
+    frames and the output are checked before the model loads; the output is locked against a second run. An
+    earlier JSON is removed before the video is replaced, so a killed run never leaves a new video beside an
+    old JSON (the JSON names its ``source`` and ``output``).
     """
     require_av()
-    where, precision = resolve_device(device), resolve_dtype(dtype)
-    source, output = Path(source), Path(output)
-    json_file = None if json_path is None else Path(json_path)
+    settings = run_settings(device, dtype)
+    live = live_source(source, input_format)
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
-    first = iter_frames_with_times(source)  # upright (rotation applied); decoded lazily, twice or thrice
-    size = next(first)[0].size
-    first.close()
-    check_encodable(*size, str(source))
-    model_dir, _ = require_family_folder(model_dir, "segment-video")  # before the output folder is created
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    frames = _Frames(live or Path(source), fps, chunk)
+    output, json_file = Path(output), None if json_path is None else Path(json_path)
+    model_dir, _ = require_family_folder(model_dir, "segment-video")  # before a live source is opened
+    size = frames.size()  # upright (rotation applied)
+    check_encodable(*size, str(frames.source))
     with lock_output(output.parent, output.parent / f".{output.name}.lock"):
         model, processor = load_model_folder(model_dir, _load)
-        model = place(model, where, precision)
+        model = place(model, resolve_device(device), resolve_dtype(dtype))
         task = task or processor.task
-        classes, times = [], []
-        with progress_bar(None, "segment", "frame", progress) as bar:
-            for _, chunk_times, args in _run(model, processor, source, chunk, bar):
-                classes.append(args[0])
-                times += chunk_times
-        plan = _Plan(task, processor, torch.cat(classes), model.config.id2label)
-        if plan.needs_counts:
-            with progress_bar(len(times), "count", "frame", progress) as bar:
-                plan.settle(sum(plan.count(args) for _, _, args in _run(model, processor, source, chunk, bar)),
-                            processor)  # fmt: skip
-        found = {n: [key, caption, []] for n, (key, caption) in plan.listed.items()}
-        fps = video_fps(source) if source.is_file() else 10
+        run = _Run(model, processor, frames, task, progress)
+        plan = None if live or online else run.plan()  # the exact choices need the whole video first
         if json_file is not None:
             json_file.unlink(missing_ok=True)
-        audio = source if source.is_file() else None
-        start = 0
-        with (
-            VideoWriter(output, size, times, fps=fps, audio_from=audio) as writer,
-            progress_bar(len(times), "render", "frame", progress) as bar,
-        ):
-            for frames, _, args in _run(model, processor, source, chunk, bar):
-                drawn = plan.segments(args)
-                for frame in render(frames, [segment for _, segment in drawn]):
-                    writer.write(frame)
-                for n, (mask, key, caption) in drawn:
-                    entry = found.setdefault(n, [key, caption, []])
-                    entry[2] += [start + int(t) for t in np.nonzero(mask.any((1, 2)))[0]]
-                start += len(frames)
+        with _writer(frames, output, size, run.times) as writer:
+            found = run.render_online(writer) if plan is None else run.render(writer, plan)
+        extra = {**settings, "online": bool(live or online)}
+        if frames.dropped:
+            extra["dropped_frames"] = frames.dropped
         if json_file is not None:
-            write_json(json_file, _payload(source, output, task, len(times), found))
-    summary = f"{len(found)} segment(s)" + "".join(f"; {note}" for note in writer.notes)
-    return SegmentationRun(len(times), output, json_file, summary)
+            write_json(json_file, _payload(str(frames.source), output, task, writer.count, found, **extra))
+    notes = writer.notes + (
+        [f"{frames.dropped} frame(s) dropped to keep up with the source"] if frames.dropped else []
+    )
+    summary = f"{len(found)} segment(s)" + "".join(f"; {note}" for note in notes)
+    return SegmentationRun(writer.count, output, json_file, summary)
+
+
+def _writer(
+    frames: _Frames, output: Path, size: tuple[int, int], times: list[Fraction] | None
+) -> VideoWriter:
+    """The output video: the source's frame rate (a folder's ``fps``), a file's audio copied through."""
+    source = frames.source
+    if isinstance(source, LiveSource):
+        return VideoWriter(output, size, times, fps=source.rate or 25)
+    fps = video_fps(source) if source.is_file() else frames.fps
+    return VideoWriter(output, size, times, fps=fps, audio_from=source if source.is_file() else None)
+
+
+class _Run:
+    """The passes of one run over ``frames``: a first one for the whole-video choices unless online."""
+
+    def __init__(self, model, processor, frames: _Frames, task: str, progress: bool) -> None:
+        self.model, self.processor, self.frames, self.task = model, processor, frames, task
+        self.progress, self.names, self.times = progress, model.config.id2label, None
+
+    def _pass(self, desc: str, total: int | None = None) -> Iterator[tuple]:
+        with progress_bar(total, desc, "frame", self.progress) as bar:
+            yield from _run(self.model, self.processor, self.frames, bar)
+
+    def plan(self) -> _Plan:
+        """The whole video's choices: class logits of every frame (a first pass), areas for panoptic."""
+        classes, self.times = [], []
+        for _, times, args in self._pass("segment"):
+            classes.append(args[0])
+            self.times += times
+        plan = _Plan(self.task, self.processor, torch.cat(classes), self.names)
+        if plan.needs_counts:
+            counts = sum(plan.count(args) for _, _, args in self._pass("count", len(self.times)))
+            plan.settle(counts, self.processor)
+        return plan
+
+    def render(self, writer: VideoWriter, plan: _Plan) -> list[list]:
+        """Exact: with the whole video's ``plan``, a pass that draws and writes every frame."""
+        found = {n: [key, caption, []] for n, (key, caption) in plan.listed.items()}
+        start = 0
+        for chunk_frames, _, args in self._pass("render", len(self.times)):
+            drawn = plan.segments(args)
+            self._write(writer, chunk_frames, None, drawn)
+            for n, _, (mask, key, caption) in drawn:
+                found.setdefault(n, [key, caption, []])[2] += _shown(mask, start)
+            start += len(chunk_frames)
+        return [found[n] for n in sorted(found)]
+
+    def render_online(self, writer: VideoWriter) -> list[list]:
+        """One pass: each chunk drawn with the choices of the frames so far (mean class logits up to it;
+        panoptic areas of the chunk itself), written as soon as it is decided."""
+        total, seen, found, start = None, 0, {}, 0
+        for chunk_frames, times, args in self._pass("segment"):
+            total = args[0].sum(0) if total is None else total + args[0].sum(0)
+            seen += len(chunk_frames)
+            plan = _Plan(self.task, self.processor, (total / seen)[None], self.names)
+            if plan.needs_counts:
+                plan.settle(plan.count(args), self.processor)
+            drawn = plan.segments(args)
+            self._write(writer, chunk_frames, times, drawn)
+            for _, ident, (mask, key, caption) in drawn:
+                shown = _shown(mask, start)
+                if shown:  # the caption of the latest chunk where it shows (instance scores change)
+                    entry = found.setdefault(ident, [key, caption, []])
+                    entry[1], entry[2] = caption, entry[2] + shown
+            start += len(chunk_frames)
+        return list(found.values())
+
+    @staticmethod
+    def _write(writer: VideoWriter, chunk_frames: list, times: list | None, drawn: list) -> None:
+        pictures = render(chunk_frames, [segment for _, _, segment in drawn])
+        for t, picture in enumerate(pictures):
+            writer.write(picture, None if times is None else times[t])
+
+
+def _shown(mask: np.ndarray, start: int) -> list[int]:
+    """Indices (from ``start``) of the frames of a [t, H, W] mask where it shows."""
+    return [start + int(t) for t in np.nonzero(mask.any((1, 2)))[0]]

@@ -66,42 +66,96 @@ def _upright(image: Image.Image, degrees: int) -> Image.Image:
 
 def _open_video(path: Path):
     """An open container with a video stream, or ``ImageInputError``."""
-    av = _av()
     if not path.is_file():
         raise ImageInputError(f"{path}: no such video file")
+    return _open_container(str(path), str(path))
+
+
+def _open_container(target, name: str, **options):
+    """``av.open(target, **options)`` holding a video stream, or ``ImageInputError`` naming ``name``."""
+    av = _av()
     try:
-        container = av.open(str(path))
+        container = av.open(target, **options)
     except Exception as err:  # PyAV raises several error types
-        raise ImageInputError(f"{path}: not a video file PyAV can read ({err})") from err
+        raise ImageInputError(f"{name}: not a video source PyAV can read ({err})") from err
     if not container.streams.video:
         container.close()
-        raise ImageInputError(f"{path}: holds no video stream")
+        raise ImageInputError(f"{name}: holds no video stream")
     return container
+
+
+def _decode_with_times(container, name: str) -> Iterator[tuple[Image.Image, Fraction]]:
+    """Upright RGB frames of ``container``'s first video stream with their timestamps (exact seconds)."""
+    stream = container.streams.video[0]
+    step = 1 / Fraction(stream.average_rate or 25)
+    previous = None
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is None or frame.time_base is None:
+                time = Fraction(0) if previous is None else previous + step
+            else:
+                time = frame.pts * Fraction(frame.time_base)
+            previous = time
+            yield _upright(frame.to_image().convert("RGB"), _rotation(frame, stream)), time
+    except Exception as err:
+        raise ImageInputError(f"{name}: truncated or corrupt video ({err})") from err
 
 
 def iter_video_frames_with_times(path: str | Path) -> Iterator[tuple[Image.Image, Fraction]]:
     """Upright RGB frames of a video file with their timestamps (exact seconds), decoded one at a time."""
     path = Path(path)
     with _open_video(path) as container:
-        stream = container.streams.video[0]
-        step = 1 / Fraction(stream.average_rate or 25)
-        previous = None
-        try:
-            for frame in container.decode(stream):
-                if frame.pts is None or frame.time_base is None:
-                    time = Fraction(0) if previous is None else previous + step
-                else:
-                    time = frame.pts * Fraction(frame.time_base)
-                previous = time
-                yield _upright(frame.to_image().convert("RGB"), _rotation(frame, stream)), time
-        except Exception as err:
-            raise ImageInputError(f"{path}: truncated or corrupt video ({err})") from err
+        yield from _decode_with_times(container, str(path))
 
 
 def iter_video_frames(path: str | Path) -> Iterator[Image.Image]:
     """Upright RGB frames of a video file, decoded one at a time."""
     for image, _ in iter_video_frames_with_times(path):
         yield image
+
+
+REALTIME_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt"}  # frames come at their pace
+URL_TIMEOUT = 15.0  # seconds to open a URL, and at most between two reads
+
+
+class LiveSource:
+    """A video read once, as it comes: ``-`` (a pipe on stdin), a URL PyAV opens (``rtsp://``, ``http://``,
+    ...), or a capture device named with its ``input_format`` (``v4l2`` /dev/video0, ``avfoundation`` 0,
+    ``dshow`` video=..., ``lavfi`` testsrc). ``rate`` is its nominal frame rate once frames were read."""
+
+    def __init__(self, target: str, input_format: str | None = None) -> None:
+        self.target, self.input_format, self.rate = target, input_format, None
+
+    def __str__(self) -> str:
+        return "stdin" if self.target == "-" else self.target
+
+    @property
+    def realtime(self) -> bool:
+        """Frames come at the source's pace (a camera, a stream), so a slow reader must drop, not queue them."""
+        scheme = self.target.split("://", 1)[0].lower() if "://" in self.target else ""
+        return self.target != "-" and (self.input_format is not None or scheme in REALTIME_SCHEMES)
+
+    def frames_with_times(self) -> Iterator[tuple[Image.Image, Fraction]]:
+        """Upright RGB frames and their timestamps, decoded as they arrive."""
+        options: dict = {} if self.input_format is None else {"format": self.input_format}
+        target = self.target
+        if target == "-":
+            import sys
+
+            target = sys.stdin.buffer
+        elif "://" in target:
+            options["timeout"] = URL_TIMEOUT
+        with _open_container(target, str(self), **options) as container:
+            self.rate = Fraction(container.streams.video[0].average_rate or 25)
+            yield from _decode_with_times(container, str(self))
+
+
+def live_source(source: str | Path, input_format: str | None = None) -> LiveSource | None:
+    """The :class:`LiveSource` that ``source`` names (``-``, a URL, or any target with ``input_format``)."""
+    text = str(source)
+    if input_format is not None or text == "-" or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text):
+        return LiveSource(text, input_format)
+    return None
 
 
 def video_fps(path: str | Path, default: float = 25.0) -> Fraction:
@@ -124,9 +178,12 @@ def read_frames_with_times(
 
 
 def iter_frames_with_times(
-    source: str | Path, fps: float | Fraction = 10
+    source: str | Path | LiveSource, fps: float | Fraction = 10
 ) -> Iterator[tuple[Image.Image, Fraction]]:
     """``read_frames_with_times`` one frame at a time (same checks, raised when the offending frame comes)."""
+    if isinstance(source, LiveSource):
+        yield from _same_size(source.frames_with_times(), str(source))
+        return
     source = Path(source)
     if source.is_dir():
         files = sorted(collect_image_files([source]), key=natural_key)
@@ -134,6 +191,13 @@ def iter_frames_with_times(
         pairs = ((open_image(p), i / rate) for i, p in enumerate(files))
     else:
         pairs = iter_video_frames_with_times(source)
+    yield from _same_size(pairs, str(source))
+
+
+def _same_size(
+    pairs: Iterator[tuple[Image.Image, Fraction]], source: str
+) -> Iterator[tuple[Image.Image, Fraction]]:
+    """``pairs`` checked to hold frames, all of one size."""
     first = None
     for frame, time in pairs:
         if first is None:
@@ -206,26 +270,34 @@ def _video_stream(container, width: int, height: int, rate: Fraction, base: Frac
 class VideoWriter:
     """Streaming ``write_video``: ``with VideoWriter(path, size, times) as w: w.write(frame)`` per frame.
 
-    ``size`` is (width, height); ``times`` gives every frame's timestamp up front (the time base depends on
-    all of them), so exactly ``len(times)`` frames must be written. The file appears only when the block
-    ends without error and every frame came; ``notes`` then says which audio streams were not copied.
+    ``size`` is (width, height). ``times`` gives every frame's timestamp up front (the time base then fits
+    them exactly), so exactly ``len(times)`` frames must be written. With ``times=None`` frames may keep
+    coming (a live source): each ``write(frame, time)`` gives its own timestamp on a 1/90000 s base, the
+    first frame at 0; a time that does not increase is moved just after the previous one and counted in
+    ``notes``. The file appears only when the block ends without error; ``notes`` then says what was
+    adjusted and which audio streams were not copied.
     """
 
     def __init__(
         self,
         path: str | Path,
         size: tuple[int, int],
-        times: Sequence[float | Fraction],
+        times: Sequence[float | Fraction] | None,
         fps: float | Fraction = 25.0,
         audio_from: str | Path | None = None,
     ) -> None:
         self.path, (self.width, self.height) = Path(path), size
         check_encodable(self.width, self.height, str(self.path))
-        if not times:
+        if times is not None and not times:
             raise ImageInputError(f"{self.path}: no frames to write")
         self.rate = _as_fraction(fps)
-        self.pts, self.base = _pts(times, len(times), str(self.path))
+        if times is None:
+            self.pts, self.base = None, FINE_TIME_BASE
+        else:
+            self.pts, self.base = _pts(times, len(times), str(self.path))
         self.audio_from, self.notes, self.count = audio_from, [], 0
+        self._start: Fraction | None = None
+        self._last, self._moved = -1, 0
         self._tmp: Path | None = None
 
     def __enter__(self) -> VideoWriter:
@@ -244,29 +316,51 @@ class VideoWriter:
             raise
         return self
 
-    def write(self, frame: np.ndarray | Image.Image) -> None:
-        """Encode the next RGB frame (its size must be the writer's)."""
+    def write(self, frame: np.ndarray | Image.Image, time: float | Fraction | None = None) -> None:
+        """Encode the next RGB frame (its size must be the writer's); ``time``: its timestamp when the writer
+        was made without ``times`` (default: ``1/fps`` after the previous frame)."""
         av = _av()
         array = np.ascontiguousarray(np.asarray(frame)[..., :3])
-        if array.shape[:2] != (self.height, self.width) or self.count >= len(self.pts):
+        planned = self.pts is not None
+        if array.shape[:2] != (self.height, self.width) or (planned and self.count >= len(self.pts)):
+            frames = f"{len(self.pts)} frames" if planned else "frames"
             raise ImageInputError(f"{self.path}: frame {self.count} of {array.shape[1]}x{array.shape[0]} does "
-                                  f"not fit {len(self.pts)} frames of {self.width}x{self.height}")  # fmt: skip
+                                  f"not fit {frames} of {self.width}x{self.height}")  # fmt: skip
         video_frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-        video_frame.pts, video_frame.time_base = self.pts[self.count], self.base
+        video_frame.pts = self.pts[self.count] if planned else self._next_pts(time)
+        video_frame.time_base = self.base
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
         self.count += 1
 
+    def _next_pts(self, time: float | Fraction | None) -> int:
+        """The pts of a streamed frame at ``time`` (seconds), strictly after the previous one."""
+        if time is None:
+            time = 0 if self._start is None else self._start + self.count / self.rate
+        time = Fraction(time).limit_denominator(10**9)
+        self._start = time if self._start is None else self._start
+        pts = round((time - self._start) / self.base)
+        if pts <= self._last:
+            pts, self._moved = self._last + 1, self._moved + 1
+        self._last = pts
+        return pts
+
     def __exit__(self, kind, error, trace) -> None:
         try:
             if kind is None:
-                if self.count != len(self.pts):
+                if self.pts is not None and self.count != len(self.pts):
                     raise ImageInputError(
                         f"{self.path}: {self.count} frames written, {len(self.pts)} expected"
                     )
+                if self.count == 0:
+                    raise ImageInputError(f"{self.path}: no frames to write")
                 for packet in self._stream.encode():
                     self._container.mux(packet)
                 _mux_audio(self._container, self._src, self._audio)
+                if self._moved:
+                    self.notes.append(
+                        f"{self._moved} frame time(s) did not increase: moved just after the previous"
+                    )
         except BaseException:
             self._close()
             raise
