@@ -56,6 +56,18 @@ def resolve_dtype(name: str | torch.dtype | None = "float32") -> torch.dtype:
     return DTYPES[key]
 
 
+def run_settings(device: str | torch.device | None, dtype: str | torch.dtype | None) -> dict[str, str]:
+    """What a results file records about where a run ran: ``{"device": "cuda:0", "dtype": "bfloat16"}``.
+
+    ``auto`` is resolved, so results of different machines or precisions are told apart (and not resumed
+    into one another)."""
+    where = resolve_device(device)
+    if where.type == "cuda" and where.index is None:
+        where = torch.device("cuda", torch.cuda.current_device())
+    precision = resolve_dtype(dtype)
+    return {"device": str(where), "dtype": next(k for k, v in DTYPES.items() if v == precision)}
+
+
 def place(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """``model`` moved to ``device`` in ``dtype`` (its floating-point weights; integer buffers keep theirs)."""
     return model.to(device=device, dtype=dtype)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..core.devices import place, resolve_device, resolve_dtype, to_model
+from ..core.devices import place, resolve_device, resolve_dtype, run_settings, to_model
 from ..utils.drawing import Detection, draw_detections
 from .runner import ImageTask, Predict, run_image_task
 
@@ -68,14 +68,13 @@ def detect_files(
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    resolve_device(device), resolve_dtype(dtype)  # checked before any work
     task = ImageTask(
         name="detect",
         load=_detector(threshold, device, dtype),
         render=draw_detections,
         to_json=lambda detections: [d.to_json() for d in detections],
         manifest="detections.json",
-        settings={"threshold": threshold},
+        settings={"threshold": threshold, **run_settings(device, dtype)},
     )
     run = run_image_task(task, inputs, model_dir, output_dir, batch_size=batch_size, progress=progress)
     return DetectionRun(run.results, run.pictures, run.manifest, run.entries, run.resumed)

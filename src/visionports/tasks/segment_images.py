@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..core.devices import resolve_device, resolve_dtype
+from ..core.devices import resolve_device, resolve_dtype, run_settings
 from ..utils.drawing import Detection, blend_masks, draw_detections
 from ..utils.masks import encode_rle
 from .runner import ImageTask, Predict, run_image_task
@@ -70,7 +70,6 @@ def segment_files(
     prompts = list(prompts)
     if not prompts or any(not p.strip() for p in prompts):
         raise ValueError("--prompt: give at least one non-empty text prompt")
-    resolve_device(device), resolve_dtype(dtype)  # checked before any work
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
     task = ImageTask(
@@ -79,7 +78,7 @@ def segment_files(
         render=_render(prompts),
         to_json=_to_json,
         manifest="segments.json",
-        settings={"prompts": prompts, "threshold": threshold},
+        settings={"prompts": prompts, "threshold": threshold, **run_settings(device, dtype)},
         keep_results=False,  # masks at image size: only their RLE stays, in the manifest
     )
     run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)

@@ -96,6 +96,7 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
             x = normalize(x, options["image_mean"], options["image_std"])
         return x, (rgb.height, rgb.width)
 
+    @torch.no_grad()
     def post_process_instance_segmentation(
         self,
         outputs: Any,
