@@ -99,15 +99,26 @@ def main() -> None:
     """
 
 
+HUB_ID_HELP = "Or a Hub id (owner/name) already in the local Hugging Face cache; nothing is downloaded."
+
+
 def model_option(help_text: str = "A converted model folder (from `visionports convert`).") -> Callable:
-    """The ``--model DIR`` option every verb but ``convert`` takes (passed on as ``model_dir``)."""
+    """The ``--model DIR`` option every verb but ``convert`` takes (passed on as ``model_dir``): a folder, or a
+    Hub id resolved to its snapshot in the local Hugging Face cache."""
     return click.option(
         "--model",
         "model_dir",
         required=True,
         type=click.Path(file_okay=False, path_type=Path),
-        help=help_text,
+        callback=_resolve_model,
+        help=f"{help_text} {HUB_ID_HELP}",
     )
+
+
+def _resolve_model(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    from ..core.files import resolve_model_folder
+
+    return None if value is None else resolve_model_folder(value)
 
 
 def device_options(command: Callable) -> Callable:

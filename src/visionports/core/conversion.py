@@ -31,6 +31,7 @@ from .files import (
 )
 from .key_mapping import MappedStateDict
 from .load_report import LoadReport, find_value_problems, load_mapped
+from .model_card import Provenance, file_sha256, render_card, write_card
 from .registry import ModelFamily, all_families
 
 
@@ -94,6 +95,7 @@ def convert_checkpoint(
     report = load_mapped(model, mapped, allow_partial=allow_partial)
     bar.update()
     result = ConversionResult(model=model, config=config, report=report, weights_source=source)
+    model.card_provenance = conversion_provenance(result, checkpoint)  # what its model card records
     if target is not None:
         step(steps[4])
         save_atomically(result, family, target, overwrite=overwrite, protect=(Path(checkpoint),))
@@ -101,6 +103,17 @@ def convert_checkpoint(
         bar.update()
     bar.close()
     return result
+
+
+def conversion_provenance(result: ConversionResult, checkpoint: str | Path) -> Provenance:
+    """What a converted folder's model card records: the checkpoint's name and sha256, variant, load report."""
+    return Provenance(
+        checkpoint=Path(checkpoint).name,
+        sha256=file_sha256(checkpoint),
+        variant=getattr(result.config, "variant", None),
+        weights_source=result.weights_source or None,
+        load_report=result.report.summary(),
+    )
 
 
 def _infer_config(
@@ -180,7 +193,7 @@ def save_atomically(
     overwrite: bool = True,
     protect: Sequence[Path] = (),
 ) -> None:
-    """Write model, config, processor and tokenizer beside ``target``, then swap the folder into place.
+    """Write model, config, processor, tokenizer and model card beside ``target``, then swap the folder into place.
 
     One writer per folder (``OutputFolderError`` if another holds it); leftovers of a killed writer are removed
     first. On any failure (a full disk among them) nothing changes at ``target``.
@@ -212,6 +225,8 @@ def _write_folder(result: ConversionResult, family: ModelFamily, folder: Path) -
         companion = make(result.config) if make is not None else None
         if companion is not None:
             companion.save_pretrained(folder)
+    provenance = getattr(result.model, "card_provenance", None)
+    write_card(folder, render_card(family, result.config, provenance), replace_user_card=True)
     set_usual_permissions(folder)
 
 

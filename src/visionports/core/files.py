@@ -1,6 +1,6 @@
 """Files and folders: atomic writes (nothing half-written ever appears at the destination), one writer per
 output folder, folders swapped into place so a crash leaves the old or the new one whole, and the checks that a
-``--model`` folder holds a model of the family a command takes.
+``--model`` folder (or Hub id in the local cache) holds a model of the family a command takes.
 
 Temporary siblings carry their writer's process id (``.NAME.partial-PID-*``, ``.NAME.old-PID-*``), so those a
 killed process left behind can be told from those of a live one and removed.
@@ -57,9 +57,34 @@ def make_temporary_sibling_dir(target: Path) -> Path:
     return tmp
 
 
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def resolve_model_folder(model: str | Path) -> Path:
+    """A local folder as a Path; an ``owner/name`` Hub id that is no local path: its snapshot in the local
+    Hugging Face cache (``HF_HUB_CACHE`` / ``HF_HOME``). Nothing is ever downloaded.
+
+    ``ModelFolderError`` when a Hub id is not in the cache; any other missing path is returned as is.
+    """
+    path = Path(model)
+    text = str(model)
+    if os.path.lexists(path) or not _REPO_ID.fullmatch(text) or ".." in text or text.endswith((".", "-")):
+        return path
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        return Path(snapshot_download(text, local_files_only=True))
+    except Exception as err:  # not cached (LocalEntryNotFoundError), or an invalid id / unreadable cache
+        raise ModelFolderError(
+            f"--model {text}: not a local folder and not in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
+            f"download it with `huggingface-cli download {text}`"
+        ) from err
+
+
 def require_model_folder(model_dir: str | Path) -> Path:
-    """``model_dir`` as a Path; ``ImageInputError`` when it holds no ``config.json`` (not a converted model)."""
-    model_dir = Path(model_dir)
+    """``model_dir`` (a Hub id: its cached snapshot) as a Path; ``ImageInputError`` when it holds no
+    ``config.json`` (not a converted model)."""
+    model_dir = resolve_model_folder(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ImageInputError(f"{model_dir}: not a model folder (no config.json); convert a checkpoint first")
     return model_dir

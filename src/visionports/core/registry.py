@@ -29,6 +29,8 @@ class ModelFamily:
     ``convert_state_dict`` (``prepare_state_dict`` runs once on the raw weights first, e.g. to strip wrapper
     prefixes); one that reuses transformers' own folders (the packed encoders) leaves them ``None`` and names the
     configs it accepts in ``config_classes``. ``tasks`` are the CLI verbs that take the family's model folders.
+    ``display_name`` ... ``base_model`` are the facts a folder's model card states (``license``: of the original
+    weights).
     """
 
     name: str
@@ -46,6 +48,15 @@ class ModelFamily:
     tokenizers: Mapping[type[PreTrainedConfig], type] = field(default_factory=dict)  # for AutoTokenizer
     config_classes: tuple[type[PreTrainedConfig], ...] = ()  # accepted beyond those of ``auto_models``
     tasks: tuple[str, ...] = ()  # CLI verbs that take this family's folders (``detect``, ``segment`` ...)
+    # What a model card says about the family's folders (see visionports.core.model_card)
+    display_name: str = ""  # e.g. "DEIMv2" (default: ``name``)
+    description: str = ""  # one sentence: what the model is
+    pipeline_tag: str | None = None  # a valid Hub pipeline tag, e.g. "object-detection"
+    license: str = "other"  # the Hub licence id of the original weights
+    license_note: str = ""  # said in the card, e.g. why the licence is "other"
+    original_url: str | None = None  # the original code
+    paper_url: str | None = None  # what to cite
+    base_model: str | None = None  # the Hub repo holding the original weights, when there is one
 
     @property
     def converts(self) -> bool:

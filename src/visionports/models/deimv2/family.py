@@ -23,6 +23,12 @@ def make_processor(config: Deimv2Config) -> Deimv2ImageProcessor:
 
 FAMILY = ModelFamily(
     name="deimv2",
+    display_name="DEIMv2",
+    description="a real-time DETR-style object detector (HGNetv2 or DINOv3 backbone) trained on COCO",
+    pipeline_tag="object-detection",
+    license="apache-2.0",
+    original_url="https://github.com/Intellindust-AI-Lab/DEIMv2",
+    paper_url="https://arxiv.org/abs/2509.20787",
     model_class=Deimv2ForObjectDetection,
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,

@@ -50,6 +50,14 @@ def encoders_for(config: PreTrainedConfig) -> tuple[type[PreTrainedModel], type[
 
 FAMILY = ModelFamily(
     name="packed",
+    display_name="Packed ViT encoder",
+    description="a variable-resolution ViT encoder (AIMv2, SigLIP2 or DINOv3) that runs many images of "
+    "different sizes in one packed pass, with the unchanged weights of the transformers model",
+    pipeline_tag="image-feature-extraction",
+    license="other",
+    license_note="The weights are those of the transformers folder this one was saved from (AIMv2, SigLIP2 or "
+    "DINOv3); their licence is that repository's, which this card cannot tell.",
+    original_url="https://github.com/EvolvingLMMs-Lab/OneVision-Encoder",
     make_processor=lambda config: PackedImageProcessor.for_config(vision_config(config)),
     config_classes=(Aimv2Config, Siglip2Config, *ENCODERS),
     tasks=("parity-packed",),

@@ -30,6 +30,16 @@ def make_tokenizer(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> Sam3L
 
 FAMILY = ModelFamily(
     name="sam3_lite_text",
+    display_name="SAM3-LiteText",
+    description="SAM3 with its CLIP text encoder replaced by a distilled MobileCLIP text encoder "
+    "(text-prompted segmentation)",
+    pipeline_tag="mask-generation",
+    license="other",
+    license_note="The original weights are released under the SAM License (Meta's licence for SAM 3), "
+    "not an open-source licence the Hub lists; read it in the original repository before use.",
+    original_url="https://github.com/SimonZeng7108/efficientsam3",
+    paper_url="https://arxiv.org/abs/2602.12173",
+    base_model="Simon7108528/EfficientSAM3",
     model_class=build_model,  # the full model, or the text encoder alone for a text-only file
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,

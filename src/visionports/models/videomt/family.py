@@ -29,6 +29,13 @@ def make_processor(config: VideomtConfig) -> VideomtVideoProcessor:
 
 FAMILY = ModelFamily(
     name="videomt",
+    display_name="VidEoMT",
+    description="an online video segmentation model built from a plain ViT (EoMT with query propagation)",
+    pipeline_tag="image-segmentation",  # the Hub has no video-segmentation tag
+    license="mit",
+    original_url="https://github.com/tue-mps/videomt",
+    paper_url="https://arxiv.org/abs/2602.17807",
+    base_model="tue-mps/VidEoMT",
     model_class=VideomtForUniversalSegmentation,
     infer_config=infer_config,
     convert_state_dict=convert_state_dict,
