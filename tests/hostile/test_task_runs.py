@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from golden import FIXTURES
-from tasks.conftest import convert  # noqa: F401 - the session fixture converting golden checkpoints
 from visionports.cli import main
 from visionports.tasks.runner import LOCK_NAME, lock_output
 from visionports.utils.video import write_video

@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 
 from golden import FIXTURES
-from tasks.conftest import convert  # noqa: F401 - the session fixture converting golden checkpoints
 from visionports.core.errors import VisionportsError
 from visionports.models.deimv2 import Deimv2ImageProcessor
 from visionports.models.packed import PackedImageProcessor
