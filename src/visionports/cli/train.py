@@ -25,11 +25,14 @@ def train(
     model_dir: Path, data_dir: Path, output: Path, evaluate: bool, overwrite: bool, **settings: Any
 ) -> None:
     """Fine-tune the detector in --model on a COCO-format data set (transformers Trainer, EMA, the original
-    recipe; options left unset take the variant's recipe)."""
+    recipe; options left unset take the variant's recipe). Under torchrun each process trains on --batch-size
+    images per step; only the first writes and prints."""
     from ..data.coco_evaluation import evaluate_folder, format_metrics
-    from ..models.deimv2.train_deimv2 import fine_tune
+    from ..training.fine_tuning import fine_tune
 
     summary = fine_tune(model_dir, data_dir, output, FineTuneOptions(**settings), overwrite=overwrite)
+    if not summary["main_process"]:  # under torchrun, the main process alone reports
+        return
     click.echo(
         f"fine-tuned: {summary['steps']} steps on {summary['num_images']} images "
         f"({summary['num_classes']} classes), mean loss {summary['train_loss']:.3f} -> {output}"

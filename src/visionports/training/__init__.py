@@ -1,1 +1,1 @@
-"""Training helpers shared by families (EMA)."""
+"""Training helpers shared by families: EMA, process-group helpers, and the fine-tuning driver."""

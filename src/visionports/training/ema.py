@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -43,24 +46,57 @@ class ModelEMA:
 
 
 class EMACallback(TrainerCallback):
-    """Updates a :class:`ModelEMA` after every optimiser step; saves it with each checkpoint (``ema/``)."""
+    """Updates a :class:`ModelEMA` after every optimiser step; saves it with each checkpoint (``ema/``).
 
-    def __init__(self, decay: float = 0.9999, warmups: int = 1000, processor=None):
+    With ``resume`` (a ``checkpoint-N`` folder), the EMA starts from that checkpoint's ``ema/`` weights and
+    update count instead of the model's weights. Only the process that saves checkpoints writes ``ema/``.
+    """
+
+    def __init__(
+        self, decay: float = 0.9999, warmups: int = 1000, processor=None, resume: str | Path | None = None
+    ):
         self.decay, self.warmups, self.processor = decay, warmups, processor
+        self.resume = Path(resume) if resume is not None else None
         self.ema: ModelEMA | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.ema is None:
             self.ema = ModelEMA(model, self.decay, self.warmups)
+            if self.resume is not None:
+                restore_ema(self.ema, self.resume)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.ema.update(model)
 
     def on_save(self, args, state, control, **kwargs):
+        if not args.should_save:
+            return
         folder = f"{args.output_dir}/checkpoint-{state.global_step}/ema"
         self.ema.module.save_pretrained(folder)
         if self.processor is not None:
             self.processor.save_pretrained(folder)
 
 
-__all__ = ["EMACallback", "ModelEMA"]
+def restore_ema(ema: ModelEMA, checkpoint: Path) -> None:
+    """Load ``checkpoint/ema`` into ``ema`` and set its update count to the checkpoint's step."""
+    from safetensors.torch import load_file
+
+    weights = checkpoint / "ema" / "model.safetensors"
+    if not weights.is_file():
+        warnings.warn(f"{checkpoint} has no ema/ weights; the EMA restarts from the model's", stacklevel=2)
+        return
+    missing, unexpected = ema.module.load_state_dict(load_file(weights), strict=False)
+    if unexpected or any(name not in _tied(ema.module) for name in missing):
+        raise ValueError(f"{weights} does not match the model (missing {missing}, unexpected {unexpected})")
+    ema.updates = int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+
+
+def _tied(module: nn.Module) -> set[str]:
+    """State-dict names whose tensor another name shares (``save_pretrained`` writes one of them)."""
+    names: dict[int, list[str]] = {}
+    for name, value in module.state_dict(keep_vars=True).items():
+        names.setdefault(id(value), []).append(name)
+    return {name for group in names.values() if len(group) > 1 for name in group}
+
+
+__all__ = ["EMACallback", "ModelEMA", "restore_ema"]

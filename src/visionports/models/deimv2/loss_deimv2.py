@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ...training.distributed import mean_counts
 from ...utils.boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Predictions, Deimv2TrainingOutputs, weighting_function
@@ -400,8 +401,12 @@ class Deimv2Criterion:
         """The weighted loss terms of ``outputs`` against the checked ``targets`` at ``epoch``."""
         heads = self._matched_heads(outputs, targets, epoch)
         union = union_matching(heads[0].matching, [h.matching for h in heads[1:]])
-        num_union = max(float(sum(len(rows) for rows, _ in union)), 1.0)
-        num_boxes = max(float(sum(len(t["labels"]) for t in targets)), 1.0)
+        # per process: the counts averaged over the processes, clamped at 1, as the original criterion
+        num_boxes, num_union = mean_counts(
+            sum(len(t["labels"]) for t in targets),
+            sum(len(rows) for rows, _ in union),
+            device=outputs.final.logits.device,
+        )
         context = _CallContext(
             targets, outputs.up, outputs.reg_scale, union, (num_boxes, num_union), _CallState()
         )

@@ -9,19 +9,17 @@ Training is augmentation-free (optionally with horizontal flips), as the recipe'
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
-from ...core.files import make_temporary_sibling_dir, require_family_folder
-from ...data.coco_dataset import CocoSplit, load_coco_split
-from ...data.detection_data import CocoDetectionDataset, collate_detection
-from ...training.ema import EMACallback
+from ...core.files import require_family_folder
+from ...data.coco_dataset import CocoSplit
+from ...training.fine_tuning import fine_tune  # the Trainer loop around this module's pieces
 from .train_options_deimv2 import FineTuneOptions
 
 # Per released variant: (base lr, backbone lr, weight decay, warm-up iterations, lr_gamma), from the ymls.
@@ -136,82 +134,6 @@ class Schedule:
         factor = partial(flat_cosine_factor, total=self.total, warmup=self.warmup, flat=self.flat,
                          no_aug=self.no_aug, gamma=self.gamma)  # fmt: skip
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def training_arguments(output: Path, options: FineTuneOptions, steps_per_epoch: int) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=str(output / "checkpoints"),
-        num_train_epochs=options.epochs,
-        max_steps=options.max_steps,
-        per_device_train_batch_size=options.batch_size,
-        max_grad_norm=options.max_grad_norm,
-        logging_steps=max(1, steps_per_epoch // 4),
-        save_strategy="steps",
-        save_steps=max(1, steps_per_epoch * options.save_every_epochs),
-        save_total_limit=2,
-        remove_unused_columns=False,
-        report_to="none",
-        seed=options.seed,
-        dataloader_num_workers=0,
-        disable_tqdm=not options.progress,
-        use_cpu=not torch.cuda.is_available(),
-    )
-
-
-def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, options: FineTuneOptions,
-              overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Fine-tune the detector in ``model_dir`` on ``data_dir`` (COCO format); write the EMA model to ``output``.
-
-    ``output`` receives a ``from_pretrained`` folder (model, config, image processor) and ``checkpoints/``
-    (the trainer's ``checkpoint-N`` folders, each with its EMA model under ``ema/``). Returns a summary.
-    """
-    output = Path(output)
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output} exists and is not empty; pass --overwrite to replace it")
-    split = load_coco_split(data_dir, "train")
-    if not split.images:
-        raise ValueError(f"{split.annotation_file} lists no images")
-    model, processor = load_for_data(model_dir, split)
-    dataset = CocoDetectionDataset(split, processor, options.horizontal_flip, options.seed)
-    steps_per_epoch = math.ceil(len(dataset) / options.batch_size)
-    schedule = Schedule.resolve(model.config.variant, options, steps_per_epoch)
-    optimizers = schedule.optimizers(model)
-    if overwrite and output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
-    ema = EMACallback(options.ema_decay, options.ema_warmups, processor)
-    trainer = DetectionTrainer(
-        model=model,
-        args=training_arguments(output, options, steps_per_epoch),
-        train_dataset=dataset,
-        data_collator=collate_detection,
-        processing_class=processor,
-        optimizers=optimizers,
-        callbacks=[ema],
-    )
-    result = trainer.train()
-    _save_final(ema.ema.module, processor, output)
-    return {
-        "steps": result.global_step,
-        "train_loss": result.training_loss,
-        "num_images": len(dataset),
-        "num_classes": model.config.num_labels,
-        "lr": schedule.lr,
-        "backbone_lr": schedule.backbone_lr,
-        "output": str(output),
-    }
-
-
-def _save_final(model: torch.nn.Module, processor: Any, output: Path) -> None:
-    """The model and processor into ``output``, each file complete before it appears there."""
-    final = make_temporary_sibling_dir(output / "model")
-    try:
-        model.save_pretrained(final)
-        processor.save_pretrained(final)
-        for item in final.iterdir():
-            item.replace(output / item.name)
-    finally:
-        shutil.rmtree(final, ignore_errors=True)
 
 
 __all__ = [

@@ -16,7 +16,7 @@ class FineTuneOptions:
     """Fine-tuning settings; ``None`` values take the variant's recipe (see ``train_deimv2.RECIPES``)."""
 
     epochs: int = _option(12, "Training epochs.", min=1)
-    batch_size: int = _option(4, "Images per step.", min=1)
+    batch_size: int = _option(4, "Images per step and process.", min=1)
     lr: float | None = _option(None, "Base learning rate [variant's recipe].", min=0, min_open=True)
     backbone_lr: float | None = _option(None, "Backbone learning rate [recipe ratio to --lr].", min=0)
     weight_decay: float | None = _option(None, "AdamW weight decay [variant's recipe].", min=0)
@@ -32,6 +32,18 @@ class FineTuneOptions:
     )
     max_steps: int = _option(-1, "Stop after this many steps (-1: epochs).", min=-1)
     save_every_epochs: int = _option(1, "Checkpoint every N epochs.", min=1)
+    save_steps: int | None = _option(
+        None, "Checkpoint (to --output/checkpoints/checkpoint-N) every N steps [--save-every-epochs].", min=1
+    )
+    resume: str | None = _option(
+        None, "Continue a run from a checkpoint-N folder, or 'latest' in --output/checkpoints."
+    )
+    gradient_accumulation_steps: int = _option(
+        1, "Batches per optimiser step (each normalised by its own box count).", min=1
+    )
+    sync_bn: bool = _option(False, "Synchronise BatchNorm statistics across processes (GPUs only).")
+    bf16: bool = _option(False, "bfloat16 mixed precision (autocast; CUDA or CPU).")
+    fp16: bool = _option(False, "float16 mixed precision with loss scaling (CUDA only).")
     seed: int = _option(0, "Random seed (data order, flips, re-initialised heads).")
     progress: bool = _option(True, "Show progress bars.")
 
