@@ -51,7 +51,16 @@ def test_every_input_gets_its_own_picture(tmp_path: Path) -> None:
     assert [p.name for p in run.pictures] == ["x.png", "x_1.png", "x_2.png"]
     assert [Image.open(p).width for p in run.pictures] == [10, 11, 12]
     payload = json.loads(run.manifest.read_text())
-    assert list(payload) == ["model", "setting", "complete", "asked", "images", "pictures"]
+    assert list(payload) == [
+        "model",
+        "visionports_version",
+        "setting",
+        "complete",
+        "asked",
+        "images",
+        "pictures",
+        "sizes",
+    ]
     assert payload["complete"] is True and [v["picture"] for v in payload["asked"].values()] == [
         "x.png",
         "x_1.png",

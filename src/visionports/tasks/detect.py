@@ -10,8 +10,11 @@ import torch
 from PIL import Image
 
 from ..core.devices import place, resolve_device, resolve_dtype, run_settings, to_model
+from ..data.coco_results import detection_results
 from ..utils.drawing import Detection, draw_detections
-from .runner import ImageTask, Predict, run_image_task
+from .runner import ImageTask, Predict, package_version, run_image_task
+
+FORMATS = ("visionports", "coco")  # the manifest always; ``coco`` also writes detections.coco.json
 
 
 @dataclass
@@ -21,9 +24,14 @@ class DetectionRun:
     json_path: Path
     entries: dict[str, list[dict]]  # every input's detections as written to the JSON (resumed ones too)
     resumed: int = 0  # inputs kept from an interrupted run of the same request
+    coco_path: Path | None = None  # detections.coco.json (``output_format="coco"``)
 
 
-def _detector(threshold: float, device: str | None, dtype: str | None) -> Callable[[Path], Predict]:
+def _detector(
+    threshold: float, device: str | None, dtype: str | None, labels: dict[int, str]
+) -> Callable[[Path], Predict]:
+    """The loader; it fills ``labels`` with the model's label map (for the COCO categories)."""
+
     def load(model_dir: Path) -> Predict:
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
@@ -31,6 +39,7 @@ def _detector(threshold: float, device: str | None, dtype: str | None) -> Callab
         model = place(model, resolve_device(device), resolve_dtype(dtype))
         processor = AutoImageProcessor.from_pretrained(model_dir)
         id2label = model.config.id2label
+        labels.update({int(i): str(name) for i, name in id2label.items()})
 
         def predict(images: list[Image.Image]) -> list[list[Detection]]:
             with torch.inference_mode():
@@ -60,21 +69,34 @@ def detect_files(
     progress: bool = True,
     device: str | None = "auto",
     dtype: str | None = "float32",
+    output_format: str = "visionports",
 ) -> DetectionRun:
-    """Detect objects in image files/folders; write ``<name>.png`` per image and ``detections.json``.
+    """Detect objects in image files/folders; write ``<name>.png`` per image and ``detections.json`` (and,
+    with ``output_format="coco"``, ``detections.coco.json``: see :mod:`visionports.data.coco_results`).
 
     Every input is checked (readable, non-empty image) before anything is written; the run is resumable and
     its folder locked (see :func:`~visionports.tasks.runner.run_image_task`).
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if output_format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    labels: dict[int, str] = {}
+    settings = {"threshold": threshold, **run_settings(device, dtype)}
     task = ImageTask(
         name="detect",
-        load=_detector(threshold, device, dtype),
+        load=_detector(threshold, device, dtype, labels),
         render=draw_detections,
         to_json=lambda detections: [d.to_json() for d in detections],
         manifest="detections.json",
-        settings={"threshold": threshold, **run_settings(device, dtype)},
+        settings=settings,
+        coco=None
+        if output_format != "coco"
+        else lambda rows: detection_results(rows, labels, _info(settings)),
     )
     run = run_image_task(task, inputs, model_dir, output_dir, batch_size=batch_size, progress=progress)
-    return DetectionRun(run.results, run.pictures, run.manifest, run.entries, run.resumed)
+    return DetectionRun(run.results, run.pictures, run.manifest, run.entries, run.resumed, run.coco)
+
+
+def _info(settings: dict) -> dict:
+    return {"description": "visionports detect", "version": package_version(), **settings}

@@ -2,7 +2,9 @@
 batch, write atomically.
 
 Every picture gets its own name (``x``, ``x_1``, ... for inputs sharing a stem), so no input overwrites
-another's output; the JSON manifest maps each input to its results and its picture (see :mod:`.manifest`).
+another's output; the JSON manifest maps each input to its results and its picture. A task may also export its results as a
+COCO results file (``<manifest stem>.coco.json``, see :mod:`visionports.data.coco_results`), written once the
+run completes from every input's manifest entry (resumed ones too) and removed when a run starts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ..utils.images import collect_image_files, open_image
 
 # images of one batch -> one result per image
 Predict = Callable[[list[Image.Image]], list[Any]]
+# (input path, (width, height), manifest entry) per input, in input order -> a COCO results payload
+CocoExport = Callable[[list[tuple[str, tuple[int, int], list[dict]]]], dict]
 
 LOCK_NAME = ".visionports.lock"  # in an output folder while a run writes there
 
@@ -41,6 +45,11 @@ class ImageTask:
     keep_results: bool = (
         True  # False: results (e.g. full-size masks) are dropped once written (bounded memory)
     )
+    coco: CocoExport | None = None  # also write ``<manifest stem>.coco.json`` when the run completes
+
+    @property
+    def coco_name(self) -> str:
+        return f"{Path(self.manifest).stem}.coco.json"
 
 
 @dataclass
@@ -52,6 +61,7 @@ class ImageRun:
     manifest: Path
     entries: dict[str, list[dict]]  # input path -> its manifest entry, for every input (resumed ones too)
     resumed: int  # inputs finished by an earlier run of the same request and kept
+    coco: Path | None = None  # the COCO results file, when the task exports one
 
 
 def unique_names(files: Sequence[Path]) -> list[str]:
@@ -112,10 +122,11 @@ class RunPlan:
     def __init__(self, task: ImageTask, model_dir: Path, output_dir: Path, files: list[Path]) -> None:
         self.task, self.files, self.output_dir = task, files, output_dir
         self.manifest = output_dir / task.manifest
-        self.header = {"model": str(model_dir), **task.settings}
+        self.header = {"model": str(model_dir), "visionports_version": package_version(), **task.settings}
         self.asked = {str(f): {"picture": f"{name}.png", **_fingerprint(f)}
                       for f, name in zip(files, unique_names(files), strict=True)}  # fmt: skip
         self.entries: dict[str, list[dict]] = {}
+        self.sizes: dict[str, list[int]] = {}  # input path -> [width, height] of finished inputs
         self.results: dict[str, Any] = {}
         self.resumed = 0
 
@@ -128,7 +139,10 @@ class RunPlan:
         old = _read_manifest(self.manifest)
         kept = self._kept(old)
         self.entries = {key: old["images"][key] for key in kept}
+        old_sizes = _dict(old.get("sizes"))
+        self.sizes = {key: old_sizes[key] for key in kept if _is_size(old_sizes.get(key))}
         self.resumed = len(kept)
+        (self.output_dir / self.task.coco_name).unlink(missing_ok=True)  # written again when complete
         for name in _own_pictures(old) - {self.asked[key]["picture"] for key in kept}:
             (self.output_dir / name).unlink(missing_ok=True)
         self.save()
@@ -143,18 +157,42 @@ class RunPlan:
                 if asked.get(key) == plan and done.get(key) == plan["picture"] and key in images
                 and (self.output_dir / plan["picture"]).is_file()]  # fmt: skip
 
-    def finish(self, file: Path, result: Any) -> None:
+    def finish(self, file: Path, image: Image.Image, result: Any) -> None:
+        self.sizes[str(file)] = list(image.size)
         if self.task.keep_results:
             self.results[str(file)] = result
         self.entries[str(file)] = self.task.to_json(result)
 
     def save(self, complete: bool = False) -> None:
         """Write the manifest: settings, ``complete``, ``asked`` and, for finished inputs, ``images`` and
-        ``pictures`` (in input order)."""
+        ``pictures`` and ``sizes`` ([width, height]) (in input order)."""
         done = [key for key in self.asked if key in self.entries]
         write_json(self.manifest, {**self.header, "complete": complete, "asked": self.asked,
                                    "images": {key: self.entries[key] for key in done},
-                                   "pictures": {key: self.asked[key]["picture"] for key in done}})  # fmt: skip
+                                   "pictures": {key: self.asked[key]["picture"] for key in done},
+                                   "sizes": {key: self.sizes[key] for key in done if key in self.sizes}})  # fmt: skip
+
+    def export_coco(self) -> Path | None:
+        """Write the task's COCO results file from every input's entry (after a complete run)."""
+        if self.task.coco is None:
+            return None
+        for file in self.files:  # a manifest of an older version has no sizes: read the image
+            self.sizes.setdefault(str(file), list(open_image(file).size))
+        rows = [(str(f), tuple(self.sizes[str(f)]), self.entries[str(f)]) for f in self.files]
+        path = self.output_dir / self.task.coco_name
+        write_json(path, self.task.coco(rows))
+        return path
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)
+
+
+def package_version() -> str:
+    """The installed ``visionports`` version (written into every manifest and results file)."""
+    from .. import __version__
+
+    return __version__
 
 
 def load_model_folder(model_dir: Path, load: Callable[[Path], Any]) -> Any:
@@ -221,8 +259,10 @@ def run_image_task(
                 images = [open_image(f) for f in batch]
                 for file, image, result in zip(batch, images, predict(images), strict=True):
                     write_png(plan.picture(file), task.render(image, result))
-                    plan.finish(file, result)
+                    plan.finish(file, image, result)
                     bar.update()
                 plan.save()
+        coco = plan.export_coco()  # before ``complete``: a complete manifest always has its COCO file
         plan.save(complete=True)
-    return ImageRun(plan.results, [plan.picture(f) for f in files], plan.manifest, plan.entries, plan.resumed)
+    pictures = [plan.picture(f) for f in files]
+    return ImageRun(plan.results, pictures, plan.manifest, plan.entries, plan.resumed, coco)

@@ -9,9 +9,11 @@ from pathlib import Path
 from PIL import Image
 
 from ..core.devices import resolve_device, resolve_dtype, run_settings
+from ..data.coco_results import segmentation_results
 from ..utils.drawing import Detection, blend_masks, draw_detections
 from ..utils.masks import encode_rle
-from .runner import ImageTask, Predict, run_image_task
+from .detect import FORMATS
+from .runner import ImageTask, Predict, package_version, run_image_task
 
 _BOX = ("xmin", "ymin", "xmax", "ymax")
 
@@ -22,6 +24,7 @@ class SegmentationSummary:
     instances: int
     output_dir: Path
     resumed: int = 0  # inputs kept from an interrupted run of the same request
+    coco_path: Path | None = None  # segments.coco.json (``output_format="coco"``)
 
 
 def _segmenter(
@@ -65,22 +68,29 @@ def segment_files(
     progress: bool = True,
     device: str | None = "auto",
     dtype: str | None = "float32",
+    output_format: str = "visionports",
 ) -> SegmentationSummary:
-    """Segment every prompt in every image; write ``<name>.png`` (masks, boxes, prompt labels) and ``segments.json``."""
+    """Segment every prompt in every image; write ``<name>.png`` (masks, boxes, prompt labels) and ``segments.json``
+    (and, with ``output_format="coco"``, ``segments.coco.json``: see :mod:`visionports.data.coco_results`)."""
     prompts = list(prompts)
     if not prompts or any(not p.strip() for p in prompts):
         raise ValueError("--prompt: give at least one non-empty text prompt")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
+    if output_format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    settings = {"prompts": prompts, "threshold": threshold, **run_settings(device, dtype)}
+    info = {"description": "visionports segment", "version": package_version(), **settings}
     task = ImageTask(
         name="segment",
         load=_segmenter(prompts, threshold, device, dtype),
         render=_render(prompts),
         to_json=_to_json,
         manifest="segments.json",
-        settings={"prompts": prompts, "threshold": threshold, **run_settings(device, dtype)},
+        settings=settings,
         keep_results=False,  # masks at image size: only their RLE stays, in the manifest
+        coco=None if output_format != "coco" else lambda rows: segmentation_results(rows, prompts, info),
     )
     run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)
     total = sum(len(found) for found in run.entries.values())
-    return SegmentationSummary(len(run.pictures), total, Path(output_dir), run.resumed)
+    return SegmentationSummary(len(run.pictures), total, Path(output_dir), run.resumed, run.coco)

@@ -27,6 +27,7 @@ from ..models.videomt.postprocessing_videomt import (
 )
 from ..models.videomt.video_processing_videomt import per_video_outputs
 from ..utils.drawing import blend_masks, caption_masks
+from ..utils.masks import encode_rle
 from ..utils.prefetch import Prefetch
 from ..utils.video import (
     LiveSource,
@@ -158,6 +159,18 @@ class _Plan:
     def _name(self, label) -> str:
         return str(self.names.get(int(label), int(label)))
 
+    def describe(self, n: int) -> dict:
+        """The JSON's ``track_id``, ``label``, ``label_id`` and ``score`` of segment ``n`` (``segments``' order):
+        semantic segments (``n`` = the class) have no track or score, panoptic ones no score (``None``)."""
+        if self.task == "instance":
+            track, label, score = int(self.queries[n]), int(self.labels[n]), float(self.scores[n])
+        elif self.task == "semantic":
+            track, label, score = None, int(n), None
+        else:
+            track, label, score = self.idents[n][0], self.idents[n][1], None
+        return {"track_id": track, "label": self._name(label), "label_id": label,
+                "score": None if score is None else round(score, 6)}  # fmt: skip
+
     @property
     def needs_counts(self) -> bool:
         """Panoptic segments are kept by their areas over the whole video: one more pass counts them."""
@@ -197,11 +210,24 @@ class _Plan:
         ]
 
 
-def _payload(source: str, output: Path, task: str, frames: int, found: list[list], **extra) -> dict:
-    """``found``: [key, caption, frames where the segment shows] per segment, in the JSON's order."""
+def _payload(source: str, output: Path, task: str, frames: int, found: list[dict], **extra) -> dict:
+    """``found``: per segment, in the JSON's order, ``key`` (colour), ``caption``, ``frames`` (where it shows),
+    ``track_id``, ``label``, ``label_id``, ``score`` and ``masks`` (COCO RLE per frame of ``frames``)."""
+    order = ("key", "caption", "frames", "track_id", "label", "label_id", "score", "masks")
     return {"source": source, "output": str(output), "task": task, **extra, "frames": frames,
-            "segments": [{"key": key, "caption": caption, "frames": shown}
-                         for key, caption, shown in found]}  # fmt: skip
+            "segments": [{k: segment[k] for k in order} for segment in found]}  # fmt: skip
+
+
+def _segment(key: int, caption: str, info: dict) -> dict:
+    return {"key": key, "caption": caption, "frames": [], "masks": [], **info}
+
+
+def _add_shown(segment: dict, mask: np.ndarray, start: int) -> bool:
+    """Append the frames (from ``start``) of a chunk's [t, H, W] mask where it shows, with their RLE."""
+    shown = np.nonzero(mask.any((1, 2)))[0]
+    segment["frames"] += [start + int(t) for t in shown]
+    segment["masks"] += [encode_rle(mask[t]) for t in shown]
+    return bool(len(shown))
 
 
 def segment_video(
@@ -296,19 +322,20 @@ class _Run:
             plan.settle(counts, self.processor)
         return plan
 
-    def render(self, writer: VideoWriter, plan: _Plan) -> list[list]:
-        """Exact: with the whole video's ``plan``, a pass that draws and writes every frame."""
-        found = {n: [key, caption, []] for n, (key, caption) in plan.listed.items()}
+    def render(self, writer: VideoWriter, plan: _Plan) -> list[dict]:
+        """Exact: with the whole video's ``plan``, a pass that draws and writes every frame (each segment's
+        masks RLE-encoded chunk by chunk)."""
+        found = {n: _segment(key, caption, plan.describe(n)) for n, (key, caption) in plan.listed.items()}
         start = 0
         for chunk_frames, _, args in self._pass("render", len(self.times)):
             drawn = plan.segments(args)
             self._write(writer, chunk_frames, None, drawn)
             for n, _, (mask, key, caption) in drawn:
-                found.setdefault(n, [key, caption, []])[2] += _shown(mask, start)
+                _add_shown(found.setdefault(n, _segment(key, caption, plan.describe(n))), mask, start)
             start += len(chunk_frames)
         return [found[n] for n in sorted(found)]
 
-    def render_online(self, writer: VideoWriter) -> list[list]:
+    def render_online(self, writer: VideoWriter) -> list[dict]:
         """One pass: each chunk drawn with the choices of the frames so far (mean class logits up to it;
         panoptic areas of the chunk itself), written as soon as it is decided."""
         total, seen, found, start = None, 0, {}, 0
@@ -320,11 +347,10 @@ class _Run:
                 plan.settle(plan.count(args), self.processor)
             drawn = plan.segments(args)
             self._write(writer, chunk_frames, times, drawn)
-            for _, ident, (mask, key, caption) in drawn:
-                shown = _shown(mask, start)
-                if shown:  # the caption of the latest chunk where it shows (instance scores change)
-                    entry = found.setdefault(ident, [key, caption, []])
-                    entry[1], entry[2] = caption, entry[2] + shown
+            for n, ident, (mask, key, caption) in drawn:
+                entry = found.get(ident) or _segment(key, caption, plan.describe(n))
+                if _add_shown(entry, mask, start):  # caption and score of the latest chunk where it shows
+                    found[ident] = {**entry, "caption": caption, "score": plan.describe(n)["score"]}
             start += len(chunk_frames)
         return list(found.values())
 
@@ -333,8 +359,3 @@ class _Run:
         pictures = render(chunk_frames, [segment for _, _, segment in drawn])
         for t, picture in enumerate(pictures):
             writer.write(picture, None if times is None else times[t])
-
-
-def _shown(mask: np.ndarray, start: int) -> list[int]:
-    """Indices (from ``start``) of the frames of a [t, H, W] mask where it shows."""
-    return [start + int(t) for t in np.nonzero(mask.any((1, 2)))[0]]

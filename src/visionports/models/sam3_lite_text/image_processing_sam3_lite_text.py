@@ -108,6 +108,11 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         """One result per query (an image/prompt pair): ``scores`` [K], ``boxes`` [K, 4] (x0, y0, x1, y1 pixels),
         ``mask_probs`` and ``masks`` [K, H, W], ``image_index``, ``prompt_index`` and, with ``prompts``, ``prompt``.
 
+        For ``supervision.Detections.from_transformers`` (class id = the prompt index, ``id2label`` =
+        ``dict(enumerate(prompts))``) each result also holds ``labels`` [K] (the prompt index, as a detector's
+        class ids), ``segmentation`` (the same ``masks`` tensor) and ``segments_info`` (``id``, ``label_id``,
+        ``score`` per instance), the binary-map layout of transformers' instance segmentation.
+
         ``target_sizes`` holds the (height, width) of every image. Outputs without ``image_ids`` pair queries
         with images as the model does: one size is that image for every query, one size per query pairs them
         in order. ``prompts`` (the model's prompts, in order) also defaults missing ``text_ids``: one prompt
@@ -132,6 +137,7 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
                 logits[q], presence[q], boxes[q], masks[q], thresholds[q], mask_threshold, height, width
             )
             result.update(image_index=image, prompt_index=int(text_ids[q]))
+            result.update(_supervision_keys(result, int(text_ids[q])))
             if prompts is not None:
                 result["prompt"] = prompts[int(text_ids[q])]
             results.append(result)
@@ -183,6 +189,14 @@ def _select(
     probs = kept.sigmoid()[:, 0]
     return {"scores": scores[keep], "boxes": center_to_corners(boxes[keep]) * scale, "mask_probs": probs,
             "masks": probs > mask_threshold}  # fmt: skip
+
+
+def _supervision_keys(result: dict[str, Any], prompt_index: int) -> dict[str, Any]:
+    """``labels``, ``segmentation`` (the ``masks`` tensor itself, no copy) and ``segments_info``."""
+    scores = result["scores"]
+    labels = torch.full(scores.shape, prompt_index, dtype=torch.long, device=scores.device)
+    info = [{"id": k, "label_id": prompt_index, "score": float(s)} for k, s in enumerate(scores.tolist())]
+    return {"labels": labels, "segmentation": result["masks"], "segments_info": info}
 
 
 def _per_query(threshold: float | Sequence[float] | torch.Tensor, queries: int) -> list[float]:
