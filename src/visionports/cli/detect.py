@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .common import device_options, model_option
+from .distributed import echo_ray_run, ray_options, ray_run_options
 
 
 @click.command()
-@click.argument("inputs", metavar="IMAGES...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="IMAGES...", nargs=-1, required=True)
 @model_option()
 @device_options
 @click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Minimum score of a reported detection.")  # fmt: skip
-@click.option("--output", "output_dir", default=Path("detections"), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for annotated PNGs and detections.json.")  # fmt: skip
+@click.option("--output", "output_dir", default="detections", show_default=True,
+              help="Folder for annotated PNGs and detections.json (with --ray: a folder or URL for the shards).")  # fmt: skip
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--format", "output_format", type=click.Choice(["visionports", "coco"]), default="visionports",
               show_default=True, help="coco: also write detections.coco.json (COCO results: images, categories, "
               "annotations; see docs/results.md).")  # fmt: skip
-def detect(inputs: tuple[Path, ...], model_dir: Path, device: str, dtype: str, threshold: float, output_dir: Path,
-           batch_size: int, output_format: str) -> None:  # fmt: skip
-    """Detect objects in IMAGES (files or folders); write annotated pictures and JSON results."""
+@ray_options
+@click.pass_context
+def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device: str, dtype: str, threshold: float,
+           output_dir: str, batch_size: int, output_format: str, **ray: Any) -> None:  # fmt: skip
+    """Detect objects in IMAGES (files or folders; with --ray also globs, manifest files and URLs); write
+    annotated pictures and JSON results."""
+    options = ray_run_options(ctx, ray, batch_size)
+    if options is not None:
+        return _on_ray(inputs, model_dir, output_dir, options, threshold, device, dtype, output_format)
     from ..tasks.detect import detect_files
 
     run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size,
@@ -34,4 +41,17 @@ def detect(inputs: tuple[Path, ...], model_dir: Path, device: str, dtype: str, t
     click.echo(
         f"{len(run.pictures)} image(s){resumed}, {total} detection(s) -> {output_dir} "
         f"(pictures + {run.json_path.name}{' + ' + run.coco_path.name if run.coco_path else ''})"
+    )
+
+
+def _on_ray(inputs, model_dir, output, options, threshold, device, dtype, output_format) -> None:
+    from ..distributed.ray_runner import run_image_task_on_ray
+    from ..tasks.detect import detection_task
+
+    if output_format != "visionports":
+        raise click.BadParameter(
+            "applies to a local run (Ray records carry COCO bbox already)", param_hint="--format"
+        )
+    echo_ray_run(
+        run_image_task_on_ray(detection_task(threshold, device, dtype), inputs, model_dir, output, options)
     )

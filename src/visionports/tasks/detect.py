@@ -60,6 +60,32 @@ def _detections(found: dict, id2label: dict) -> list[Detection]:
     ]
 
 
+def detection_task(
+    threshold: float = 0.5,
+    device: str | None = "auto",
+    dtype: str | None = "float32",
+    output_format: str = "visionports",
+) -> ImageTask:
+    """``detect`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if output_format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    labels: dict[int, str] = {}
+    settings = {"threshold": threshold, **run_settings(device, dtype)}
+    return ImageTask(
+        name="detect",
+        load=_detector(threshold, device, dtype, labels),
+        render=draw_detections,
+        to_json=lambda detections: [d.to_json() for d in detections],
+        manifest="detections.json",
+        settings=settings,
+        coco=None
+        if output_format != "coco"
+        else lambda rows: detection_results(rows, labels, _info(settings)),
+    )
+
+
 def detect_files(
     inputs: Sequence[str | Path],
     model_dir: str | Path,
@@ -77,23 +103,7 @@ def detect_files(
     Every input is checked (readable, non-empty image) before anything is written; the run is resumable and
     its folder locked (see :func:`~visionports.tasks.runner.run_image_task`).
     """
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    if output_format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    labels: dict[int, str] = {}
-    settings = {"threshold": threshold, **run_settings(device, dtype)}
-    task = ImageTask(
-        name="detect",
-        load=_detector(threshold, device, dtype, labels),
-        render=draw_detections,
-        to_json=lambda detections: [d.to_json() for d in detections],
-        manifest="detections.json",
-        settings=settings,
-        coco=None
-        if output_format != "coco"
-        else lambda rows: detection_results(rows, labels, _info(settings)),
-    )
+    task = detection_task(threshold, device, dtype, output_format)
     run = run_image_task(task, inputs, model_dir, output_dir, batch_size=batch_size, progress=progress)
     return DetectionRun(run.results, run.pictures, run.manifest, run.entries, run.resumed, run.coco)
 

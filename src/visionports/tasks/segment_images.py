@@ -59,6 +59,35 @@ def _to_json(found: list[dict]) -> list[dict]:
              "mask_pixels": int(f["mask"].sum()), "mask": encode_rle(f["mask"])} for f in found]  # fmt: skip
 
 
+def segmentation_task(
+    prompts: Sequence[str],
+    threshold: float | None = None,
+    device: str | None = "auto",
+    dtype: str | None = "float32",
+    output_format: str = "visionports",
+) -> ImageTask:
+    """``segment`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run."""
+    prompts = list(prompts)
+    if not prompts or any(not p.strip() for p in prompts):
+        raise ValueError("--prompt: give at least one non-empty text prompt")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
+    if output_format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    settings = {"prompts": prompts, "threshold": threshold, **run_settings(device, dtype)}
+    info = {"description": "visionports segment", "version": package_version(), **settings}
+    return ImageTask(
+        name="segment",
+        load=_segmenter(prompts, threshold, device, dtype),
+        render=_render(prompts),
+        to_json=_to_json,
+        manifest="segments.json",
+        settings=settings,
+        keep_results=False,  # masks at image size: only their RLE stays, in the manifest
+        coco=None if output_format != "coco" else lambda rows: segmentation_results(rows, prompts, info),
+    )
+
+
 def segment_files(
     inputs: Sequence[str | Path],
     prompts: Sequence[str],
@@ -72,25 +101,7 @@ def segment_files(
 ) -> SegmentationSummary:
     """Segment every prompt in every image; write ``<name>.png`` (masks, boxes, prompt labels) and ``segments.json``
     (and, with ``output_format="coco"``, ``segments.coco.json``: see :mod:`visionports.data.coco_results`)."""
-    prompts = list(prompts)
-    if not prompts or any(not p.strip() for p in prompts):
-        raise ValueError("--prompt: give at least one non-empty text prompt")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
-    if output_format not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    settings = {"prompts": prompts, "threshold": threshold, **run_settings(device, dtype)}
-    info = {"description": "visionports segment", "version": package_version(), **settings}
-    task = ImageTask(
-        name="segment",
-        load=_segmenter(prompts, threshold, device, dtype),
-        render=_render(prompts),
-        to_json=_to_json,
-        manifest="segments.json",
-        settings=settings,
-        keep_results=False,  # masks at image size: only their RLE stays, in the manifest
-        coco=None if output_format != "coco" else lambda rows: segmentation_results(rows, prompts, info),
-    )
+    task = segmentation_task(prompts, threshold, device, dtype, output_format)
     run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)
     total = sum(len(found) for found in run.entries.values())
     return SegmentationSummary(len(run.pictures), total, Path(output_dir), run.resumed, run.coco)
