@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -137,3 +138,109 @@ def test_ray_options_need_ray(atto: Path, images: Path, tmp_path: Path) -> None:
                                        "--actors", "3"])  # fmt: skip
     assert result.exit_code != 0 and "--actors" in result.output and "--ray" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def _single_threaded(command: list[str]) -> str:
+    """A local run on one thread, as each Ray actor (1 CPU) runs: the same kernels, the same numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(main, command)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_segment_on_ray_equals_the_local_run(
+    cluster: str, convert: Callable[..., Path], images: Path, tmp_path: Path
+) -> None:
+    sam3 = convert("sam3_lite_text", FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5" / "checkpoint.pt",
+                   "--set", "num_attention_heads=8")  # fmt: skip
+    inputs = [str(images / "im0.png"), str(images / "im1.png")]
+    common = [
+        "--prompt",
+        "a cat",
+        "--prompt",
+        "a dog",
+        "--model",
+        str(sam3),
+        "--threshold",
+        "0.05",
+        "--device",
+        "cpu",
+    ]
+    _single_threaded(["segment", *inputs, *common, "--output", str(tmp_path / "local")])
+    expected = json.loads((tmp_path / "local" / "segments.json").read_text())["images"]
+    said = _single_threaded(
+        ["segment", *inputs, *common, "--output", str(tmp_path / "ray"), "--ray", cluster]
+    )
+    assert "2 record(s)" in said
+    records = _records(tmp_path / "ray")
+    assert [r["input"] for r in records] == inputs and any(r["outputs"] for r in records)
+    for record in records:
+        assert [{k: v for k, v in o.items() if k != "bbox"} for o in record["outputs"]] == expected[
+            record["input"]
+        ]
+        assert all(o["mask"]["size"] == [record["height"], record["width"]] for o in record["outputs"])
+
+
+def test_segment_video_on_ray_equals_the_local_runs(
+    cluster: str, convert: Callable[..., Path], tmp_path: Path
+) -> None:
+    from visionports.utils.video import write_video
+
+    videomt = convert("videomt", FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3" / "checkpoint.pth",
+                      "--set", "num_attention_heads=4", "--set", "min_size_test=64")  # fmt: skip
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    rng = np.random.default_rng(5)
+    for name, count in (("a", 4), ("b", 3)):
+        write_video(
+            [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(count)], clips / f"{name}.mp4"
+        )
+    (clips / "c.mp4").write_bytes(b"not a video")
+    out = tmp_path / "ray"
+    said = _single_threaded(["segment-video", str(clips / "*.mp4"), "--model", str(videomt), "--output", str(out),
+                             "--device", "cpu", "--chunk", "2", "--ray", cluster])  # fmt: skip
+    assert "3 record(s) in 3 shard(s)" in said and "1 unreadable input" in said
+    records = {Path(r["input"]).name: r for r in _records(out)}
+    assert records["c.mp4"]["error"] and records["c.mp4"]["video"] is None
+    for name in ("a", "b"):
+        local = tmp_path / f"{name}.mp4"
+        _single_threaded(["segment-video", str(clips / f"{name}.mp4"), "--model", str(videomt), "--output",
+                          str(local), "--json", str(tmp_path / f"{name}.json"), "--device", "cpu", "--chunk", "2"])  # fmt: skip
+        results = records[f"{name}.mp4"]["results"]
+        want = json.loads((tmp_path / f"{name}.json").read_text())
+        assert results["segments"] == want["segments"] and results["frames"] == want["frames"]
+        assert (out / "videos" / f"{name}.mp4").read_bytes() == local.read_bytes()
+
+
+def test_evaluate_on_ray_equals_the_local_evaluation(cluster: str, atto: Path, tmp_path: Path) -> None:
+    from visionports.data.synthetic_coco import make_synthetic_coco
+
+    data = make_synthetic_coco(tmp_path / "coco", num_train=1, num_val=5, image_size=(64, 64))
+    annotations = data / "annotations" / "instances_val.json"
+    payload = json.loads(
+        annotations.read_text()
+    )  # as many categories as the converted COCO model has classes
+    payload["categories"] += [
+        {"id": i, "name": f"class{i}"} for i in range(len(payload["categories"]) + 1, 81)
+    ]
+    annotations.write_text(json.dumps(payload))
+    common = ["evaluate", "--model", str(atto), "--data", str(data), "--device", "cpu"]
+    local = _single_threaded(common)
+    on_ray = _single_threaded(
+        [*common, "--ray", cluster, "--output", str(tmp_path / "shards"), "--shard-size", "2"]
+    )
+    values = [
+        [float(v) for v in re.findall(r"\b(?:AP|AR)\w*\s+(-?\d+\.\d+)", text)] for text in (local, on_ray)
+    ]
+    assert len(values[0]) == 12 and values[1] == pytest.approx(
+        values[0], abs=0.05
+    )  # boxes rounded to 0.01 px
+    assert len(list((tmp_path / "shards" / "shards").iterdir())) == 3
+    records = _records(tmp_path / "shards")  # threshold 0: every query of every image is evaluated
+    assert len(records) == 5 and all(
+        len(r["outputs"]) == 300 and r["settings"]["threshold"] == 0.0 for r in records
+    )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .common import FrameRate, device_options, model_option
+from .distributed import echo_ray_run, ray_options, ray_run_options
 
 
 @click.command("segment-video")
@@ -20,7 +22,7 @@ from .common import FrameRate, device_options, model_option
     "--task", type=click.Choice(["instance", "semantic", "panoptic"]), help="Default: the model's task."
 )
 @click.option(
-    "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The MP4 to write."
+    "--output", required=True, help="The MP4 to write (with --ray: a folder or URL for the results)."
 )
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON results."
@@ -35,14 +37,26 @@ from .common import FrameRate, device_options, model_option
               help="Decide from the frames seen so far and read the video once (always so for live sources).")  # fmt: skip
 @click.option("--input-format", metavar="FORMAT",
               help="PyAV/FFmpeg input format of a live VIDEO: v4l2 (/dev/video0), avfoundation (0), dshow, lavfi, mpegts...")  # fmt: skip
-def segment_video(video: str | None, frames_dir: Path | None, model_dir: Path, device: str, dtype: str, task: str | None, output: Path,
-                  json_path: Path | None, chunk: int, fps: Fraction | None, online: bool, input_format: str | None) -> None:  # fmt: skip
+@ray_options
+@click.pass_context
+def segment_video(ctx: click.Context, video: str | None, frames_dir: Path | None, model_dir: Path, device: str, dtype: str, task: str | None, output: Path,
+                  json_path: Path | None, chunk: int, fps: Fraction | None, online: bool, input_format: str | None, **ray: Any) -> None:  # fmt: skip
     """Segment VIDEO (or --frames-dir) online and write it with coloured masks, track ids and labels.
 
     VIDEO is a file, `-` for a stream on stdin, a URL (rtsp://, http://...) or, with --input-format, a capture
     device. Live sources are read once, as they come; the others twice (panoptic: three times) so that the
-    tracks and classes shown are chosen over the whole video, unless --online.
+    tracks and classes shown are chosen over the whole video, unless --online. With --ray, VIDEO may name many
+    videos (a folder, a glob, a manifest file): each is segmented by one of the Ray actors into --output.
     """
+    options = ray_run_options(ctx, ray, batch_size=1)
+    if options is not None:
+        if video is None or json_path is not None or input_format is not None or fps is not None:
+            raise click.UsageError("--ray takes VIDEO files (a folder, glob or manifest of them), not --frames-dir, "
+                                   "--json (results are in the shards), --input-format or --fps")  # fmt: skip
+        from ..distributed.ray_runner import run_videos_on_ray
+
+        settings = {"task": task, "chunk": chunk, "device": device, "dtype": dtype, "online": online}
+        return echo_ray_run(run_videos_on_ray([video], model_dir, output, options, **settings))
     from ..tasks.segment_video import segment_video as run_segment_video
 
     if (video is None) == (frames_dir is None):

@@ -86,6 +86,29 @@ def evaluate_folder(model_dir: str | Path, data_dir: str | Path, split: str = "v
     return coco_ap(coco_split, predict_split(model, processor, coco_split, batch_size, progress))
 
 
+def evaluate_on_ray(model_dir: str | Path, data_dir: str | Path, output: str | Path, options, split: str = "val",
+                    progress: bool = True, device: str | None = "auto",
+                    dtype: str | None = "float32") -> dict[str, float]:  # fmt: skip
+    """``evaluate_folder`` with the predictions made on a Ray cluster (``distributed.ray_runner``): the split's
+    images run as a ``detect`` job at threshold 0 into ``output`` (sharded, resumable), then pycocotools here."""
+    from transformers import AutoConfig
+
+    from ..distributed.ray_runner import run_image_task_on_ray
+    from ..distributed.shards import ShardStore
+    from ..tasks.detect import detection_task
+
+    model_dir, _ = require_family_folder(model_dir, "evaluate")
+    coco_split = load_coco_split(data_dir, split)
+    table = _category_table(coco_split, AutoConfig.from_pretrained(model_dir).num_labels)
+    paths = [str(image.path) for image in coco_split.images]
+    run_image_task_on_ray(detection_task(0.0, device, dtype), paths, model_dir, output, options, progress)
+    ids = {str(image.path): image.image_id for image in coco_split.images}
+    results = [{"image_id": ids[record["input"]], "category_id": table[found["label_id"]], "bbox": found["bbox"],
+                "score": found["score"]}
+               for record in ShardStore(output, options.results_format).read() for found in record["outputs"]]  # fmt: skip
+    return coco_ap(coco_split, results)
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
     """A two-column table of the COCO metrics, in the usual order."""
     return "\n".join(f"{name:<10} {metrics[name] * 100:6.2f}" for name in AP_NAMES)

@@ -19,7 +19,7 @@ from ..core.errors import ImageInputError, MissingExtraError
 from ..core.files import output_lock, require_family_folder
 from ..tasks.runner import LOCK_NAME, ImageTask, progress_bar, unique_names
 from .shards import ShardPlan, ShardStore
-from .sources import expand_inputs, is_url, open_input_image
+from .sources import VIDEO_SUFFIXES, expand_inputs, is_url, open_input_image
 
 
 @dataclass
@@ -69,34 +69,63 @@ def run_image_task_on_ray(
     """
     options = options or RayOptions()
     options.check()
-    ray = _ray()
     files = expand_inputs(inputs)
     model_dir, _ = require_family_folder(model_dir, task.name)
+    worker = {
+        "task": task,
+        "model_dir": str(model_dir),
+        "header": _header(task.name, task.settings, model_dir),
+    }
+    return _run_shards(_ShardWorker, worker, files, output, options, options.shard_size, task.name, progress)
+
+
+def run_videos_on_ray(
+    videos: Sequence[str | Path],
+    model_dir: str | Path,
+    output: str | Path,
+    options: RayOptions | None = None,
+    progress: bool = True,
+    **settings: Any,
+) -> DistributedRun:
+    """``segment-video`` over many videos on a Ray cluster, one video per shard: ``videos/<name>.mp4`` and its
+    results as the shard's record (``input``, ``name``, ``video``, ``results``: the JSON of a local run,
+    ``error``, ``task``, ``model``, ``settings``, ``version``). ``settings``: ``segment_video``'s options."""
+    from ..tasks.segment_video import segment_video  # noqa: F401  (fails early when PyAV is missing)
+    from ..utils.video import require_av
+
+    require_av()
+    options = options or RayOptions()
+    options.check()
+    files = expand_inputs(videos, VIDEO_SUFFIXES)
+    model_dir, _ = require_family_folder(model_dir, "segment-video")
+    worker = {"model_dir": str(model_dir), "header": _header("segment-video", settings, model_dir),
+              "settings": settings}  # fmt: skip
+    return _run_shards(_VideoWorker, worker, files, output, options, 1, "segment-video", progress)
+
+
+def _run_shards(worker: type, arguments: dict, inputs: list[str], output: str | Path, options: RayOptions,
+                shard_size: int, desc: str, progress: bool) -> DistributedRun:  # fmt: skip
+    """Plan the shards of ``inputs`` in ``output`` and run the missing ones with a pool of ``worker`` actors."""
+    ray = _ray()
     store = ShardStore(output, options.results_format)
-    plan = ShardPlan(_header(task, model_dir) | {"format": options.results_format}, files,
-                     unique_names([Path(f) for f in files]), options.shard_size)  # fmt: skip
+    plan = ShardPlan(arguments["header"] | {"format": options.results_format}, inputs,
+                     unique_names([Path(f) for f in inputs]), shard_size)  # fmt: skip
     local = not is_url(str(output))
+    records = errors = 0
     with output_lock(Path(output), Path(output) / LOCK_NAME) if local else nullcontext():
         todo = store.start(plan)
-        records = errors = 0
         if todo:
             _connect(ray, options.address)
             rows = [{"shard": i, "inputs": plan.shard(i)[0], "names": plan.shard(i)[1]} for i in todo]
             dataset = ray.data.from_items(rows).map_batches(
-                _ShardWorker,
-                fn_constructor_kwargs={
-                    "task": task,
-                    "model_dir": str(model_dir),
-                    "output": store.output,
-                    "options": options,
-                    "header": _header(task, model_dir),
-                },  # fmt: skip
+                worker,
+                fn_constructor_kwargs={**arguments, "output": store.output, "options": options},
                 batch_size=1,
                 compute=ray.data.ActorPoolStrategy(size=options.actors),
                 num_cpus=options.cpus_per_actor,
                 num_gpus=options.gpus_per_actor,
             )
-            with progress_bar(len(todo), task.name, "shard", progress) as bar:
+            with progress_bar(len(todo), desc, "shard", progress) as bar:
                 for done in dataset.iter_rows():
                     records, errors = records + int(done["records"]), errors + int(done["errors"])
                     bar.update()
@@ -124,10 +153,10 @@ def _connect(ray, address: str | None) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def _header(task: ImageTask, model_dir: Path) -> dict[str, Any]:
+def _header(task: str, settings: dict, model_dir: Path) -> dict[str, Any]:
     from .. import __version__
 
-    return {"task": task.name, "model": str(model_dir), "settings": task.settings, "version": __version__}
+    return {"task": task, "model": str(model_dir), "settings": settings, "version": __version__}
 
 
 def with_coco_boxes(entries: list[dict]) -> list[dict]:
@@ -142,14 +171,11 @@ def with_coco_boxes(entries: list[dict]) -> list[dict]:
     return out
 
 
-class _ShardWorker:
-    """One actor: the model loaded once; each call runs whole shards and writes their files."""
+class _Worker:
+    """One actor: each call runs whole shards (``_shard``) and writes their files."""
 
-    def __init__(
-        self, task: ImageTask, model_dir: str, output: str, options: RayOptions, header: dict
-    ) -> None:
-        self.task, self.options, self.header = task, options, header
-        self.predict = task.load(Path(model_dir))
+    def __init__(self, output: str, options: RayOptions, header: dict) -> None:
+        self.options, self.header = options, header
         self.store = ShardStore(output, options.results_format)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -161,6 +187,20 @@ class _ShardWorker:
             counts["records"].append(len(records))
             counts["errors"].append(sum(r["error"] is not None for r in records))
         return {key: np.asarray(value) for key, value in counts.items()}
+
+    def _shard(self, inputs: list[str], names: list[str]) -> list[dict]:
+        raise NotImplementedError
+
+
+class _ShardWorker(_Worker):
+    """An image task's actor: the model loaded once, shards run in batches of ``batch_size``."""
+
+    def __init__(
+        self, task: ImageTask, model_dir: str, output: str, options: RayOptions, header: dict
+    ) -> None:
+        super().__init__(output, options, header)
+        self.task = task
+        self.predict = task.load(Path(model_dir))
 
     def _shard(self, inputs: list[str], names: list[str]) -> list[dict]:
         size = self.options.batch_size
@@ -195,3 +235,40 @@ class _ShardWorker:
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         self.store.write_bytes(self.store.path("pictures", f"{name}.png"), buffer.getvalue())
+
+
+class _VideoWorker(_Worker):
+    """A ``segment-video`` actor: each shard is one video, segmented to a local file, then stored."""
+
+    def __init__(
+        self, model_dir: str, output: str, options: RayOptions, header: dict, settings: dict
+    ) -> None:
+        super().__init__(output, options, header)
+        self.model_dir, self.settings = model_dir, settings
+
+    def _shard(self, inputs: list[str], names: list[str]) -> list[dict]:
+        import json
+        import tempfile
+
+        from ..core.errors import VisionportsError
+        from ..tasks.segment_video import segment_video
+
+        (source,), (name,) = inputs, names
+        record = {
+            "input": source,
+            "name": name,
+            "video": f"videos/{name}.mp4",
+            "results": None,
+            "error": None,
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            video, results = Path(tmp) / f"{name}.mp4", Path(tmp) / f"{name}.json"
+            try:
+                segment_video(
+                    source, self.model_dir, video, json_path=results, progress=False, **self.settings
+                )
+            except (VisionportsError, OSError, ValueError) as err:
+                return [{**record, "video": None, "error": f"{type(err).__name__}: {err}", **self.header}]
+            self.store.write_bytes(self.store.path("videos", f"{name}.mp4"), video.read_bytes())
+            record["results"] = json.loads(results.read_text())
+        return [{**record, **self.header}]

@@ -100,16 +100,17 @@ class ShardStore:
 
 
 def encode_records(records: Sequence[dict], fmt: str) -> bytes:
-    """JSON lines, or a Parquet table whose nested fields (``outputs``, ``settings``) are JSON text columns
-    (one schema for every shard, whatever its outputs hold)."""
+    """JSON lines, or a Parquet table whose nested fields (``outputs``, ``settings``, ``results``) are JSON text
+    columns and the others strings or integers (one schema for every shard, whatever its outputs hold)."""
     if fmt == "jsonl":
         return "".join(json.dumps(r) + "\n" for r in records).encode()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [{k: json.dumps(v) if k in _NESTED else v for k, v in r.items()} for r in records]
+    schema = pa.schema([(key, pa.int32() if key in _INTEGERS else pa.string()) for key in records[0]])
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=_parquet_schema()), sink)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
     return sink.getvalue().to_pybytes()
 
 
@@ -123,16 +124,8 @@ def decode_records(data: bytes, fmt: str) -> list[dict]:
     return [{k: json.loads(v) if k in _NESTED and v is not None else v for k, v in r.items()} for r in rows]
 
 
-_NESTED = ("outputs", "settings")
-
-
-def _parquet_schema():
-    import pyarrow as pa
-
-    return pa.schema([("input", pa.string()), ("name", pa.string()), ("width", pa.int32()),
-                      ("height", pa.int32()), ("outputs", pa.string()), ("error", pa.string()),
-                      ("task", pa.string()), ("model", pa.string()), ("settings", pa.string()),
-                      ("version", pa.string())])  # fmt: skip
+_NESTED = ("outputs", "settings", "results")  # JSON text columns in Parquet
+_INTEGERS = ("width", "height")
 
 
 def _changed(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -13,6 +13,7 @@ from PIL import Image
 from ..core.errors import ImageInputError
 from ..utils.images import IMAGE_SUFFIXES, collect_image_files, open_image, to_rgb
 
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v", ".mpg", ".mpeg"})
 MANIFEST_SUFFIXES = {".txt", ".lst", ".jsonl"}  # one input per line (JSONL: a "path" key per line)
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _GLOB = re.compile(r"[*?\[]")
@@ -22,21 +23,25 @@ def is_url(text: str) -> bool:
     return bool(_URL.match(text))
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[str]:
+def expand_inputs(
+    inputs: Sequence[str | Path], suffixes: frozenset[str] | set[str] = IMAGE_SUFFIXES
+) -> list[str]:
     """Every input image as a path or URL, in a stable order: files and folders as ``detect`` takes them,
     ``*``/``?`` globs (local or remote), manifest files (``.txt`` / ``.lst``: one per line; ``.jsonl``: a
-    ``path`` per line), and URLs of files fsspec opens (``s3://``, ``gs://``, ``https://`` ...). An input
-    named twice is kept once."""
+    ``path`` per line), and URLs of files fsspec opens (``s3://``, ``gs://``, ``https://`` ...). Folders and
+    globs yield the files with ``suffixes`` (images by default). An input named twice is kept once."""
     found: list[str] = []
     for item in map(str, inputs):
         if Path(item).suffix.lower() in MANIFEST_SUFFIXES and not is_url(item):
             found += _manifest(Path(item))
         elif _GLOB.search(item):
-            found += _glob(item)
-        elif is_url(item):
+            found += _glob(item, suffixes)
+        elif is_url(item) or suffixes is not IMAGE_SUFFIXES and Path(item).is_file():
             found.append(item)
-        else:
+        elif suffixes is IMAGE_SUFFIXES:
             found += [str(p) for p in collect_image_files([item])]
+        else:
+            found += _folder(Path(item), suffixes)
     if not found:
         raise ImageInputError(f"no input images in {', '.join(map(str, inputs))}")
     return list(dict.fromkeys(found))
@@ -54,7 +59,16 @@ def _manifest(path: Path) -> list[str]:
         raise ImageInputError(f'{path}: each line must be a JSON object with a "path" ({err})') from err
 
 
-def _glob(pattern: str) -> list[str]:
+def _folder(folder: Path, suffixes: frozenset[str] | set[str]) -> list[str]:
+    if not folder.is_dir():
+        raise ImageInputError(f"{folder}: no such file or folder")
+    found = sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if not found:
+        raise ImageInputError(f"{folder}: holds no files ending in {', '.join(sorted(suffixes))}")
+    return found
+
+
+def _glob(pattern: str, suffixes: frozenset[str] | set[str]) -> list[str]:
     """Image files matching ``pattern`` (sorted); URLs keep their protocol."""
     import fsspec
 
@@ -64,7 +78,7 @@ def _glob(pattern: str) -> list[str]:
         raise ImageInputError(f"{pattern}: matches no files")
     protocol = pattern.split("://", 1)[0] + "://" if is_url(pattern) else ""
     return [protocol + m if protocol and not is_url(m) else m for m in matches
-            if Path(m).suffix.lower() in IMAGE_SUFFIXES]  # fmt: skip
+            if Path(m).suffix.lower() in suffixes]  # fmt: skip
 
 
 def open_input_image(uri: str) -> Image.Image:
