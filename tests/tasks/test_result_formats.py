@@ -289,3 +289,36 @@ def test_videomt_results_go_to_supervision_per_frame(videomt_dir: Path, task: st
             assert detections.tracker_id.tolist() == [s["track_id"] for s in showing]
         names = [model.config.id2label[int(c)] for c in detections.class_id]
         assert list(detections.data.get("class_name", [])) == names
+
+
+def test_faster_coco_eval_reads_the_coco_files(deim_dir: Path, sam3_dir: Path, tmp_path: Path) -> None:
+    """The other COCO evaluator users run (faster-coco-eval) loads and evaluates both files."""
+    fce = pytest.importorskip("faster_coco_eval")
+    images = _images(tmp_path / "in")
+    runs = {"detections.coco.json": ("bbox", ["detect", "--model", str(deim_dir), "--threshold", "0.3"]),
+            "segments.coco.json": ("segm", ["segment", "--model", str(sam3_dir), "--prompt", "a cat",
+                                            "--threshold", "0.05"])}  # fmt: skip
+    for name, (iou_type, command) in runs.items():
+        out = tmp_path / name
+        result = CliRunner().invoke(
+            main, [*command, *map(str, images), "--output", str(out), "--format", "coco"]
+        )
+        assert result.exit_code == 0, result.output
+        payload = json.loads((out / name).read_text())
+        gt_file = tmp_path / f"gt_{name}"
+        gt_file.write_text(json.dumps({"images": payload["images"], "categories": payload["categories"],
+                                       "annotations": [{k: v for k, v in a.items() if k != "score"}
+                                                       for a in payload["annotations"]]}))  # fmt: skip
+        gt = fce.COCO(str(gt_file))
+        evaluation = fce.COCOeval_faster(
+            gt, gt.loadRes(json.loads(json.dumps(payload["annotations"]))), iou_type
+        )
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+        reference = _evaluate(COCO(str(gt_file)), payload["annotations"], iou_type)  # pycocotools, same files
+        assert (
+            payload["annotations"]
+            and evaluation.stats[0] > 0
+            and evaluation.stats[0] == pytest.approx(reference)
+        )
