@@ -19,7 +19,8 @@ main.lazy_commands = {  # verb -> (module, function, short help shown by `vision
     "detect": (
         "visionports.cli.detect",
         "detect",
-        "Detect objects in IMAGES (files or folders); write annotated pictures and JSON results.",
+        "Detect objects in IMAGES (files or folders; with --ray also globs, manifest files and URLs); write "
+        "annotated pictures and JSON results.",
     ),
     "evaluate": (
         "visionports.cli.evaluate",
@@ -44,7 +45,8 @@ main.lazy_commands = {  # verb -> (module, function, short help shown by `vision
     "segment": (
         "visionports.cli.segment",
         "segment",
-        "Segment what the --prompt texts describe in IMAGES (files or folders).",
+        "Segment what the --prompt texts describe in IMAGES (files or folders; with --ray also globs, manifest "
+        "files and URLs).",
     ),
     "segment-video": (
         "visionports.cli.segment_video",

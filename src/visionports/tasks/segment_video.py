@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import chain, islice
@@ -13,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..core.devices import place, resolve_device, resolve_dtype, run_settings, to_model
-from ..core.files import require_family_folder
+from ..core.files import atomic_write, require_family_folder
 from ..models.videomt.postprocessing_videomt import (
     instance_choice,
     instance_chunk_masks,
@@ -38,7 +41,7 @@ from ..utils.video import (
     require_av,
     video_fps,
 )
-from .runner import load_model_folder, lock_output, progress_bar, write_json
+from .runner import load_model_folder, lock_output, progress_bar
 
 
 @dataclass
@@ -210,23 +213,62 @@ class _Plan:
         ]
 
 
-def _payload(source: str, output: Path, task: str, frames: int, found: list[dict], **extra) -> dict:
-    """``found``: per segment, in the JSON's order, ``key`` (colour), ``caption``, ``frames`` (where it shows),
-    ``track_id``, ``label``, ``label_id``, ``score`` and ``masks`` (COCO RLE per frame of ``frames``)."""
-    order = ("key", "caption", "frames", "track_id", "label", "label_id", "score", "masks")
-    return {"source": source, "output": str(output), "task": task, **extra, "frames": frames,
-            "segments": [{k: segment[k] for k in order} for segment in found]}  # fmt: skip
+def _header(source: str, output: Path, task: str, frames: int, **extra) -> dict:
+    return {"source": source, "output": str(output), "task": task, **extra, "frames": frames}
 
 
-def _segment(key: int, caption: str, info: dict) -> dict:
-    return {"key": key, "caption": caption, "frames": [], "masks": [], **info}
+SEGMENT_KEYS = ("key", "caption", "frames", "track_id", "label", "label_id", "score")
+
+
+def _write_results(path: Path, header: dict, found: list[dict]) -> None:
+    """The JSON results, written atomically and streamed: each segment's ``masks`` (COCO RLE per frame of its
+    ``frames``) come from its spool file, so they are never all in memory."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w") as out:
+            out.write(json.dumps(header)[:-1] + ', "segments": [')
+            for n, segment in enumerate(found):
+                fields = json.dumps({k: segment[k] for k in SEGMENT_KEYS})[:-1]
+                out.write(("," if n else "") + "\n" + fields + ', "masks": [')
+                for m, line in enumerate(segment["masks"].lines()):
+                    out.write(("," if m else "") + line)
+                out.write("]}")
+            out.write("\n]}\n")
+
+    atomic_write(path, write)
+
+
+class _RleSpool:
+    """A segment's per-frame COCO RLE masks, appended to a file as chunks are rendered (bounded memory)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.path = folder, None  # the file is made with the first mask
+
+    def extend(self, masks: Iterable[dict]) -> None:
+        lines = [json.dumps(mask) + "\n" for mask in masks]
+        if lines and self.path is None:
+            handle, name = tempfile.mkstemp(dir=self.folder, suffix=".jsonl")
+            os.close(handle)
+            self.path = Path(name)
+        if lines:
+            with self.path.open("a") as out:
+                out.writelines(lines)
+
+    def lines(self) -> Iterator[str]:
+        if self.path is None:
+            return
+        with self.path.open() as handle:
+            for line in handle:
+                yield line.rstrip("\n")
 
 
 def _add_shown(segment: dict, mask: np.ndarray, start: int) -> bool:
-    """Append the frames (from ``start``) of a chunk's [t, H, W] mask where it shows, with their RLE."""
+    """Append the frames (from ``start``) of a chunk's [t, H, W] mask where it shows, with their RLE (when the
+    results are written)."""
     shown = np.nonzero(mask.any((1, 2)))[0]
     segment["frames"] += [start + int(t) for t in shown]
-    segment["masks"] += [encode_rle(mask[t]) for t in shown]
+    if segment["masks"] is not None:
+        segment["masks"].extend(encode_rle(mask[t]) for t in shown)
     return bool(len(shown))
 
 
@@ -270,17 +312,20 @@ def segment_video(
         model, processor = load_model_folder(model_dir, _load)
         model = place(model, resolve_device(device), resolve_dtype(dtype))
         task = task or processor.task
-        run = _Run(model, processor, frames, task, progress)
-        plan = None if live or online else run.plan()  # the exact choices need the whole video first
-        if json_file is not None:
-            json_file.unlink(missing_ok=True)
-        with _writer(frames, output, size, run.times) as writer:
-            found = run.render_online(writer) if plan is None else run.render(writer, plan)
-        extra = {**settings, "online": bool(live or online)}
-        if frames.dropped:
-            extra["dropped_frames"] = frames.dropped
-        if json_file is not None:
-            write_json(json_file, _payload(str(frames.source), output, task, writer.count, found, **extra))
+        with tempfile.TemporaryDirectory(prefix="visionports-masks-") as spool:
+            run = _Run(model, processor, frames, task, progress, None if json_file is None else Path(spool))
+            plan = None if live or online else run.plan()  # the exact choices need the whole video first
+            if json_file is not None:
+                json_file.unlink(missing_ok=True)
+            with _writer(frames, output, size, run.times) as writer:
+                found = run.render_online(writer) if plan is None else run.render(writer, plan)
+            extra = {**settings, "online": bool(live or online)}
+            if frames.dropped:
+                extra["dropped_frames"] = frames.dropped
+            if json_file is not None:
+                _write_results(
+                    json_file, _header(str(frames.source), output, task, writer.count, **extra), found
+                )
     notes = writer.notes + (
         [f"{frames.dropped} frame(s) dropped to keep up with the source"] if frames.dropped else []
     )
@@ -302,9 +347,15 @@ def _writer(
 class _Run:
     """The passes of one run over ``frames``: a first one for the whole-video choices unless online."""
 
-    def __init__(self, model, processor, frames: _Frames, task: str, progress: bool) -> None:
+    def __init__(
+        self, model, processor, frames: _Frames, task: str, progress: bool, spool: Path | None
+    ) -> None:
         self.model, self.processor, self.frames, self.task = model, processor, frames, task
-        self.progress, self.names, self.times = progress, model.config.id2label, None
+        self.progress, self.names, self.times, self.spool = progress, model.config.id2label, None, spool
+
+    def _segment(self, key: int, caption: str, info: dict) -> dict:
+        masks = None if self.spool is None else _RleSpool(self.spool)
+        return {"key": key, "caption": caption, "frames": [], "masks": masks, **info}
 
     def _pass(self, desc: str, total: int | None = None) -> Iterator[tuple]:
         with progress_bar(total, desc, "frame", self.progress) as bar:
@@ -312,11 +363,12 @@ class _Run:
 
     def plan(self) -> _Plan:
         """The whole video's choices: class logits of every frame (a first pass), areas for panoptic."""
-        classes, self.times = [], []
+        total, self.times = None, []  # the choices need only the mean class logits over all frames
         for _, times, args in self._pass("segment"):
-            classes.append(args[0])
+            chunk_sum = args[0].double().sum(0)
+            total = chunk_sum if total is None else total + chunk_sum
             self.times += times
-        plan = _Plan(self.task, self.processor, torch.cat(classes), self.names)
+        plan = _Plan(self.task, self.processor, (total / len(self.times)).float()[None], self.names)
         if plan.needs_counts:
             counts = sum(plan.count(args) for _, _, args in self._pass("count", len(self.times)))
             plan.settle(counts, self.processor)
@@ -325,13 +377,15 @@ class _Run:
     def render(self, writer: VideoWriter, plan: _Plan) -> list[dict]:
         """Exact: with the whole video's ``plan``, a pass that draws and writes every frame (each segment's
         masks RLE-encoded chunk by chunk)."""
-        found = {n: _segment(key, caption, plan.describe(n)) for n, (key, caption) in plan.listed.items()}
+        found = {
+            n: self._segment(key, caption, plan.describe(n)) for n, (key, caption) in plan.listed.items()
+        }
         start = 0
         for chunk_frames, _, args in self._pass("render", len(self.times)):
             drawn = plan.segments(args)
             self._write(writer, chunk_frames, None, drawn)
             for n, _, (mask, key, caption) in drawn:
-                _add_shown(found.setdefault(n, _segment(key, caption, plan.describe(n))), mask, start)
+                _add_shown(found.setdefault(n, self._segment(key, caption, plan.describe(n))), mask, start)
             start += len(chunk_frames)
         return [found[n] for n in sorted(found)]
 
@@ -348,7 +402,7 @@ class _Run:
             drawn = plan.segments(args)
             self._write(writer, chunk_frames, times, drawn)
             for n, ident, (mask, key, caption) in drawn:
-                entry = found.get(ident) or _segment(key, caption, plan.describe(n))
+                entry = found.get(ident) or self._segment(key, caption, plan.describe(n))
                 if _add_shown(entry, mask, start):  # caption and score of the latest chunk where it shows
                     found[ident] = {**entry, "caption": caption, "score": plan.describe(n)["score"]}
             start += len(chunk_frames)
