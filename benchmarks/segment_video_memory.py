@@ -3,7 +3,8 @@
 Run: ``python benchmarks/segment_video_memory.py [--lengths 30 300] [--width 480 --height 360] [--task instance]``.
 The model is the tiny VidEoMT golden case (``tests/fixtures/videomt/dinov2_tiny_s0_b1_t3``, random weights)
 converted once; the clips are synthetic (a moving gradient with noise). Each clip is segmented in a fresh
-process, whose peak resident set (``ru_maxrss``) is reported; the ratio is long / short (1.0: constant memory).
+process (with ``--json``, so the per-frame RLE masks are written too), whose peak resident set (``ru_maxrss``)
+is reported; the ratio is long / short (1.0: constant memory).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def child(clip: str, model: str, output: str, task: str, chunk: int) -> None:
     """Segment ``clip`` and print this process's peak resident set in MiB."""
     from visionports.tasks.segment_video import segment_video
 
-    segment_video(clip, model, output, task=task, chunk=chunk, progress=False, device="cpu")
+    json_path = Path(output).with_suffix(".json")  # per-frame RLE masks too (spooled to disk, streamed out)
+    segment_video(
+        clip, model, output, task=task, json_path=json_path, chunk=chunk, progress=False, device="cpu"
+    )
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20)
 
