@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ..core.devices import resolve_device, resolve_dtype, run_settings
@@ -35,7 +36,9 @@ def _segmenter(
 
         segmenter = pipeline("text-prompted-segmentation", model=str(model_dir), device=resolve_device(device),
                              dtype=resolve_dtype(dtype))  # fmt: skip
-        return lambda images: [segmenter(image, prompts=prompts, threshold=threshold) for image in images]
+        return lambda images: [
+            segmenter(image, prompts=prompts, threshold=threshold, deferred_masks=True) for image in images
+        ]  # fmt: skip  (masks resized one at a time when drawn or encoded)
 
     return load
 
@@ -55,8 +58,13 @@ def _render(prompts: list[str]) -> Callable[[Image.Image, list[dict]], Image.Ima
 
 def _to_json(found: list[dict]) -> list[dict]:
     """Each instance's label, score, box (xmin, ymin, xmax, ymax), pixel count and mask as COCO RLE."""
-    return [{"label": f["label"], "score": round(f["score"], 6), "box": [round(f["box"][k], 2) for k in _BOX],
-             "mask_pixels": int(f["mask"].sum()), "mask": encode_rle(f["mask"])} for f in found]  # fmt: skip
+    return [_entry(f, np.asarray(f["mask"], dtype=bool)) for f in found]
+
+
+def _entry(found: dict, mask: np.ndarray) -> dict:
+    return {"label": found["label"], "score": round(found["score"], 6),
+            "box": [round(found["box"][k], 2) for k in _BOX], "mask_pixels": int(mask.sum()),
+            "mask": encode_rle(mask)}  # fmt: skip
 
 
 def segmentation_task(

@@ -177,26 +177,31 @@ def blend_masks(
     """A copy of ``image`` with each boolean mask [H, W] filled in its key's colour and outlined.
 
     Each pixel is blended once, from the original frame and the colour of the smallest mask covering it,
-    so however many masks overlap the frame keeps ``1 - alpha`` of its contrast."""
+    so however many masks overlap the frame keeps ``1 - alpha`` of its contrast. Masks are read one at a time
+    (a mask that is resized when read, like SAM3-LiteText's ``DeferredMask``, is never held with the others)."""
     frame = np.asarray(image.convert("RGB"))
-    regions = [np.asarray(m, dtype=bool) for m in masks]
-    if len(regions) != len(label_ids):
-        raise ValueError(f"{len(regions)} masks but {len(label_ids)} keys")
-    if not regions:
+    if len(masks) != len(label_ids):
+        raise ValueError(f"{len(masks)} masks but {len(label_ids)} keys")
+    if not len(masks):
         return Image.fromarray(frame.copy())
     colours = np.array([key_colour(k) for k in label_ids], dtype=np.float32)
-    order = np.argsort([-r.sum() for r in regions], kind="stable")  # largest first, smallest on top
-    top = np.full(frame.shape[:2], -1, dtype=np.int64)
+    order = np.argsort([-_region(m).sum() for m in masks], kind="stable")  # largest first, smallest on top
+    top = np.full(frame.shape[:2], -1, dtype=np.int32)
     for i in order:
-        top[regions[i]] = i
+        top[_region(masks[i])] = i
     out = frame.astype(np.float32)
     covered = top >= 0
     out[covered] = (1 - alpha) * out[covered] + alpha * colours[top[covered]]
     if contour:
         steps = 1 if min(frame.shape[:2]) < 400 else 2
         for i in order:
-            out[regions[i] & ~_erode(regions[i], steps)] = colours[i]
+            region = _region(masks[i])
+            out[region & ~_erode(region, steps)] = colours[i]
     return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+
+
+def _region(mask) -> np.ndarray:
+    return np.asarray(mask, dtype=bool)
 
 
 def caption_masks(

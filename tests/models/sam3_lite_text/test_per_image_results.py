@@ -115,3 +115,19 @@ def test_pipeline_returns_the_per_image_results(model_dir: Path) -> None:
     ]
     assert all(np.array_equal(a["mask"], b["mask"]) for a, b in zip(found, expected, strict=True))
     assert json.dumps([f["box"] for f in found])  # plain floats
+
+
+def test_deferred_masks_equal_the_resized_masks() -> None:
+    """Masks kept at the model's resolution until read equal post-processing's own, bit for bit."""
+    processor, raw = Sam3LiteTextImageProcessor(size=112), _raw()
+    sizes, prompts = [(333, 517), (90, 41)], ["a cat", "a dog"]
+    full = processor.post_process_per_image(raw, prompts, threshold=0.0, target_sizes=sizes)
+    deferred = processor.post_process_per_image(
+        raw, prompts, threshold=0.0, target_sizes=sizes, deferred_masks=True
+    )
+    assert [len(found) for found in full] == [len(found) for found in deferred] and sum(map(len, full)) > 2
+    for image, (wanted, got) in enumerate(zip(full, deferred, strict=True)):
+        for a, b in zip(wanted, got, strict=True):
+            assert (a["score"], a["label"], a["box"]) == (b["score"], b["label"], b["box"])
+            assert not isinstance(b["mask"], np.ndarray) and b["mask"].shape == sizes[image]
+            np.testing.assert_array_equal(np.asarray(b["mask"]), a["mask"])

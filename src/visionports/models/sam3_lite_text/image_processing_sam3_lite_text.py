@@ -104,6 +104,7 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         mask_threshold: float | None = None,
         target_sizes: Sequence[Sequence[int]] | torch.Tensor | None = None,
         prompts: Sequence[str] | None = None,
+        deferred_masks: bool = False,
     ) -> list[dict[str, Any]]:
         """One result per query (an image/prompt pair): ``scores`` [K], ``boxes`` [K, 4] (x0, y0, x1, y1 pixels),
         ``mask_probs`` and ``masks`` [K, H, W], ``image_index``, ``prompt_index`` and, with ``prompts``, ``prompt``.
@@ -117,6 +118,8 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         with images as the model does: one size is that image for every query, one size per query pairs them
         in order. ``prompts`` (the model's prompts, in order) also defaults missing ``text_ids``: one prompt
         is read by every query, otherwise query q reads prompt q. ``threshold`` is one value or one per query.
+        ``deferred_masks``: ``masks`` is a list of :class:`DeferredMask` (no ``mask_probs``), each resized to
+        its image only when read, so a large image with many instances never holds them all.
         """
         mask_threshold = self.mask_threshold if mask_threshold is None else float(mask_threshold)
         logits, presence = outputs["pred_logits"], outputs["presence_logits"]
@@ -133,9 +136,8 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         for q in range(queries):
             image = int(image_ids[q])
             height, width = (int(v) for v in sizes[image])
-            result = _select(
-                logits[q], presence[q], boxes[q], masks[q], thresholds[q], mask_threshold, height, width
-            )
+            result = _select(logits[q], presence[q], boxes[q], masks[q], thresholds[q], mask_threshold, height,
+                             width, deferred_masks)  # fmt: skip
             result.update(image_index=image, prompt_index=int(text_ids[q]))
             result.update(_supervision_keys(result, int(text_ids[q])))
             if prompts is not None:
@@ -150,23 +152,26 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         threshold: float | Sequence[float] | None = None,
         mask_threshold: float | None = None,
         target_sizes: Sequence[Sequence[int]] | torch.Tensor | None = None,
+        deferred_masks: bool = False,
     ) -> list[list[dict[str, Any]]]:
         """Per image of ``target_sizes``, the instances of every prompt, best score first (what the
         ``text-prompted-segmentation`` pipeline returns): ``score``, ``label`` (the prompt), ``box``
         (``xmin``, ``ymin``, ``xmax``, ``ymax`` pixels) and ``mask`` (bool ``[H, W]`` numpy array).
 
-        Arguments as ``post_process_instance_segmentation``; an image no query reads gets an empty list.
+        Arguments as ``post_process_instance_segmentation``; an image no query reads gets an empty list. With
+        ``deferred_masks`` each ``mask`` is a :class:`DeferredMask` (``np.asarray(mask)`` gives the array).
         """
         prompts = list(prompts)
         queries = self.post_process_instance_segmentation(
-            outputs, threshold, mask_threshold, target_sizes, prompts
+            outputs, threshold, mask_threshold, target_sizes, prompts, deferred_masks
         )
         per_image: list[list[dict[str, Any]]] = [[] for _ in range(len(_sizes(target_sizes)))]
         for query in queries:
             found = per_image[query["image_index"]]
             for score, box, mask in zip(query["scores"], query["boxes"], query["masks"], strict=True):
                 x0, y0, x1, y1 = (float(v) for v in box)
-                found.append({"score": float(score), "label": query["prompt"], "mask": np.asarray(mask.cpu()),
+                mask = mask if deferred_masks else np.asarray(mask.cpu())
+                found.append({"score": float(score), "label": query["prompt"], "mask": mask,
                               "box": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}})  # fmt: skip
         return [sorted(found, key=lambda d: -d["score"]) for found in per_image]
 
@@ -180,15 +185,39 @@ def _select(
     mask_threshold: float,
     height: int,
     width: int,
-) -> dict[str, torch.Tensor]:
+    deferred: bool = False,
+) -> dict[str, Any]:
     """The original ``Sam3Processor`` selection for one query: score, pixel boxes, resized masks."""
     scores = torch.sigmoid(logits[:, 0]) * torch.sigmoid(presence.reshape(()))
     keep = scores > threshold
     scale = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
-    kept = F.interpolate(masks[keep][:, None], size=(height, width), mode="bilinear", align_corners=False)
-    probs = kept.sigmoid()[:, 0]
-    return {"scores": scores[keep], "boxes": center_to_corners(boxes[keep]) * scale, "mask_probs": probs,
-            "masks": probs > mask_threshold}  # fmt: skip
+    chosen = {"scores": scores[keep], "boxes": center_to_corners(boxes[keep]) * scale}
+    if deferred:
+        return {**chosen, "masks": [DeferredMask(m, (height, width), mask_threshold) for m in masks[keep]]}
+    probs = _resize(masks[keep], height, width)
+    return {**chosen, "mask_probs": probs, "masks": probs > mask_threshold}
+
+
+def _resize(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Mask probabilities [K, height, width] of low-resolution mask logits [K, h, w] (bilinear, sigmoid)."""
+    return F.interpolate(
+        masks[:, None], size=(height, width), mode="bilinear", align_corners=False
+    ).sigmoid()[:, 0]
+
+
+class DeferredMask:
+    """An instance mask kept at the model's resolution until read: ``np.asarray(mask)`` resizes it to its image
+    exactly as post-processing does (the same bilinear resize and threshold), one image-sized array at a time."""
+
+    def __init__(self, logits: torch.Tensor, size: tuple[int, int], mask_threshold: float) -> None:
+        self.logits, self.shape, self.mask_threshold = logits, size, mask_threshold
+
+    def numpy(self) -> np.ndarray:
+        return (_resize(self.logits[None], *self.shape)[0] > self.mask_threshold).cpu().numpy()
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
 
 
 def _supervision_keys(result: dict[str, Any], prompt_index: int) -> dict[str, Any]:

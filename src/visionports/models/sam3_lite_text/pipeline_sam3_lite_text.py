@@ -31,11 +31,16 @@ class TextPromptedSegmentationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         self.prompt_tokenizer = Sam3LiteTextTokenizer(self.model.config.text.context_length)
 
-    def _sanitize_parameters(self, prompts=None, threshold=None, mask_threshold=None, **kwargs):
+    def _sanitize_parameters(
+        self, prompts=None, threshold=None, mask_threshold=None, deferred_masks=None, **kwargs
+    ):
         preprocess = {"prompts": prompts} if prompts is not None else {}
-        post = {
-            k: v for k, v in (("threshold", threshold), ("mask_threshold", mask_threshold)) if v is not None
-        }
+        options = (
+            ("threshold", threshold),
+            ("mask_threshold", mask_threshold),
+            ("deferred_masks", deferred_masks),
+        )
+        post = {k: v for k, v in options if v is not None}
         return preprocess, {}, post
 
     def preprocess(self, image: Any, prompts: str | list[str] | None = None) -> dict:
@@ -58,12 +63,17 @@ class TextPromptedSegmentationPipeline(Pipeline):
         return {"outputs": out, "size": inputs["size"], "prompts": inputs["prompts"]}
 
     def postprocess(
-        self, model_outputs: dict, threshold: float | None = None, mask_threshold: float | None = None
+        self,
+        model_outputs: dict,
+        threshold: float | None = None,
+        mask_threshold: float | None = None,
+        deferred_masks: bool = False,
     ):
-        """The image's instances of every prompt (``post_process_per_image``), best score first."""
+        """The image's instances of every prompt (``post_process_per_image``), best score first;
+        ``deferred_masks=True``: each ``mask`` a ``DeferredMask`` (resized when read: bounded memory)."""
         return self.image_processor.post_process_per_image(
             model_outputs["outputs"], model_outputs["prompts"], threshold=threshold,
-            mask_threshold=mask_threshold, target_sizes=[model_outputs["size"]],
+            mask_threshold=mask_threshold, target_sizes=[model_outputs["size"]], deferred_masks=deferred_masks,
         )[0]  # fmt: skip
 
 
