@@ -10,6 +10,7 @@ run completes from every input's manifest entry (resumed ones too) and removed w
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ Predict = Callable[[list[Image.Image]], list[Any]]
 CocoExport = Callable[[list[tuple[str, tuple[int, int], list[dict]]]], dict]
 
 LOCK_NAME = ".visionports.lock"  # in an output folder while a run writes there
+SAVE_EVERY = 2.0  # seconds between manifest saves during a run (rewriting it per batch is quadratic)
 
 
 @dataclass
@@ -241,7 +243,7 @@ def run_image_task(
 ) -> ImageRun:
     """Run ``task`` over the image files/folders ``inputs``: ``<name>.png`` per image and the manifest.
 
-    The output folder is locked for the run; the manifest, rewritten after every batch, says what was asked
+    The output folder is locked for the run; the manifest, rewritten every few seconds and on an error, says what was asked
     and what finished. A re-run of the same request resumes (finished, unchanged inputs are kept); the
     pictures of an earlier, different request are removed, so the folder always matches its manifest.
     """
@@ -254,14 +256,21 @@ def run_image_task(
         todo = plan.start()
         with progress_bar(len(files), task.name, "image", progress) as bar:
             bar.update(len(files) - len(todo))
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start : start + batch_size]
-                images = [open_image(f) for f in batch]
-                for file, image, result in zip(batch, images, predict(images), strict=True):
-                    write_png(plan.picture(file), task.render(image, result))
-                    plan.finish(file, image, result)
-                    bar.update()
-                plan.save()
+            saved = time.monotonic()
+            try:
+                for start in range(0, len(todo), batch_size):
+                    batch = todo[start : start + batch_size]
+                    images = [open_image(f) for f in batch]
+                    for file, image, result in zip(batch, images, predict(images), strict=True):
+                        write_png(plan.picture(file), task.render(image, result))
+                        plan.finish(file, image, result)
+                        bar.update()
+                    if time.monotonic() - saved >= SAVE_EVERY:  # the manifest grows: not after every batch
+                        plan.save()
+                        saved = time.monotonic()
+            except BaseException:
+                plan.save()  # an error or Ctrl-C keeps what finished; a SIGKILL loses at most SAVE_EVERY
+                raise
         coco = plan.export_coco()  # before ``complete``: a complete manifest always has its COCO file
         plan.save(complete=True)
     pictures = [plan.picture(f) for f in files]
