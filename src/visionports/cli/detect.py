@@ -23,19 +23,24 @@ from .distributed import echo_ray_run, ray_options, ray_run_options
 @click.option("--format", "output_format", type=click.Choice(["visionports", "coco"]), default="visionports",
               show_default=True, help="coco: also write detections.coco.json (COCO results: images, categories, "
               "annotations; see docs/results.md).")  # fmt: skip
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
+              help="onnxruntime (DEIMv2, float32): export once, validate against torch, cache beside the model "
+              "folder, then run the graph (needs pip install 'visionports[export]').")  # fmt: skip
 @ray_options
 @click.pass_context
 def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device: str, dtype: str, threshold: float,
-           output_dir: str, batch_size: int, output_format: str, **ray: Any) -> None:  # fmt: skip
+           output_dir: str, batch_size: int, output_format: str, backend: str, **ray: Any) -> None:  # fmt: skip
     """Detect objects in IMAGES (files or folders; with --ray also globs, manifest files and URLs); write
     annotated pictures and JSON results."""
     options = ray_run_options(ctx, ray, batch_size)
     if options is not None:
-        return _on_ray(inputs, model_dir, output_dir, options, threshold, device, dtype, output_format)
+        return _on_ray(
+            inputs, model_dir, output_dir, options, threshold, device, dtype, output_format, backend
+        )
     from ..tasks.detect import detect_files
 
     run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size,
-                       device=device, dtype=dtype, output_format=output_format)  # fmt: skip
+                       device=device, dtype=dtype, output_format=output_format, backend=backend)  # fmt: skip
     total = sum(len(v) for v in run.entries.values())
     resumed = f" ({run.resumed} kept from an interrupted run)" if run.resumed else ""
     click.echo(
@@ -44,7 +49,7 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device:
     )
 
 
-def _on_ray(inputs, model_dir, output, options, threshold, device, dtype, output_format) -> None:
+def _on_ray(inputs, model_dir, output, options, threshold, device, dtype, output_format, backend) -> None:
     from ..distributed.ray_runner import run_image_task_on_ray
     from ..tasks.detect import detection_task
 
@@ -53,5 +58,7 @@ def _on_ray(inputs, model_dir, output, options, threshold, device, dtype, output
             "applies to a local run (Ray records carry COCO bbox already)", param_hint="--format"
         )
     echo_ray_run(
-        run_image_task_on_ray(detection_task(threshold, device, dtype), inputs, model_dir, output, options)
+        run_image_task_on_ray(
+            detection_task(threshold, device, dtype, backend=backend), inputs, model_dir, output, options
+        )
     )

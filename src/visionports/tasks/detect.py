@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..backends import BACKENDS
 from ..core.devices import place, resolve_device, resolve_dtype, run_settings, to_model
 from ..data.coco_results import detection_results
 from ..utils.drawing import Detection, draw_detections
@@ -28,11 +29,13 @@ class DetectionRun:
 
 
 def _detector(
-    threshold: float, device: str | None, dtype: str | None, labels: dict[int, str]
+    threshold: float, device: str | None, dtype: str | None, labels: dict[int, str], backend: str = "torch"
 ) -> Callable[[Path], Predict]:
     """The loader; it fills ``labels`` with the model's label map (for the COCO categories)."""
 
     def load(model_dir: Path) -> Predict:
+        if backend == "onnxruntime":
+            return _ort_predict(model_dir, threshold, device, dtype, labels)
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
         model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
@@ -53,6 +56,17 @@ def _detector(
     return load
 
 
+def _ort_predict(
+    model_dir: Path, threshold: float, device: str | None, dtype: str | None, labels: dict[int, str]
+) -> Predict:
+    """The onnxruntime predictor (:mod:`visionports.backends.onnxruntime_deimv2`)."""
+    from ..backends.onnxruntime_deimv2 import load_detector
+
+    detector = load_detector(model_dir, device, dtype)
+    labels.update(detector.id2label)
+    return lambda images: detector(images, threshold)
+
+
 def _detections(found: dict, id2label: dict) -> list[Detection]:
     return [
         Detection(int(label), id2label.get(int(label), str(int(label))), float(score), tuple(map(float, box)))
@@ -65,17 +79,30 @@ def detection_task(
     device: str | None = "auto",
     dtype: str | None = "float32",
     output_format: str = "visionports",
+    backend: str = "torch",
 ) -> ImageTask:
-    """``detect`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run."""
+    """``detect`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run.
+
+    ``backend="onnxruntime"`` runs DEIMv2 folders in onnxruntime (exported and validated once, cached beside
+    the folder; see :mod:`visionports.backends.onnxruntime_deimv2`).
+    """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if output_format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "torch":
+        from ..backends.onnxruntime_deimv2 import providers
+
+        providers(device, dtype)  # refuse an unserved device/dtype (or a missing onnxruntime) before any work
     labels: dict[int, str] = {}
     settings = {"threshold": threshold, **run_settings(device, dtype)}
+    if backend != "torch":
+        settings["backend"] = backend
     return ImageTask(
         name="detect",
-        load=_detector(threshold, device, dtype, labels),
+        load=_detector(threshold, device, dtype, labels, backend),
         render=draw_detections,
         to_json=lambda detections: [d.to_json() for d in detections],
         manifest="detections.json",
@@ -96,6 +123,7 @@ def detect_files(
     device: str | None = "auto",
     dtype: str | None = "float32",
     output_format: str = "visionports",
+    backend: str = "torch",
 ) -> DetectionRun:
     """Detect objects in image files/folders; write ``<name>.png`` per image and ``detections.json`` (and,
     with ``output_format="coco"``, ``detections.coco.json``: see :mod:`visionports.data.coco_results`).
@@ -103,7 +131,7 @@ def detect_files(
     Every input is checked (readable, non-empty image) before anything is written; the run is resumable and
     its folder locked (see :func:`~visionports.tasks.runner.run_image_task`).
     """
-    task = detection_task(threshold, device, dtype, output_format)
+    task = detection_task(threshold, device, dtype, output_format, backend)
     run = run_image_task(task, inputs, model_dir, output_dir, batch_size=batch_size, progress=progress)
     return DetectionRun(run.results, run.pictures, run.manifest, run.entries, run.resumed, run.coco)
 
