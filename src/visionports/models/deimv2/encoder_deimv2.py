@@ -13,15 +13,21 @@ from .layers_deimv2 import Deimv2SelfAttention
 
 
 class Deimv2RepVggBlock(nn.Module):
-    """Parallel 3x3 and 1x1 conv-norm branches, summed, then activated (re-parameterisable)."""
+    """Parallel 3x3 and 1x1 conv-norm branches, summed, then activated.
+
+    Deploy mode (``deploy_deimv2.merge_repvgg``) replaces both branches by one biased 3x3 conv, ``fused``.
+    """
 
     def __init__(self, channels: int, act: str):
         super().__init__()
         self.conv1 = Deimv2ConvNorm(channels, channels, 3)
         self.conv2 = Deimv2ConvNorm(channels, channels, 1)
         self.act = _activation(act)
+        self.fused: nn.Conv2d | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.act(self.fused(x))
         return self.act(self.conv1(x) + self.conv2(x))
 
 

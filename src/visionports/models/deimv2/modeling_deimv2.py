@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin, as_ret
 from .backbone_deimv2 import Deimv2LayerScale, Deimv2RopeEmbedding, Deimv2ViT, build_backbone, rope_periods
 from .configuration_deimv2 import Deimv2Config
 from .decoder_deimv2 import Deimv2Decoder, Deimv2DeformableAttention, Deimv2TrainingOutputs
+from .deploy_deimv2 import deploy_body
 from .encoder_deimv2 import build_encoder
 from .layers_deimv2 import Deimv2Gate
 from .loss_deimv2 import Deimv2Criterion, prepare_targets
@@ -86,6 +89,37 @@ class Deimv2PreTrainedModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTraine
     _no_split_modules = ["Deimv2DecoderLayer", "Deimv2ViTLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    is_deployed = False  # set by deploy(): the weights are then re-parameterised, for inference only
+
+    def deploy(self, channels_last: bool = False) -> Deimv2PreTrainedModel:
+        """Re-parameterise the model for inference, in place; returns ``self`` (idempotent).
+
+        Every BatchNorm of the backbone and encoder is folded into the convolution before it and each RepVGG
+        block's 3x3 + 1x1 branches become one 3x3 convolution; outputs equal the eval-mode model's up to float32
+        rounding. ``channels_last`` also stores those convolutions' weights channels-last. Needs eval mode;
+        a deployed model refuses ``train()`` and ``save_pretrained`` (save the undeployed model instead).
+        """
+        if self.training:
+            raise RuntimeError("deploy() needs eval mode (BatchNorm running statistics): call .eval() first")
+        body = self if isinstance(self, Deimv2Model) else self.model
+        deploy_body(body, channels_last=channels_last)
+        for module in self.modules():
+            if isinstance(module, Deimv2PreTrainedModel):
+                module.is_deployed = True
+        return self
+
+    def _any_deployed(self) -> bool:
+        return any(getattr(m, "is_deployed", False) for m in self.modules())
+
+    def train(self, mode: bool = True) -> Deimv2PreTrainedModel:
+        if mode and self._any_deployed():
+            raise RuntimeError("a deployed DEIMv2 model is for inference only: train the undeployed model")
+        return super().train(mode)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        if self._any_deployed():
+            raise RuntimeError("deployed models are for inference; save the undeployed model")
+        super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
