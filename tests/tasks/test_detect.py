@@ -145,3 +145,27 @@ def test_detect_refuses_an_unavailable_device(model_dir: Path, tmp_path: Path) -
                                        "--output", str(tmp_path / "out"), "--device", "cuda"])  # fmt: skip
     assert result.exit_code == 1 and "Error: --device cuda: CUDA is not available" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_detect_in_deploy_mode_finds_the_same_objects(model_dir: Path, tmp_path: Path) -> None:
+    """``--deploy`` (BatchNorm folded, RepVGG merged, channels_last): the same detections up to float32 round-off
+    (random weights: near-tied queries may swap, so the strongest ones are compared)."""
+    images = _images(tmp_path / "in")
+    for name, extra in (("eager", []), ("deployed", ["--deploy"])):
+        result = CliRunner().invoke(main, ["detect", *map(str, images), "--model", str(model_dir), "--threshold", "0",
+                                           "--output", str(tmp_path / name), "--device", "cpu", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    eager, deployed = (
+        json.loads((tmp_path / n / "detections.json").read_text()) for n in ("eager", "deployed")
+    )
+    assert deployed["deploy"] is True and "deploy" not in eager
+    for path in map(str, images):
+        want = sorted(eager["images"][path], key=lambda d: -d["score"])[:10]
+        got = sorted(deployed["images"][path], key=lambda d: -d["score"])[:10]
+        assert [d["label_id"] for d in got] == [d["label_id"] for d in want]
+        assert np.allclose([d["score"] for d in got], [d["score"] for d in want], atol=1e-4)
+        assert np.allclose([d["box"] for d in got], [d["box"] for d in want], atol=0.5)
+    both = CliRunner().invoke(main, ["detect", str(images[0]), "--model", str(model_dir), "--output",
+                                     str(tmp_path / "x"), "--deploy", "--backend", "onnxruntime"])  # fmt: skip
+    assert both.exit_code != 0 and "Error: --deploy applies to --backend torch" in both.output
+    assert not (tmp_path / "x").exists()

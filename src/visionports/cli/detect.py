@@ -26,21 +26,24 @@ from .distributed import echo_ray_run, ray_options, ray_run_options
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True,
               help="onnxruntime (DEIMv2, float32): export once, validate against torch, cache beside the model "
               "folder, then run the graph (needs pip install 'visionports[export]').")  # fmt: skip
+@click.option("--deploy", is_flag=True, help="torch backend: deploy mode (BatchNorm folded, RepVGG merged, "
+              "channels_last; same detections within float32 tolerance).")  # fmt: skip
 @ray_options
 @click.pass_context
 def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device: str, dtype: str, threshold: float,
-           output_dir: str, batch_size: int, output_format: str, backend: str, **ray: Any) -> None:  # fmt: skip
+           output_dir: str, batch_size: int, output_format: str, backend: str, deploy: bool, **ray: Any) -> None:  # fmt: skip
     """Detect objects in IMAGES (files or folders; with --ray also globs, manifest files and URLs); write
     annotated pictures and JSON results."""
     options = ray_run_options(ctx, ray, batch_size)
     if options is not None:
         return _on_ray(
-            inputs, model_dir, output_dir, options, threshold, device, dtype, output_format, backend
+            inputs, model_dir, output_dir, options, threshold, device, dtype, output_format, backend, deploy
         )
     from ..tasks.detect import detect_files
 
     run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size,
-                       device=device, dtype=dtype, output_format=output_format, backend=backend)  # fmt: skip
+                       device=device, dtype=dtype, output_format=output_format, backend=backend,
+                       deploy=deploy)  # fmt: skip
     total = sum(len(v) for v in run.entries.values())
     resumed = f" ({run.resumed} kept from an interrupted run)" if run.resumed else ""
     click.echo(
@@ -49,7 +52,9 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device:
     )
 
 
-def _on_ray(inputs, model_dir, output, options, threshold, device, dtype, output_format, backend) -> None:
+def _on_ray(
+    inputs, model_dir, output, options, threshold, device, dtype, output_format, backend, deploy
+) -> None:
     from ..distributed.ray_runner import run_image_task_on_ray
     from ..tasks.detect import detection_task
 
@@ -59,6 +64,10 @@ def _on_ray(inputs, model_dir, output, options, threshold, device, dtype, output
         )
     echo_ray_run(
         run_image_task_on_ray(
-            detection_task(threshold, device, dtype, backend=backend), inputs, model_dir, output, options
+            detection_task(threshold, device, dtype, backend=backend, deploy=deploy),
+            inputs,
+            model_dir,
+            output,
+            options,
         )
     )

@@ -29,7 +29,12 @@ class DetectionRun:
 
 
 def _detector(
-    threshold: float, device: str | None, dtype: str | None, labels: dict[int, str], backend: str = "torch"
+    threshold: float,
+    device: str | None,
+    dtype: str | None,
+    labels: dict[int, str],
+    backend: str = "torch",
+    deploy: bool = False,
 ) -> Callable[[Path], Predict]:
     """The loader; it fills ``labels`` with the model's label map (for the COCO categories)."""
 
@@ -40,6 +45,8 @@ def _detector(
 
         model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
         model = place(model, resolve_device(device), resolve_dtype(dtype))
+        if deploy:
+            model.deploy(channels_last=True)
         processor = AutoImageProcessor.from_pretrained(model_dir)
         id2label = model.config.id2label
         labels.update({int(i): str(name) for i, name in id2label.items()})
@@ -80,12 +87,18 @@ def detection_task(
     dtype: str | None = "float32",
     output_format: str = "visionports",
     backend: str = "torch",
+    deploy: bool = False,
 ) -> ImageTask:
     """``detect`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run.
 
     ``backend="onnxruntime"`` runs DEIMv2 folders in onnxruntime (exported and validated once, cached beside
-    the folder; see :mod:`visionports.backends.onnxruntime_deimv2`).
+    the folder; see :mod:`visionports.backends.onnxruntime_deimv2`); ``deploy`` runs the torch model in deploy
+    mode (``Deimv2ForObjectDetection.deploy(channels_last=True)``: BatchNorm folded, RepVGG merged).
     """
+    if deploy and backend != "torch":
+        raise ValueError(
+            "--deploy applies to --backend torch (the onnxruntime graph is fused by onnxruntime)"
+        )
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if output_format not in FORMATS:
@@ -100,9 +113,11 @@ def detection_task(
     settings = {"threshold": threshold, **run_settings(device, dtype)}
     if backend != "torch":
         settings["backend"] = backend
+    if deploy:
+        settings["deploy"] = True
     return ImageTask(
         name="detect",
-        load=_detector(threshold, device, dtype, labels, backend),
+        load=_detector(threshold, device, dtype, labels, backend, deploy),
         render=draw_detections,
         to_json=lambda detections: [d.to_json() for d in detections],
         manifest="detections.json",
@@ -124,6 +139,7 @@ def detect_files(
     dtype: str | None = "float32",
     output_format: str = "visionports",
     backend: str = "torch",
+    deploy: bool = False,
 ) -> DetectionRun:
     """Detect objects in image files/folders; write ``<name>.png`` per image and ``detections.json`` (and,
     with ``output_format="coco"``, ``detections.coco.json``: see :mod:`visionports.data.coco_results`).
@@ -131,7 +147,7 @@ def detect_files(
     Every input is checked (readable, non-empty image) before anything is written; the run is resumable and
     its folder locked (see :func:`~visionports.tasks.runner.run_image_task`).
     """
-    task = detection_task(threshold, device, dtype, output_format, backend)
+    task = detection_task(threshold, device, dtype, output_format, backend, deploy)
     run = run_image_task(task, inputs, model_dir, output_dir, batch_size=batch_size, progress=progress)
     return DetectionRun(run.results, run.pictures, run.manifest, run.entries, run.resumed, run.coco)
 
