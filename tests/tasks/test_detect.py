@@ -169,3 +169,23 @@ def test_detect_in_deploy_mode_finds_the_same_objects(model_dir: Path, tmp_path:
                                      str(tmp_path / "x"), "--deploy", "--backend", "onnxruntime"])  # fmt: skip
     assert both.exit_code != 0 and "Error: --deploy applies to --backend torch" in both.output
     assert not (tmp_path / "x").exists()
+
+
+def test_detect_compile_wraps_the_forward(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--compile`` hands the model's forward to ``torch.compile`` (compiling Atto takes ~1.5 min on this CPU, so
+    torch.compile is recorded here, not run; its effect is measured in benchmarks/run_all.py)."""
+    import torch
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: compiled.append(options) or fn)
+    image = str(_images(tmp_path / "in")[0])
+    result = CliRunner().invoke(main, ["detect", image, "--model", str(model_dir), "--output", str(tmp_path / "out"),
+                                       "--device", "cpu", "--compile"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert compiled == [{"dynamic": False}]
+    assert json.loads((tmp_path / "out" / "detections.json").read_text())["compile"] is True
+    both = CliRunner().invoke(main, ["detect", image, "--model", str(model_dir), "--output", str(tmp_path / "x"),
+                                     "--compile", "--backend", "onnxruntime"])  # fmt: skip
+    assert both.exit_code != 0 and "Error: --compile applies to --backend torch" in both.output

@@ -28,22 +28,35 @@ from .distributed import echo_ray_run, ray_options, ray_run_options
               "folder, then run the graph (needs pip install 'visionports[export]').")  # fmt: skip
 @click.option("--deploy", is_flag=True, help="torch backend: deploy mode (BatchNorm folded, RepVGG merged, "
               "channels_last; same detections within float32 tolerance).")  # fmt: skip
+@click.option("--compile", "compile_model", is_flag=True,
+              help="torch backend: torch.compile the model (each new batch size compiles first; see the benchmark "
+                   "in docs/models/deimv2.md for when it pays).")  # fmt: skip
 @ray_options
 @click.pass_context
 def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device: str, dtype: str, threshold: float,
-           output_dir: str, batch_size: int, output_format: str, backend: str, deploy: bool, **ray: Any) -> None:  # fmt: skip
+           output_dir: str, batch_size: int, output_format: str, backend: str, deploy: bool, compile_model: bool, **ray: Any) -> None:  # fmt: skip
     """Detect objects in IMAGES (files or folders; with --ray also globs, manifest files and URLs); write
     annotated pictures and JSON results."""
     options = ray_run_options(ctx, ray, batch_size)
     if options is not None:
         return _on_ray(
-            inputs, model_dir, output_dir, options, threshold, device, dtype, output_format, backend, deploy
+            inputs,
+            model_dir,
+            output_dir,
+            options,
+            threshold,
+            device,
+            dtype,
+            output_format,
+            backend,
+            deploy,
+            compile_model,
         )
     from ..tasks.detect import detect_files
 
     run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size,
                        device=device, dtype=dtype, output_format=output_format, backend=backend,
-                       deploy=deploy)  # fmt: skip
+                       deploy=deploy, compile_model=compile_model)  # fmt: skip
     total = sum(len(v) for v in run.entries.values())
     resumed = f" ({run.resumed} kept from an interrupted run)" if run.resumed else ""
     click.echo(
@@ -53,7 +66,17 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device:
 
 
 def _on_ray(
-    inputs, model_dir, output, options, threshold, device, dtype, output_format, backend, deploy
+    inputs,
+    model_dir,
+    output,
+    options,
+    threshold,
+    device,
+    dtype,
+    output_format,
+    backend,
+    deploy,
+    compile_model,
 ) -> None:
     from ..distributed.ray_runner import run_image_task_on_ray
     from ..tasks.detect import detection_task
@@ -64,7 +87,9 @@ def _on_ray(
         )
     echo_ray_run(
         run_image_task_on_ray(
-            detection_task(threshold, device, dtype, backend=backend, deploy=deploy),
+            detection_task(
+                threshold, device, dtype, backend=backend, deploy=deploy, compile_model=compile_model
+            ),
             inputs,
             model_dir,
             output,

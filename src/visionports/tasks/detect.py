@@ -35,6 +35,7 @@ def _detector(
     labels: dict[int, str],
     backend: str = "torch",
     deploy: bool = False,
+    compile_model: bool = False,
 ) -> Callable[[Path], Predict]:
     """The loader; it fills ``labels`` with the model's label map (for the COCO categories)."""
 
@@ -47,6 +48,8 @@ def _detector(
         model = place(model, resolve_device(device), resolve_dtype(dtype))
         if deploy:
             model.deploy(channels_last=True)
+        if compile_model:
+            model.forward = torch.compile(model.forward, dynamic=False)  # one graph per input shape
         processor = AutoImageProcessor.from_pretrained(model_dir)
         id2label = model.config.id2label
         labels.update({int(i): str(name) for i, name in id2label.items()})
@@ -88,16 +91,19 @@ def detection_task(
     output_format: str = "visionports",
     backend: str = "torch",
     deploy: bool = False,
+    compile_model: bool = False,
 ) -> ImageTask:
     """``detect`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run.
 
     ``backend="onnxruntime"`` runs DEIMv2 folders in onnxruntime (exported and validated once, cached beside
     the folder; see :mod:`visionports.backends.onnxruntime_deimv2`); ``deploy`` runs the torch model in deploy
-    mode (``Deimv2ForObjectDetection.deploy(channels_last=True)``: BatchNorm folded, RepVGG merged).
+    mode (``Deimv2ForObjectDetection.deploy(channels_last=True)``: BatchNorm folded, RepVGG merged);
+    ``compile_model`` wraps its forward in ``torch.compile`` (the first batch of each size compiles).
     """
-    if deploy and backend != "torch":
+    if (deploy or compile_model) and backend != "torch":
+        option = "--deploy" if deploy else "--compile"
         raise ValueError(
-            "--deploy applies to --backend torch (the onnxruntime graph is fused by onnxruntime)"
+            f"{option} applies to --backend torch (the onnxruntime graph is fused by onnxruntime)"
         )
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -113,11 +119,10 @@ def detection_task(
     settings = {"threshold": threshold, **run_settings(device, dtype)}
     if backend != "torch":
         settings["backend"] = backend
-    if deploy:
-        settings["deploy"] = True
+    settings |= {key: True for key, on in (("deploy", deploy), ("compile", compile_model)) if on}
     return ImageTask(
         name="detect",
-        load=_detector(threshold, device, dtype, labels, backend, deploy),
+        load=_detector(threshold, device, dtype, labels, backend, deploy, compile_model),
         render=draw_detections,
         to_json=lambda detections: [d.to_json() for d in detections],
         manifest="detections.json",
@@ -140,6 +145,7 @@ def detect_files(
     output_format: str = "visionports",
     backend: str = "torch",
     deploy: bool = False,
+    compile_model: bool = False,
 ) -> DetectionRun:
     """Detect objects in image files/folders; write ``<name>.png`` per image and ``detections.json`` (and,
     with ``output_format="coco"``, ``detections.coco.json``: see :mod:`visionports.data.coco_results`).
@@ -147,7 +153,7 @@ def detect_files(
     Every input is checked (readable, non-empty image) before anything is written; the run is resumable and
     its folder locked (see :func:`~visionports.tasks.runner.run_image_task`).
     """
-    task = detection_task(threshold, device, dtype, output_format, backend, deploy)
+    task = detection_task(threshold, device, dtype, output_format, backend, deploy, compile_model)
     run = run_image_task(task, inputs, model_dir, output_dir, batch_size=batch_size, progress=progress)
     return DetectionRun(run.results, run.pictures, run.manifest, run.entries, run.resumed, run.coco)
 
