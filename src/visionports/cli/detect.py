@@ -37,26 +37,15 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device:
            output_dir: str, batch_size: int, output_format: str, backend: str, deploy: bool, compile_model: bool, **ray: Any) -> None:  # fmt: skip
     """Detect objects in IMAGES (files or folders; with --ray also globs, manifest files and URLs); write
     annotated pictures and JSON results."""
+    task_options = {"threshold": threshold, "device": device, "dtype": dtype, "backend": backend, "deploy": deploy,
+                    "compile_model": compile_model}  # fmt: skip
     options = ray_run_options(ctx, ray, batch_size)
     if options is not None:
-        return _on_ray(
-            inputs,
-            model_dir,
-            output_dir,
-            options,
-            threshold,
-            device,
-            dtype,
-            output_format,
-            backend,
-            deploy,
-            compile_model,
-        )
+        return _on_ray(inputs, model_dir, output_dir, options, output_format, task_options)
     from ..tasks.detect import detect_files
 
-    run = detect_files(inputs, model_dir, output_dir, threshold=threshold, batch_size=batch_size,
-                       device=device, dtype=dtype, output_format=output_format, backend=backend,
-                       deploy=deploy, compile_model=compile_model)  # fmt: skip
+    run = detect_files(inputs, model_dir, output_dir, batch_size=batch_size, output_format=output_format,
+                       **task_options)  # fmt: skip
     total = sum(len(v) for v in run.entries.values())
     resumed = f" ({run.resumed} kept from an interrupted run)" if run.resumed else ""
     click.echo(
@@ -65,19 +54,7 @@ def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device:
     )
 
 
-def _on_ray(
-    inputs,
-    model_dir,
-    output,
-    options,
-    threshold,
-    device,
-    dtype,
-    output_format,
-    backend,
-    deploy,
-    compile_model,
-) -> None:
+def _on_ray(inputs, model_dir, output, options, output_format: str, task_options: dict) -> None:
     from ..distributed.ray_runner import run_image_task_on_ray
     from ..tasks.detect import detection_task
 
@@ -85,14 +62,4 @@ def _on_ray(
         raise click.BadParameter(
             "applies to a local run (Ray records carry COCO bbox already)", param_hint="--format"
         )
-    echo_ray_run(
-        run_image_task_on_ray(
-            detection_task(
-                threshold, device, dtype, backend=backend, deploy=deploy, compile_model=compile_model
-            ),
-            inputs,
-            model_dir,
-            output,
-            options,
-        )
-    )
+    echo_ray_run(run_image_task_on_ray(detection_task(**task_options), inputs, model_dir, output, options))

@@ -90,7 +90,6 @@ def run_videos_on_ray(
     """``segment-video`` over many videos on a Ray cluster, one video per shard: ``videos/<name>.mp4`` and its
     results as the shard's record (``input``, ``name``, ``video``, ``results``: the JSON of a local run,
     ``error``, ``task``, ``model``, ``settings``, ``version``). ``settings``: ``segment_video``'s options."""
-    from ..tasks.segment_video import segment_video  # noqa: F401  (fails early when PyAV is missing)
     from ..utils.video import require_av
 
     require_av()

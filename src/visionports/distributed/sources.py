@@ -36,12 +36,10 @@ def expand_inputs(
             found += _manifest(Path(item))
         elif _GLOB.search(item):
             found += _glob(item, suffixes)
-        elif is_url(item) or suffixes is not IMAGE_SUFFIXES and Path(item).is_file():
+        elif is_url(item):
             found.append(item)
-        elif suffixes is IMAGE_SUFFIXES:
-            found += [str(p) for p in collect_image_files([item])]
         else:
-            found += _folder(Path(item), suffixes)
+            found += [str(p) for p in collect_image_files([item], suffixes)]
     if not found:
         raise ImageInputError(f"no input images in {', '.join(map(str, inputs))}")
     return list(dict.fromkeys(found))
@@ -57,15 +55,6 @@ def _manifest(path: Path) -> list[str]:
         return [str(json.loads(line)["path"]) for line in lines]
     except (ValueError, KeyError, TypeError) as err:
         raise ImageInputError(f'{path}: each line must be a JSON object with a "path" ({err})') from err
-
-
-def _folder(folder: Path, suffixes: frozenset[str] | set[str]) -> list[str]:
-    if not folder.is_dir():
-        raise ImageInputError(f"{folder}: no such file or folder")
-    found = sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-    if not found:
-        raise ImageInputError(f"{folder}: holds no files ending in {', '.join(sorted(suffixes))}")
-    return found
 
 
 def _glob(pattern: str, suffixes: frozenset[str] | set[str]) -> list[str]:

@@ -9,7 +9,7 @@ infinities refused. Complex and object arrays are refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,16 +166,18 @@ def as_image_list(images: Any) -> list[Any]:
     return [images]
 
 
-def collect_image_files(inputs: Sequence[str | Path]) -> list[Path]:
-    """Image files named directly or found (non-recursively, sorted) in the given folders."""
+def collect_image_files(
+    inputs: Sequence[str | Path], suffixes: Collection[str] = IMAGE_SUFFIXES
+) -> list[Path]:
+    """Image files (or files with other ``suffixes``) named directly or found (non-recursively, sorted) in the
+    given folders."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
             if not found:
-                raise ImageInputError(
-                    f"{item}: folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
-                )
+                kind = "image files" if suffixes is IMAGE_SUFFIXES else "files"
+                raise ImageInputError(f"{item}: folder holds no {kind} ({', '.join(sorted(suffixes))})")
             files += found
         elif item.is_file():
             files.append(item)
