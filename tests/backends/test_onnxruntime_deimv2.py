@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,9 @@ CHECKPOINT = FIXTURES / "deimv2" / "atto_s0_b1_320" / "checkpoint.pth"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # a module-scoped copy of what the session ``convert`` fixture writes, so cache tests do not share entries
-    out = tmp_path_factory.mktemp("deimv2") / "model"
-    result = CliRunner().invoke(main, ["convert", "deimv2", str(CHECKPOINT), str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def model_dir(convert: Callable[..., Path]) -> Path:
+    # its own folder (``convert`` writes a new one per call), so cache tests do not share entries
+    return convert("deimv2", CHECKPOINT)
 
 
 def _images(folder: Path, count: int = 3) -> list[Path]:

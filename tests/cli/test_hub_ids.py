@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -24,11 +25,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("hub") / "model"
-    result = CliRunner().invoke(main, ["convert", "deimv2", str(CHECKPOINT), str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def converted(convert: Callable[..., Path]) -> Path:
+    return convert("deimv2", CHECKPOINT)
 
 
 @pytest.fixture

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from huggingface_hub import HfApi
 from huggingface_hub.errors import EntryNotFoundError
 from transformers import AutoModelForObjectDetection
 from transformers.utils import hub as transformers_hub
 
 from golden import FIXTURES
-from visionports.cli import main
 from visionports.core.model_card import (
     MARKER_KEY,
     Provenance,
@@ -40,11 +39,8 @@ def front_matter(text: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("card") / "model"
-    result = CliRunner().invoke(main, ["convert", "deimv2", str(CHECKPOINT), str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def converted(convert: Callable[..., Path]) -> Path:
+    return convert("deimv2", CHECKPOINT)
 
 
 @pytest.mark.parametrize("family", all_families(), ids=lambda f: f.name)
