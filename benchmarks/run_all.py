@@ -31,7 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from deimv2_latency import build_pair  # noqa: E402
 
-from visionports.backends import onnxruntime_deimv2 as ortd  # noqa: E402
+from visionports.backends import GRAPH_BACKENDS  # noqa: E402
+
+from visionports.backends.deimv2 import GraphDetector  # noqa: E402
+from visionports.backends.runtimes import open_graph  # noqa: E402
 from visionports.models.deimv2.export_deimv2 import export_onnx  # noqa: E402
 from visionports.models.deimv2.family import make_processor  # noqa: E402
 
@@ -59,19 +62,19 @@ def _compiled(ours: torch.nn.Module) -> Callable[[torch.Tensor], object] | str:
     return _network(compiled)
 
 
-def _ort_session(ours: torch.nn.Module, folder: Path, size: int) -> object:
+def _graph_sessions(ours: torch.nn.Module, folder: Path, size: int) -> dict[str, object]:
     path = export_onnx(ours, folder / "model.onnx", dynamic_batch=True, image_size=(size, size))
-    return ortd._session(path, ["CPUExecutionProvider"])
+    return {backend: open_graph(path, backend, "cpu") for backend in GRAPH_BACKENDS}
 
 
-def _variants(upstream, ours, session, compile_: bool) -> dict[str, Callable | str]:
+def _variants(upstream, ours, sessions, compile_: bool) -> dict[str, Callable | str]:
     return {
         "upstream eager": _network(upstream),
         "eager": _network(ours),
         "deploy()": _network(_deployed(ours, False)),
         "deploy(channels_last)": _network(_deployed(ours, True)),
         "torch.compile": _compiled(ours) if compile_ else "skipped (--no-compile)",
-        "onnxruntime": lambda pixels: ortd._run(session, pixels),
+        **{name: _graph(session) for name, session in sessions.items()},
     }
 
 
@@ -103,9 +106,13 @@ def _print_rows(label: str, variants: dict[str, Callable | str], times: dict[str
         print(_row(label, name, call if isinstance(call, str) else times[name], reference), flush=True)
 
 
-def _end_to_end(upstream, ours, session, repeats: int) -> dict[str, list[float]]:
+def _graph(session) -> Callable[[torch.Tensor], object]:
+    return lambda pixels: session(pixel_values=pixels)
+
+
+def _end_to_end(upstream, ours, sessions, repeats: int) -> dict[str, list[float]]:
     processor = make_processor(ours.config)
-    detector = ortd.OrtDetector(session, processor, dict(ours.config.id2label), Path("."), {})
+    detectors = {name: GraphDetector(s, processor, dict(ours.config.id2label), {}) for name, s in sessions.items()}
     image = Image.new("RGB", (640, 480), (120, 80, 40))
 
     def pipeline(model):
@@ -116,7 +123,7 @@ def _end_to_end(upstream, ours, session, repeats: int) -> dict[str, list[float]]
 
         return run
 
-    calls = {"upstream eager": pipeline(upstream), "eager": pipeline(ours), "onnxruntime": detector}
+    calls = {"upstream eager": pipeline(upstream), "eager": pipeline(ours), **detectors}
     return _time_interleaved(calls, [image], repeats)
 
 
@@ -125,13 +132,13 @@ def bench_size(preset: str, repeats: int, e2e: bool, compile_: bool) -> None:
     upstream, ours = build_pair(preset)
     pixels = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as folder:
-        session = _ort_session(ours, Path(folder), size)
-        variants = _variants(upstream, ours, session, compile_)
+        sessions = _graph_sessions(ours, Path(folder), size)
+        variants = _variants(upstream, ours, sessions, compile_)
         runnable = {name: call for name, call in variants.items() if not isinstance(call, str)}
         times = _time_interleaved(runnable, pixels, repeats)
         _print_rows(f"{preset}@{size} network", variants, times)
         if e2e:
-            e2e_times = _end_to_end(upstream, ours, session, repeats)
+            e2e_times = _end_to_end(upstream, ours, sessions, repeats)
             _print_rows(f"{preset}@{size} end-to-end", dict.fromkeys(e2e_times, None), e2e_times)
 
 
@@ -147,7 +154,7 @@ def main() -> None:
     parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end rows (Atto only)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (its compile is slow)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)  # ortd._session reads this for intra_op_num_threads
+    torch.set_num_threads(args.threads)  # open_graph reads this for both runtimes' threads
     print(
         f"DEIMv2 CPU latency, batch 1, float32, torch {torch.__version__}, {args.threads} thread(s), "
         f"{args.repeats} interleaved repeats after {WARMUP} warm-up. Network only (pixel_values -> raw "

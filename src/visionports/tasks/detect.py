@@ -40,8 +40,8 @@ def _detector(
     """The loader; it fills ``labels`` with the model's label map (for the COCO categories)."""
 
     def load(model_dir: Path) -> Predict:
-        if backend == "onnxruntime":
-            return _ort_predict(model_dir, threshold, device, dtype, labels)
+        if backend != "torch":
+            return _graph_predict(model_dir, backend, threshold, device, dtype, labels)
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
         model = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
@@ -66,13 +66,13 @@ def _detector(
     return load
 
 
-def _ort_predict(
-    model_dir: Path, threshold: float, device: str | None, dtype: str | None, labels: dict[int, str]
+def _graph_predict(
+    model_dir: Path, backend: str, threshold: float, device: str | None, dtype: str | None, labels: dict[int, str]
 ) -> Predict:
-    """The onnxruntime predictor (:mod:`visionports.backends.onnxruntime_deimv2`)."""
-    from ..backends.onnxruntime_deimv2 import load_detector
+    """The onnxruntime / OpenVINO predictor (:mod:`visionports.backends.deimv2`)."""
+    from ..backends.deimv2 import load_detector
 
-    detector = load_detector(model_dir, device, dtype)
+    detector = load_detector(model_dir, backend, device, dtype)
     labels.update(detector.id2label)
     return lambda images: detector(images, threshold)
 
@@ -95,15 +95,15 @@ def detection_task(
 ) -> ImageTask:
     """``detect`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run.
 
-    ``backend="onnxruntime"`` runs DEIMv2 folders in onnxruntime (exported and validated once, cached beside
-    the folder; see :mod:`visionports.backends.onnxruntime_deimv2`); ``deploy`` runs the torch model in deploy
+    ``backend="onnxruntime"`` or ``"openvino"`` runs DEIMv2 folders in that runtime (exported and validated
+    once, cached beside the folder; see :mod:`visionports.backends.deimv2`); ``deploy`` runs the torch model in deploy
     mode (``Deimv2ForObjectDetection.deploy(channels_last=True)``: BatchNorm folded, RepVGG merged);
     ``compile_model`` wraps its forward in ``torch.compile`` (the first batch of each size compiles).
     """
     if (deploy or compile_model) and backend != "torch":
         option = "--deploy" if deploy else "--compile"
         raise ValueError(
-            f"{option} applies to --backend torch (the onnxruntime graph is fused by onnxruntime)"
+            f"{option} applies to --backend torch (the {backend} graph is fused by {backend})"
         )
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -112,9 +112,9 @@ def detection_task(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend != "torch":
-        from ..backends.onnxruntime_deimv2 import providers
+        from ..backends.runtimes import check_backend
 
-        providers(device, dtype)  # refuse an unserved device/dtype (or a missing onnxruntime) before any work
+        check_backend(backend, device, dtype)  # refuse an unserved device/dtype (or a missing onnxruntime) before any work
     labels: dict[int, str] = {}
     settings = {"threshold": threshold, **run_settings(device, dtype)}
     if backend != "torch":

@@ -1,7 +1,9 @@
-"""``--backend onnxruntime`` for DEIMv2: same detections as torch, a cache built once, validated, keyed on content."""
+"""``--backend onnxruntime|openvino`` for DEIMv2: same detections as torch, a cache built once, validated, keyed on
+content."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Callable
@@ -13,12 +15,18 @@ from click.testing import CliRunner
 from PIL import Image
 
 from golden import FIXTURES
-from visionports.backends import onnxruntime_deimv2 as ortd
+from visionports.backends import deimv2 as graphs
+from visionports.backends import runtimes
 from visionports.backends.cache import cache_key, cache_root
+from visionports.backends.validation import GraphValidationError
 from visionports.cli import main
+from visionports.core.errors import MissingExtraError
 
-pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
+BACKENDS = [
+    pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"no {name}"))
+    for name in ("onnxruntime", "openvino")
+]
 
 CHECKPOINT = FIXTURES / "deimv2" / "atto_s0_b1_320" / "checkpoint.pth"
 
@@ -52,13 +60,19 @@ def _entries(model: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
 
 
-def test_same_detections_as_torch_and_cache_reused(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_detections_as_torch_and_cache_reused(
+    backend: str, model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     images = _images(tmp_path / "in")
     eager = _detect(model_dir, images, tmp_path / "torch")
-    ort = _detect(model_dir, images, tmp_path / "ort", "--backend", "onnxruntime")
-    (entry,) = _entries(model_dir)
+    before = set(_entries(model_dir))
+    ort = _detect(model_dir, images, tmp_path / "ort", "--backend", backend)
+    assert ort["backend"] == backend
+    (entry,) = set(_entries(model_dir)) - before  # one entry per backend
     figures = json.loads((entry / "validation.json").read_text())
-    assert figures["logits_max_abs_diff"] <= ortd.LOGITS_TOLERANCE
+    assert figures["backend"] == backend
+    assert figures["logits_max_abs_diff"] <= graphs.TOLERANCES["logits"]
     eager_rows, ort_rows = _rows(eager), _rows(ort)
     assert eager_rows.keys() == ort_rows.keys() and len(eager_rows) == len(images)
     for key, want in eager_rows.items():
@@ -71,15 +85,15 @@ def test_same_detections_as_torch_and_cache_reused(model_dir: Path, tmp_path: Pa
         # measured up to ~7e-4 x side on these random-weight models' near-degenerate boxes
         side = max(Image.open(next(p for p in images if p.name == key)).size)
         assert np.allclose(
-            [d["box"] for d in got], [d["box"] for d in want], atol=ortd.BOXES_TOLERANCE * side + 0.01
+            [d["box"] for d in got], [d["box"] for d in want], atol=graphs.TOLERANCES["pred_boxes"] * side + 0.01
         )
 
     # reuse: no export, no validation on a second load
     mtime = (entry / "model.onnx").stat().st_mtime_ns
     monkeypatch.setattr("visionports.models.deimv2.export_deimv2.export_onnx", _fail)
-    monkeypatch.setattr(ortd, "validate", _fail)
-    _detect(model_dir, images[:1], tmp_path / "ort2", "--backend", "onnxruntime")
-    assert _entries(model_dir) == [entry] and (entry / "model.onnx").stat().st_mtime_ns == mtime
+    monkeypatch.setattr(graphs, "validate", _fail)
+    _detect(model_dir, images[:1], tmp_path / "ort2", "--backend", backend)
+    assert set(_entries(model_dir)) - before == {entry} and (entry / "model.onnx").stat().st_mtime_ns == mtime
 
 
 def _rows(manifest: dict) -> dict[str, list[dict]]:
@@ -115,9 +129,9 @@ def test_validation_failure_is_refused(model_dir: Path, tmp_path: Path, monkeypa
 
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
-    monkeypatch.setattr(ortd, "LOGITS_TOLERANCE", 1e-9)
-    with pytest.raises(ortd.OnnxValidationError, match=r"max \|diff\| logits [0-9.e-]+ \(tolerance 1e-09\)"):
-        ortd.load_detector(copy)
+    monkeypatch.setitem(graphs.TOLERANCES, "logits", 1e-9)
+    with pytest.raises(GraphValidationError, match=r"max \|diff\| logits [0-9.e-]+ \(tolerance 1e-09\)"):
+        graphs.load_detector(copy)
     assert _entries(copy) == []  # nothing cached from a refused export
     result = CliRunner().invoke(main, ["detect", *map(str, _images(tmp_path / "in", 1)), "--model", str(copy),
                                        "--output", str(tmp_path / "out"), "--backend", "onnxruntime"])  # fmt: skip
@@ -140,14 +154,24 @@ def test_cuda_without_its_provider_is_refused(monkeypatch) -> None:
     import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    with pytest.raises(ortd.BackendOptionError, match="no CUDAExecutionProvider"):
-        ortd.providers("cuda", "float32")
-    assert ortd.providers("auto", "float32") == ["CPUExecutionProvider"]
+    with pytest.raises(runtimes.BackendOptionError, match="no CUDAExecutionProvider"):
+        runtimes.check_backend("onnxruntime", "cuda", "float32")
+    assert runtimes.check_backend("onnxruntime", "auto", "float32").type == "cpu"
+
+
+def test_openvino_serves_the_cpu_only() -> None:
+    pytest.importorskip("openvino")
+    assert runtimes.check_backend("openvino", "auto", "float32").type == "cpu"
+    with pytest.raises(runtimes.BackendOptionError, match="use cpu"):
+        runtimes.check_backend("openvino", "mps", "float32")
 
 
 def test_missing_onnxruntime_names_the_extra(monkeypatch) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(ortd.MissingExtraError, match=r"pip install 'visionports\[export\]'"):
-        ortd.providers("cpu", "float32")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'visionports\[export\]'"):
+        runtimes.check_backend("onnxruntime", "cpu", "float32")
+    with pytest.raises(MissingExtraError, match=r"pip install 'visionports\[openvino\]'"):
+        runtimes.check_backend("openvino", "cpu", "float32")

@@ -1,0 +1,122 @@
+"""DEIMv2 on an ONNX runtime: export once into a cache beside the model folder, validate, then reuse.
+
+``load_detector(model_dir, backend)`` returns a :class:`GraphDetector`; calling it on PIL images gives the
+same detections as the eager model (same image processor before, same ``post_process_object_detection``
+after; only the network runs in the runtime). The first load exports the raw graph (``logits`` /
+``pred_boxes``, dynamic batch) with :func:`~visionports.models.deimv2.export_deimv2.export_onnx`, checks it
+against the eager model on a fixed random image and records the differences in ``validation.json``; later
+loads of the same folder content and settings reuse it without exporting or validating again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..core.errors import ModelFolderError
+from ..tasks.detect import _detections
+from ..utils.drawing import Detection
+from .runtimes import GraphSession, check_backend, open_graph
+from .validation import compare, validated_graphs, validation_figures
+
+# Refusal bounds of the validation (max abs difference, graph - eager float32, golden input). Measured on the
+# golden Atto and DINOv3-S checkpoints (docs/models/deimv2.md): up to 1.4e-3 on logits (O(4)) and 1.6e-4 on
+# normalised boxes — float32 round-off, below eager float32's own distance to float64. These are the bounds
+# tests/models/deimv2/test_export_deimv2.py holds the export to: ~3.5x and ~6x the measured figures, far
+# below what a wrong graph gives (O(1)).
+TOLERANCES = {"logits": 5e-3, "pred_boxes": 1e-3}
+GOLDEN_SEED = 0
+
+
+def golden_image(height: int, width: int, seed: int = GOLDEN_SEED) -> Image.Image:
+    """A deterministic random RGB image (the validation input)."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
+    return Image.fromarray(pixels.numpy(), "RGB")
+
+
+def validate(session: GraphSession, model: Any, processor: Any, backend: str) -> dict[str, float]:
+    """Max abs differences graph - eager on the golden image; raises beyond :data:`TOLERANCES`."""
+    size = processor.size
+    pixels = processor(golden_image(size["height"], size["width"]), return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        eager = model(pixel_values=pixels)
+    want = {"logits": eager.logits, "pred_boxes": eager.pred_boxes}
+    return compare(session(pixel_values=pixels), want, TOLERANCES, f"the {backend} graph")
+
+
+def _check_family(model_dir: Path, backend: str) -> None:
+    from ..models.deimv2.configuration_deimv2 import Deimv2Config
+
+    config = model_dir / "config.json"
+    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    if model_type != Deimv2Config.model_type:
+        raise ModelFolderError(
+            f"--backend {backend} serves DEIMv2 folders for detect; {model_dir} holds model_type {model_type!r}"
+        )
+
+
+def _entry(model_dir: Path, backend: str, processor: Any) -> Path:
+    size = processor.size
+    image_size = (size["height"], size["width"])
+    settings = {"family": "deimv2", "graph": "raw-dynamic-batch", "input_size": list(image_size), "dtype": "float32"}
+    model: dict[str, Any] = {}
+
+    def export(folder: Path) -> dict[str, Path]:
+        from transformers import AutoModelForObjectDetection
+
+        from ..models.deimv2.export_deimv2 import export_onnx
+
+        model["eager"] = AutoModelForObjectDetection.from_pretrained(model_dir).eval()
+        path = export_onnx(model["eager"], folder / "model.onnx", dynamic_batch=True, image_size=image_size)
+        return {"model": path}
+
+    return validated_graphs(
+        model_dir, backend, settings, export, lambda s: validate(s["model"], model["eager"], processor, backend)
+    )
+
+
+@dataclass
+class GraphDetector:
+    """A DEIMv2 detector running in an ONNX runtime; ``detector(images, threshold)`` -> detections per image."""
+
+    session: GraphSession
+    processor: Any
+    id2label: dict[int, str]
+    validation: dict[str, Any]
+
+    def raw(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        """``logits`` and ``pred_boxes`` for ``images`` (preprocessed by the saved image processor)."""
+        pixels = self.processor(images, return_tensors="pt")["pixel_values"].float()
+        return self.session(pixel_values=pixels)
+
+    def __call__(self, images: list[Image.Image], threshold: float = 0.5) -> list[list[Detection]]:
+        outputs = self.raw(images)
+        sizes = [(im.height, im.width) for im in images]
+        found = self.processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)
+        return [_detections(det, self.id2label) for det in found]
+
+
+def load_detector(
+    model_dir: str | Path,
+    backend: str = "onnxruntime",
+    device: str | None = "cpu",
+    dtype: str | None = "float32",
+) -> GraphDetector:
+    """The ``backend`` (onnxruntime / openvino) detector of a converted DEIMv2 folder, exported and validated
+    on first use."""
+    from transformers import AutoConfig, AutoImageProcessor
+
+    model_dir = Path(model_dir)
+    where = check_backend(backend, device, dtype)
+    _check_family(model_dir, backend)
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    entry = _entry(model_dir, backend, processor)
+    id2label = {int(i): str(n) for i, n in AutoConfig.from_pretrained(model_dir).id2label.items()}
+    session = open_graph(entry / "model.onnx", backend, where)
+    return GraphDetector(session, processor, id2label, validation_figures(entry))
