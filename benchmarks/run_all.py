@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deimv2_latency import build_pair  # noqa: E402
 
 from visionports.backends import GRAPH_BACKENDS  # noqa: E402
-
 from visionports.backends.deimv2 import GraphDetector  # noqa: E402
 from visionports.backends.runtimes import open_graph  # noqa: E402
 from visionports.models.deimv2.export_deimv2 import export_onnx  # noqa: E402
@@ -112,7 +111,9 @@ def _graph(session) -> Callable[[torch.Tensor], object]:
 
 def _end_to_end(upstream, ours, sessions, repeats: int) -> dict[str, list[float]]:
     processor = make_processor(ours.config)
-    detectors = {name: GraphDetector(s, processor, dict(ours.config.id2label), {}) for name, s in sessions.items()}
+    detectors = {
+        name: GraphDetector(s, processor, dict(ours.config.id2label), {}) for name, s in sessions.items()
+    }
     image = Image.new("RGB", (640, 480), (120, 80, 40))
 
     def pipeline(model):

@@ -36,7 +36,9 @@ class Row:
         return f"| {self.family} | {self.case} | {self.backend} | {low:.1f} | {mid:.1f} | {ratio:.2f} | {self.reference} |"
 
 
-HEADER = "| family | case | backend | min ms | median ms | ratio | ÷ median of |\n|---|---|---|---|---|---|---|"
+HEADER = (
+    "| family | case | backend | min ms | median ms | ratio | ÷ median of |\n|---|---|---|---|---|---|---|"
+)
 
 
 def time_interleaved(

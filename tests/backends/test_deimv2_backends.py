@@ -85,7 +85,9 @@ def test_same_detections_as_torch_and_cache_reused(
         # measured up to ~7e-4 x side on these random-weight models' near-degenerate boxes
         side = max(Image.open(next(p for p in images if p.name == key)).size)
         assert np.allclose(
-            [d["box"] for d in got], [d["box"] for d in want], atol=graphs.TOLERANCES["pred_boxes"] * side + 0.01
+            [d["box"] for d in got],
+            [d["box"] for d in want],
+            atol=graphs.TOLERANCES["pred_boxes"] * side + 0.01,
         )
 
     # reuse: no export, no validation on a second load

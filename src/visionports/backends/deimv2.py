@@ -64,7 +64,12 @@ def _check_family(model_dir: Path, backend: str) -> None:
 def _entry(model_dir: Path, backend: str, processor: Any) -> Path:
     size = processor.size
     image_size = (size["height"], size["width"])
-    settings = {"family": "deimv2", "graph": "raw-dynamic-batch", "input_size": list(image_size), "dtype": "float32"}
+    settings = {
+        "family": "deimv2",
+        "graph": "raw-dynamic-batch",
+        "input_size": list(image_size),
+        "dtype": "float32",
+    }
     model: dict[str, Any] = {}
 
     def export(folder: Path) -> dict[str, Path]:
@@ -77,7 +82,11 @@ def _entry(model_dir: Path, backend: str, processor: Any) -> Path:
         return {"model": path}
 
     return validated_graphs(
-        model_dir, backend, settings, export, lambda s: validate(s["model"], model["eager"], processor, backend)
+        model_dir,
+        backend,
+        settings,
+        export,
+        lambda s: validate(s["model"], model["eager"], processor, backend),
     )
 
 

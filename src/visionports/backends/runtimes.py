@@ -54,7 +54,9 @@ def runtime_version(backend: str) -> str:
 def check_backend(backend: str, device: str | None, dtype: str | None) -> torch.device:
     """The device ``backend`` runs on; refuses what it cannot serve (before any model is loaded)."""
     if backend not in GRAPH_BACKENDS:
-        raise BackendOptionError(f"--backend: expected one of torch, {', '.join(GRAPH_BACKENDS)}, got {backend!r}")
+        raise BackendOptionError(
+            f"--backend: expected one of torch, {', '.join(GRAPH_BACKENDS)}, got {backend!r}"
+        )
     module = _module(backend)
     if resolve_dtype(dtype) != torch.float32:
         raise BackendOptionError(
@@ -99,7 +101,9 @@ class GraphSession:
         else:
             result = self.runner.infer(feed)
             values = [result[name] for name in self.output_names]
-        return {name: torch.from_numpy(np.asarray(v)) for name, v in zip(self.output_names, values, strict=True)}
+        return {
+            name: torch.from_numpy(np.asarray(v)) for name, v in zip(self.output_names, values, strict=True)
+        }
 
 
 def _numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -124,7 +128,11 @@ def open_graph(path: str | Path, backend: str, device: str | torch.device | None
         names = tuple(output.name for output in session.get_outputs())
         return GraphSession(path, backend, where, session, names)
     ov = _module(backend)
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    config = {
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+    }
     compiled = ov.Core().compile_model(str(path), "CPU", config)
     names = tuple(output.get_any_name() for output in compiled.outputs)
     return GraphSession(path, backend, where, compiled.create_infer_request(), names)

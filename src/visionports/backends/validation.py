@@ -22,7 +22,10 @@ class GraphValidationError(VisionportsError, RuntimeError):
 
 
 def compare(
-    got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor], tolerances: Mapping[str, float], what: str
+    got: Mapping[str, torch.Tensor],
+    want: Mapping[str, torch.Tensor],
+    tolerances: Mapping[str, float],
+    what: str,
 ) -> dict[str, float]:
     """``{"<name>_max_abs_diff": ..., "<name>_tolerance": ...}`` per output; raises beyond a tolerance.
 
@@ -60,7 +63,11 @@ def validated_graphs(
     """
     from ..tasks.runner import package_version
 
-    versions = {backend: runtime_version(backend), "torch": torch.__version__, "visionports": package_version()}
+    versions = {
+        backend: runtime_version(backend),
+        "torch": torch.__version__,
+        "visionports": package_version(),
+    }
     keyed = {**settings, "backend": backend, **versions}
 
     def build(folder: Path) -> None:

@@ -67,7 +67,12 @@ def _detector(
 
 
 def _graph_predict(
-    model_dir: Path, backend: str, threshold: float, device: str | None, dtype: str | None, labels: dict[int, str]
+    model_dir: Path,
+    backend: str,
+    threshold: float,
+    device: str | None,
+    dtype: str | None,
+    labels: dict[int, str],
 ) -> Predict:
     """The onnxruntime / OpenVINO predictor (:mod:`visionports.backends.deimv2`)."""
     from ..backends.deimv2 import load_detector
@@ -102,9 +107,7 @@ def detection_task(
     """
     if (deploy or compile_model) and backend != "torch":
         option = "--deploy" if deploy else "--compile"
-        raise ValueError(
-            f"{option} applies to --backend torch (the {backend} graph is fused by {backend})"
-        )
+        raise ValueError(f"{option} applies to --backend torch (the {backend} graph is fused by {backend})")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if output_format not in FORMATS:
@@ -114,7 +117,9 @@ def detection_task(
     if backend != "torch":
         from ..backends.runtimes import check_backend
 
-        check_backend(backend, device, dtype)  # refuse an unserved device/dtype (or a missing onnxruntime) before any work
+        check_backend(
+            backend, device, dtype
+        )  # refuse an unserved device/dtype (or a missing onnxruntime) before any work
     labels: dict[int, str] = {}
     settings = {"threshold": threshold, **run_settings(device, dtype)}
     if backend != "torch":
