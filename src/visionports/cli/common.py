@@ -130,6 +130,22 @@ def device_options(command: Callable) -> Callable:
                         help="Where the model runs; auto: CUDA, else MPS, else the CPU.")(command)  # fmt: skip
 
 
+def speed_options(command: Callable) -> Callable:
+    """``--backend``, ``--deploy`` and ``--compile`` (passed on as ``backend`` / ``deploy`` / ``compile_model``)
+    for every verb that runs a model; the task checks the combination (:func:`visionports.backends.speed_settings`)."""
+    from ..backends import BACKENDS
+
+    command = click.option("--compile", "compile_model", is_flag=True,
+                           help="torch backend: torch.compile the model (the first call of each input shape compiles; "
+                           "the family's docs page says when it pays).")(command)  # fmt: skip
+    command = click.option("--deploy", is_flag=True, help="torch backend: deploy mode (branches merged, BatchNorm "
+                           "folded, fastest kernels; same results within float32 tolerance).")(command)  # fmt: skip
+    return click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+                        help="onnxruntime / openvino (float32): export once, validate against torch, cache beside the "
+                        "model folder, then run the graph (pip install 'visionports[export]' / "
+                        "'visionports[openvino]').")(command)  # fmt: skip
+
+
 class FrameRate(click.ParamType):
     """A positive frame rate, exact: ``25``, ``29.97`` or ``30000/1001``."""
 

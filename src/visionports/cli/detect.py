@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from ..backends import BACKENDS
-from .common import device_options, model_option
+from .common import device_options, model_option, speed_options
 from .distributed import echo_ray_run, ray_options, ray_run_options
 
 
@@ -24,14 +23,7 @@ from .distributed import echo_ray_run, ray_options, ray_run_options
 @click.option("--format", "output_format", type=click.Choice(["visionports", "coco"]), default="visionports",
               show_default=True, help="coco: also write detections.coco.json (COCO results: images, categories, "
               "annotations; see docs/results.md).")  # fmt: skip
-@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-              help="onnxruntime / openvino (DEIMv2, float32): export once, validate against torch, cache beside "
-              "the model folder, then run the graph (pip install 'visionports[export]' / '[openvino]').")  # fmt: skip
-@click.option("--deploy", is_flag=True, help="torch backend: deploy mode (BatchNorm folded, RepVGG merged, "
-              "channels_last; same detections within float32 tolerance).")  # fmt: skip
-@click.option("--compile", "compile_model", is_flag=True,
-              help="torch backend: torch.compile the model (each new batch size compiles first; see the benchmark "
-                   "in docs/models/deimv2.md for when it pays).")  # fmt: skip
+@speed_options
 @ray_options
 @click.pass_context
 def detect(ctx: click.Context, inputs: tuple[str, ...], model_dir: Path, device: str, dtype: str, threshold: float,

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..backends import BACKENDS
+from ..backends import speed_settings
 from ..core.devices import place, resolve_device, resolve_dtype, run_settings, to_model
 from ..data.coco_results import detection_results
 from ..utils.drawing import Detection, draw_detections
@@ -101,30 +101,17 @@ def detection_task(
     """``detect`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run.
 
     ``backend="onnxruntime"`` or ``"openvino"`` runs DEIMv2 folders in that runtime (exported and validated
-    once, cached beside the folder; see :mod:`visionports.backends.deimv2`); ``deploy`` runs the torch model in deploy
-    mode (``Deimv2ForObjectDetection.deploy(channels_last=True)``: BatchNorm folded, RepVGG merged);
+    once, cached beside the folder; see :mod:`visionports.backends.deimv2`); ``deploy`` runs the torch model in
+    deploy mode (``Deimv2ForObjectDetection.deploy(channels_last=True)``: BatchNorm folded, RepVGG merged);
     ``compile_model`` wraps its forward in ``torch.compile`` (the first batch of each size compiles).
     """
-    if (deploy or compile_model) and backend != "torch":
-        option = "--deploy" if deploy else "--compile"
-        raise ValueError(f"{option} applies to --backend torch (the {backend} graph is fused by {backend})")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if output_format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend != "torch":
-        from ..backends.runtimes import check_backend
-
-        check_backend(
-            backend, device, dtype
-        )  # refuse an unserved device/dtype (or a missing onnxruntime) before any work
+    speed = speed_settings(backend, deploy, compile_model, device, dtype)  # refused before any work
     labels: dict[int, str] = {}
-    settings = {"threshold": threshold, **run_settings(device, dtype)}
-    if backend != "torch":
-        settings["backend"] = backend
-    settings |= {key: True for key, on in (("deploy", deploy), ("compile", compile_model)) if on}
+    settings = {"threshold": threshold, **run_settings(device, dtype), **speed}
     return ImageTask(
         name="detect",
         load=_detector(threshold, device, dtype, labels, backend, deploy, compile_model),
