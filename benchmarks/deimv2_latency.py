@@ -112,12 +112,11 @@ def end_to_end_rows(preset: str, upstream, ours, graphs, repeats: int) -> list[R
     )
     deployed = copy.deepcopy(ours).deploy(channels_last=True)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8))
-    labels = dict(ours.config.id2label)
     variants = {
         "upstream eager": _pipeline(theirs, _network(upstream)),
         "eager": _pipeline(processor, _network(ours)),
         "deploy(channels_last)": _pipeline(processor, _network(deployed)),
-        **{name: GraphDetector(s, processor, labels, {}) for name, s in graphs.items()},
+        **{name: GraphDetector(s, processor, ours.config, {}) for name, s in graphs.items()},
     }
     return rows(FAMILY, f"{preset}@{size} end-to-end b1", variants, [image], repeats)
 

@@ -177,3 +177,20 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch) -> None:
         runtimes.check_backend("onnxruntime", "cpu", "float32")
     with pytest.raises(MissingExtraError, match=r"pip install 'visionports\[openvino\]'"):
         runtimes.check_backend("openvino", "cpu", "float32")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pipeline_on_the_graph_equals_the_eager_pipeline(
+    backend: str, model_dir: Path, tmp_path: Path
+) -> None:
+    from transformers import pipeline
+
+    (path,) = _images(tmp_path / "in", 1)
+    image = Image.open(path)
+    eager = pipeline("object-detection", model=str(model_dir))(image, threshold=0.0)[:20]
+    graph = graphs.load_detector(model_dir, backend).pipeline()(image, threshold=0.0)[:20]
+    assert [d["label"] for d in graph] == [d["label"] for d in eager]
+    assert np.allclose([d["score"] for d in graph], [d["score"] for d in eager], atol=1e-4)
+    boxes = [[d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for d in (*graph, *eager)]
+    bound = graphs.TOLERANCES["pred_boxes"] * max(image.size) + 1  # the pipeline rounds boxes to pixels
+    assert np.abs(np.array(boxes[: len(graph)]) - np.array(boxes[len(graph) :])).max() <= bound

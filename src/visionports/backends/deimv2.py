@@ -17,8 +17,11 @@ from typing import Any
 
 import torch
 from PIL import Image
+from transformers import PreTrainedModel
 
 from ..core.errors import ModelFolderError
+from ..models.deimv2.configuration_deimv2 import Deimv2Config
+from ..models.deimv2.modeling_deimv2 import Deimv2ObjectDetectionOutput
 from ..tasks.detect import _detections
 from ..utils.drawing import Detection
 from .runtimes import GraphSession, check_backend, open_graph
@@ -51,8 +54,6 @@ def validate(session: GraphSession, model: Any, processor: Any, backend: str) ->
 
 
 def _check_family(model_dir: Path, backend: str) -> None:
-    from ..models.deimv2.configuration_deimv2 import Deimv2Config
-
     config = model_dir / "config.json"
     model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
     if model_type != Deimv2Config.model_type:
@@ -96,8 +97,12 @@ class GraphDetector:
 
     session: GraphSession
     processor: Any
-    id2label: dict[int, str]
+    config: Deimv2Config
     validation: dict[str, Any]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {int(i): str(name) for i, name in self.config.id2label.items()}
 
     def raw(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
         """``logits`` and ``pred_boxes`` for ``images`` (preprocessed by the saved image processor)."""
@@ -109,6 +114,37 @@ class GraphDetector:
         sizes = [(im.height, im.width) for im in images]
         found = self.processor.post_process_object_detection(outputs, threshold=threshold, target_sizes=sizes)
         return [_detections(det, self.id2label) for det in found]
+
+    def pipeline(self, **kwargs: Any) -> Any:
+        """A transformers ``object-detection`` pipeline whose network is this graph (``kwargs`` go to
+        :func:`transformers.pipeline`); its results equal the eager pipeline's within the validation bounds."""
+        from transformers import pipeline
+        from transformers.utils import logging
+
+        model = Deimv2GraphForObjectDetection(self.config, self.session).eval()
+        verbosity = logging.get_verbosity()
+        logging.set_verbosity_error()  # its "model ... is not supported" check knows registered classes only
+        try:
+            return pipeline("object-detection", model=model, image_processor=self.processor, **kwargs)
+        finally:
+            logging.set_verbosity(verbosity)
+
+
+class Deimv2GraphForObjectDetection(PreTrainedModel):
+    """A ``PreTrainedModel`` whose forward runs a graph session: what transformers' pipelines expect."""
+
+    config_class = Deimv2Config
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: Deimv2Config, session: GraphSession | None = None) -> None:
+        super().__init__(config)
+        self.session = session
+        self.placeholder = torch.nn.Parameter(torch.empty(0), requires_grad=False)  # device / dtype probes
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor, **unused: Any) -> Deimv2ObjectDetectionOutput:
+        out = self.session(pixel_values=pixel_values.float())
+        return Deimv2ObjectDetectionOutput(logits=out["logits"], pred_boxes=out["pred_boxes"])
 
 
 def load_detector(
@@ -126,6 +162,5 @@ def load_detector(
     _check_family(model_dir, backend)
     processor = AutoImageProcessor.from_pretrained(model_dir)
     entry = _entry(model_dir, backend, processor)
-    id2label = {int(i): str(n) for i, n in AutoConfig.from_pretrained(model_dir).id2label.items()}
     session = open_graph(entry / "model.onnx", backend, where)
-    return GraphDetector(session, processor, id2label, validation_figures(entry))
+    return GraphDetector(session, processor, AutoConfig.from_pretrained(model_dir), validation_figures(entry))
