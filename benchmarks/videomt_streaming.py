@@ -4,17 +4,26 @@ Run: ``python benchmarks/videomt_streaming.py [--size 224] [--lengths 8 32 128]`
 ViT-S/16 VidEoMT, 200 queries, 40 classes) in both; upstream only takes its square training size, so frames
 are ``size`` x ``size``. Per-frame latency is the median over frames; peak memory is the peak resident set of
 a fresh process that runs the whole video. Ratios are upstream / ours (above 1: we are faster / leaner).
+
+``table(repeats, quick)`` (``benchmarks/run_all.py``, or ``--table`` here at 1 thread) gives the latency rows of
+every backend: ms per frame of a ``size`` x ``size`` video streamed one frame per call with the state carried
+(upstream: its whole-clip call divided by the frames, as above), ours eager, ``deploy()``, ``torch.compile``
+and the single-step graph in onnxruntime and OpenVINO (with its max |mask logits - eager| over the video).
+Ratio = ours / upstream median (below 1: we are faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +31,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "models" / "videomt"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import Row, attempt, rows  # noqa: E402
+
+FAMILY = "VidEoMT"
 
 
 def build(size: int):
@@ -63,14 +77,107 @@ def child(mode: str, frames: int, size: int) -> None:
     print(json.dumps({"ms_per_frame": 1000 * per_frame, "peak_mb": peak_mb}))
 
 
+def _streamed(
+    step: Callable[[torch.Tensor, object], tuple[object, object]],
+) -> Callable[[torch.Tensor], object]:
+    """A whole video ``[1, T, 3, H, W]`` streamed one frame per call, ``step(frame, state) -> (out, state)``."""
+
+    def run(video: torch.Tensor) -> object:
+        state = out = None
+        for t in range(video.shape[1]):
+            out, state = step(video[:, t], state)
+        return out
+
+    return run
+
+
+def _torch_step(model: Callable) -> Callable[[torch.Tensor, object], tuple[object, object]]:
+    def step(frame: torch.Tensor, state: object) -> tuple[object, object]:
+        out = model(frame, state=state)
+        return out, out.state
+
+    return step
+
+
+def _graph_step(session: Callable, initial: torch.Tensor) -> Callable[[torch.Tensor, object], tuple]:
+    def step(frame: torch.Tensor, queries: torch.Tensor | None) -> tuple[object, torch.Tensor]:
+        out = session(pixel_values=frame, queries=initial if queries is None else queries)
+        return out, out["next_queries"]
+
+    return step
+
+
+def _graph_variants(ours, video: torch.Tensor, folder: Path, size: int) -> dict[str, Callable | str]:
+    """The step graph in each runtime, named with its max |mask logits - eager| over ``video``."""
+    from visionports.backends import GRAPH_BACKENDS
+    from visionports.backends.runtimes import open_graph
+    from visionports.models.videomt.export_videomt import export_step_onnx, initial_queries
+
+    path = export_step_onnx(ours, folder / "step.onnx", (size, size))
+    with torch.inference_mode():
+        want = ours(video).masks_queries_logits[0]
+    variants: dict[str, Callable | str] = {}
+    for name in GRAPH_BACKENDS:
+        step = _graph_step(open_graph(path, name, "cpu"), initial_queries(ours))
+        masks, state = [], None
+        for t in range(video.shape[1]):
+            out, state = step(video[:, t], state)
+            masks.append(out["masks_queries_logits"][0])
+        drift = float((torch.stack(masks) - want).abs().max())
+        variants[f"{name} (max Δmasks {drift:.1e})"] = _streamed(step)
+    return variants
+
+
+def _per_frame(found: list[Row], frames: int) -> list[Row]:
+    """Rows timed per video, in ms per frame (ratios unchanged)."""
+    for row in found:
+        if not isinstance(row.times, str):
+            row.times = [ms / frames for ms in row.times]
+        row.reference_ms /= frames
+    return found
+
+
+def table(repeats: int, quick: bool, size: int = 224) -> list[Row]:
+    """Per-frame streaming latency rows of the DINOv2 ViT-S/16 VidEoMT (``quick``: an 8-frame video, else 32)."""
+    from visionports.models.videomt.deploy_videomt import compile_streaming
+
+    frames = 8 if quick else 32
+    ours, upstream = build(size)
+    video = torch.randn(1, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
+    first = video[:, :1]
+    variants: dict[str, Callable | str] = {
+        "upstream eager (clip / T)": lambda clip: upstream(pixel_values_videos=clip),
+        "eager": _streamed(_torch_step(ours)),
+        "deploy()": _streamed(_torch_step(copy.deepcopy(ours).deploy())),
+        "torch.compile": attempt(
+            lambda: _streamed(_torch_step(compile_streaming(copy.deepcopy(ours), dynamic=False))), check=first
+        ),
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        variants.update(_graph_variants(ours, video, Path(folder), size))
+        found = rows(FAMILY, f"ViT-S/16 {size}x{size} T={frames} ms/frame", variants, video, repeats)
+    return _per_frame(found, frames)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--lengths", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--child", nargs=2, metavar=("MODE", "FRAMES"), help=argparse.SUPPRESS)
+    parser.add_argument("--table", action="store_true", help="the backend latency table (1 thread) instead")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="with --table: an 8-frame video")
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.size)
+        return
+    if args.table:
+        from timing import HEADER
+
+        torch.set_num_threads(1)
+        print(HEADER)
+        for row in table(args.repeats, args.quick, args.size):
+            print(row.markdown(), flush=True)
         return
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, float32, frames {args.size}x{args.size}"

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .common import FrameRate, device_options, model_option
+from .common import FrameRate, device_options, model_option, speed_options
 from .distributed import echo_ray_run, ray_options, ray_run_options
 
 
@@ -37,10 +37,12 @@ from .distributed import echo_ray_run, ray_options, ray_run_options
               help="Decide from the frames seen so far and read the video once (always so for live sources).")  # fmt: skip
 @click.option("--input-format", metavar="FORMAT",
               help="PyAV/FFmpeg input format of a live VIDEO: v4l2 (/dev/video0), avfoundation (0), dshow, lavfi, mpegts...")  # fmt: skip
+@speed_options
 @ray_options
 @click.pass_context
 def segment_video(ctx: click.Context, video: str | None, frames_dir: Path | None, model_dir: Path, device: str, dtype: str, task: str | None, output: Path,
-                  json_path: Path | None, chunk: int, fps: Fraction | None, online: bool, input_format: str | None, **ray: Any) -> None:  # fmt: skip
+                  json_path: Path | None, chunk: int, fps: Fraction | None, online: bool, input_format: str | None, backend: str,
+                  deploy: bool, compile_model: bool, **ray: Any) -> None:  # fmt: skip
     """Segment VIDEO (or --frames-dir) online and write it with coloured masks, track ids and labels.
 
     VIDEO is a file, `-` for a stream on stdin, a URL (rtsp://, http://...) or, with --input-format, a capture
@@ -49,6 +51,8 @@ def segment_video(ctx: click.Context, video: str | None, frames_dir: Path | None
     videos (a folder, a glob, a manifest file): each is segmented by one of the Ray actors into --output.
     """
     options = ray_run_options(ctx, ray, batch_size=1)
+    if options is not None and (backend != "torch" or deploy or compile_model):
+        raise click.UsageError("--ray runs the torch model as it is: drop --backend, --deploy and --compile")
     if options is not None:
         if video is None or json_path is not None or input_format is not None or fps is not None:
             raise click.UsageError("--ray takes VIDEO files (a folder, glob or manifest of them), not --frames-dir, "
@@ -77,6 +81,9 @@ def segment_video(ctx: click.Context, video: str | None, frames_dir: Path | None
         fps=10 if fps is None else fps,
         online=online,
         input_format=input_format,
+        backend=backend,
+        deploy=deploy,
+        compile_model=compile_model,
     )
     click.echo(
         f"{run.frames} frame(s), {run.summary} -> {run.output}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import chain, islice
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..backends import speed_settings
 from ..core.devices import place, resolve_device, resolve_dtype, run_settings, to_model
 from ..core.files import atomic_write, require_family_folder
 from ..models.videomt.postprocessing_videomt import (
@@ -71,6 +72,32 @@ def _load(model_dir: Path) -> tuple:
     return model, AutoImageProcessor.from_pretrained(model_dir)
 
 
+def _loader(
+    device: str | None, dtype: str | None, backend: str, deploy: bool, compile_model: bool
+) -> Callable[[Path], tuple]:
+    """The loader of ``segment_video``'s model (called like the eager one) and processor, per speed option."""
+
+    def load(model_dir: Path) -> tuple:
+        from transformers import AutoImageProcessor
+
+        if backend != "torch":
+            from ..backends.videomt import load_segmenter
+
+            segmenter = load_segmenter(model_dir, backend, device, dtype)
+            return segmenter, AutoImageProcessor.from_pretrained(model_dir)
+        model, processor = _load(model_dir)
+        model = place(model, resolve_device(device), resolve_dtype(dtype))
+        if deploy:
+            model.deploy()
+        if compile_model:
+            from ..models.videomt.deploy_videomt import compile_streaming
+
+            compile_streaming(model, dynamic=False)  # one graph per chunk shape
+        return model, processor
+
+    return load
+
+
 Segment = tuple[np.ndarray, int, str]  # boolean [t, H, W] mask, colour key, caption
 
 
@@ -120,10 +147,11 @@ def _run(model, processor, frames: _Frames, bar) -> Iterator[tuple[list[Image.Im
     state = None
     for chunk_frames, times in frames.chunks():
         inputs = processor([chunk_frames], return_tensors="pt")
+        pixels = inputs["pixel_values"]
+        if isinstance(model, torch.nn.Module):  # a graph backend takes float32 CPU frames as they are
+            pixels = to_model({"pixel_values": pixels}, model)["pixel_values"]
         with torch.inference_mode():
-            out = model(
-                to_model({"pixel_values": inputs["pixel_values"]}, model)["pixel_values"], state=state
-            )
+            out = model(pixels, state=state)
         state = out.state
         outputs = {"class_queries_logits": out.class_queries_logits.float().cpu(),
                    "masks_queries_logits": out.masks_queries_logits.half().cpu().float()}  # fmt: skip
@@ -285,6 +313,9 @@ def segment_video(
     fps: float = 10,
     online: bool = False,
     input_format: str | None = None,
+    backend: str = "torch",
+    deploy: bool = False,
+    compile_model: bool = False,
 ) -> SegmentationRun:
     """Segment a video file, a folder of frames (at ``fps``) or a live source and write the annotated video.
 
@@ -295,9 +326,14 @@ def segment_video(
     frames and the output are checked before the model loads; the output is locked against a second run. An
     earlier JSON is removed before the video is replaced, so a killed run never leaves a new video beside an
     old JSON (the JSON names its ``source`` and ``output``).
+
+    ``backend`` ``onnxruntime`` / ``openvino`` steps the frames through a validated, cached graph
+    (:mod:`visionports.backends.videomt`); ``deploy`` runs the torch model in deploy mode, ``compile_model``
+    wraps its forward in ``torch.compile``. The JSON header records these choices.
     """
     require_av()
-    settings = run_settings(device, dtype)
+    speed = speed_settings(backend, deploy, compile_model, device, dtype)  # refused before any work
+    settings = {**run_settings(device, dtype), **speed}
     live = live_source(source, input_format)
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
@@ -309,8 +345,9 @@ def segment_video(
     size = frames.size()  # upright (rotation applied)
     check_encodable(*size, str(frames.source))
     with lock_output(output.parent, output.parent / f".{output.name}.lock"):
-        model, processor = load_model_folder(model_dir, _load)
-        model = place(model, resolve_device(device), resolve_dtype(dtype))
+        model, processor = load_model_folder(
+            model_dir, _loader(device, dtype, backend, deploy, compile_model)
+        )
         task = task or processor.task
         with tempfile.TemporaryDirectory(prefix="visionports-masks-") as spool:
             run = _Run(model, processor, frames, task, progress, None if json_file is None else Path(spool))

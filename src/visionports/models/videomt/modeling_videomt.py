@@ -284,7 +284,8 @@ class VideomtPreTrainedModel(ReloadIdenticalMixin, PreTrainedModel):
     input_modalities = ("video",)
     _no_split_modules = ["VideomtLayer"]
     supports_gradient_checkpointing = True
-    _supports_sdpa = True
+    _supports_sdpa = True  # attention runs F.scaled_dot_product_attention unless weights are asked for
+    is_deployed = False  # set by deploy()
 
     def _init_weights(self, module: nn.Module) -> None:
         """transformers' defaults, truncated-normal projections and tokens, LayerScale at
@@ -337,6 +338,14 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embeddings
+
+    def deploy(self) -> VideomtForUniversalSegmentation:
+        """Inference mode, in place; returns ``self`` (idempotent): SDPA attention, each LayerScale folded
+        into the linear layer before it (``deploy_videomt``). Outputs equal the eval-mode model's up to
+        float32 rounding; needs eval mode, and the deployed model refuses to run in training mode."""
+        from .deploy_videomt import deploy_model
+
+        return deploy_model(self)
 
     def initial_state(self, batch_size: int) -> VideomtState:
         """State of videos that have not started: the learned queries."""
