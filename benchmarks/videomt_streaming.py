@@ -139,8 +139,6 @@ def _per_frame(found: list[Row], frames: int) -> list[Row]:
 
 def table(repeats: int, quick: bool, size: int = 224) -> list[Row]:
     """Per-frame streaming latency rows of the DINOv2 ViT-S/16 VidEoMT (``quick``: an 8-frame video, else 32)."""
-    from visionports.models.videomt.deploy_videomt import compile_streaming
-
     frames = 8 if quick else 32
     ours, upstream = build(size)
     video = torch.randn(1, frames, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -150,7 +148,7 @@ def table(repeats: int, quick: bool, size: int = 224) -> list[Row]:
         "eager": _streamed(_torch_step(ours)),
         "deploy()": _streamed(_torch_step(copy.deepcopy(ours).deploy())),
         "torch.compile": attempt(
-            lambda: _streamed(_torch_step(compile_streaming(copy.deepcopy(ours), dynamic=False))), check=first
+            lambda: _streamed(_torch_step(torch.compile(copy.deepcopy(ours), dynamic=False))), check=first
         ),
     }
     with tempfile.TemporaryDirectory() as folder:

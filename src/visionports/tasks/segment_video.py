@@ -90,9 +90,7 @@ def _loader(
         if deploy:
             model.deploy()
         if compile_model:
-            from ..models.videomt.deploy_videomt import compile_streaming
-
-            compile_streaming(model, dynamic=False)  # one graph per chunk shape
+            model.forward = torch.compile(model.forward, dynamic=False)  # one graph per chunk shape
         return model, processor
 
     return load

@@ -12,13 +12,10 @@ specialises on the state's Python frame count and so recompiles on every call (e
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 from torch import nn
 
-from .modeling_videomt import VideomtLayer, VideomtLayerScale, VideomtState
+from .modeling_videomt import VideomtLayer, VideomtLayerScale
 
 ATTENTION = "sdpa"
 
@@ -69,30 +66,4 @@ def deploy_model(model: nn.Module) -> nn.Module:
     for param in model.parameters():
         param.requires_grad_(False)
     model.is_deployed = True
-    return model
-
-
-def compile_streaming(model: nn.Module, **options: Any) -> nn.Module:
-    """``model`` with its forward compiled by ``torch.compile(**options)``, in place; returns ``model``.
-
-    The compiled part takes tensors only (frames and carried queries) and the frame count of the state is
-    added outside it, so a stream compiles once per input shape. Calls with other arguments run eagerly.
-    """
-    eager: Callable[..., Any] = model.forward
-
-    def core(pixel_values: torch.Tensor, queries: torch.Tensor) -> Any:
-        return eager(pixel_values, state=VideomtState(queries=queries), return_dict=True)
-
-    compiled = torch.compile(core, **options)
-
-    def forward(pixel_values: torch.Tensor, state: VideomtState | None = None, **kwargs: Any) -> Any:
-        if kwargs:
-            return eager(pixel_values, state=state, **kwargs)
-        queries = model.initial_state(pixel_values.shape[0]).queries if state is None else state.queries
-        out = compiled(pixel_values, queries.contiguous())
-        seen = 0 if state is None else state.frames_seen
-        out.state = VideomtState(queries=out.state.queries, frames_seen=seen + out.state.frames_seen)
-        return out
-
-    model.forward = forward
     return model

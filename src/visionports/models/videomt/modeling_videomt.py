@@ -246,6 +246,13 @@ class VideomtState:
     frames_seen: int = 0
 
 
+@torch.compiler.disable
+def _advance(state: VideomtState, queries: torch.Tensor, frames: int) -> VideomtState:
+    """The next call's state. Outside ``torch.compile``'s graph: a traced ``frames_seen`` would be a guarded
+    constant, and a stream would recompile on every call."""
+    return VideomtState(queries=queries, frames_seen=state.frames_seen + frames)
+
+
 @dataclass
 class VideomtSegmentationOutput(ModelOutput):
     """Outputs of :class:`VideomtForUniversalSegmentation`, in video layout.
@@ -423,7 +430,7 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
         output = VideomtSegmentationOutput(
             class_queries_logits=class_logits.unflatten(0, (batch, frames)),
             masks_queries_logits=mask_logits.unflatten(0, (batch, frames)),
-            state=VideomtState(queries=queries, frames_seen=state.frames_seen + frames),
+            state=_advance(state, queries, frames),
             last_hidden_state=sequence,
             propagated_queries=torch.stack(propagated, dim=1),
             queries_in=torch.stack(entering, dim=1),
