@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .common import device_options, model_option
+from .common import device_options, model_option, speed_options
 from .distributed import echo_ray_run, ray_options, ray_run_options
 
 
@@ -16,6 +16,7 @@ from .distributed import echo_ray_run, ray_options, ray_run_options
 @click.option("--prompt", "prompts", multiple=True, required=True, help="A text prompt (repeat for several).")
 @model_option()
 @device_options
+@speed_options
 @click.option("--output", "output_dir", default="segments", show_default=True,
               help="Folder for pictures and segments.json (with --ray: a folder or URL for the shards).")  # fmt: skip
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), help="Score threshold (default: the model's).")
@@ -27,8 +28,8 @@ from .distributed import echo_ray_run, ray_options, ray_run_options
 @ray_options
 @click.pass_context
 def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...], model_dir: Path, device: str,
-            dtype: str, output_dir: str, threshold: float | None, output_format: str, batch_size: int,
-            **ray: Any) -> None:  # fmt: skip
+            dtype: str, backend: str, deploy: bool, compile_model: bool, output_dir: str, threshold: float | None,
+            output_format: str, batch_size: int, **ray: Any) -> None:  # fmt: skip
     """Segment what the --prompt texts describe in IMAGES (files or folders; with --ray also globs, manifest
     files and URLs)."""
     options = ray_run_options(ctx, ray, batch_size)
@@ -40,7 +41,8 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...
             raise click.BadParameter(
                 "applies to a local run (Ray records carry COCO RLE masks)", param_hint="--format"
             )
-        task = segmentation_task(list(prompts), threshold, device, dtype)
+        task = segmentation_task(list(prompts), threshold, device, dtype, "visionports", backend, deploy,
+                                 compile_model)  # fmt: skip
         return echo_ray_run(run_image_task_on_ray(task, inputs, model_dir, output_dir, options))
     from ..tasks.segment_images import segment_files
 
@@ -53,6 +55,9 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...
         device=device,
         dtype=dtype,
         output_format=output_format,
+        backend=backend,
+        deploy=deploy,
+        compile_model=compile_model,
     )
     resumed = f" ({summary.resumed} kept from an interrupted run)" if summary.resumed else ""
     click.echo(

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..core.devices import resolve_device, resolve_dtype, run_settings
+from ..backends import speed_settings
+from ..core.devices import run_settings
 from ..data.coco_results import segmentation_results
 from ..utils.drawing import Detection, blend_masks, draw_detections
 from ..utils.masks import encode_rle
@@ -29,15 +30,26 @@ class SegmentationSummary:
 
 
 def _segmenter(
-    prompts: list[str], threshold: float | None, device: str | None, dtype: str | None
+    prompts: list[str],
+    threshold: float | None,
+    device: str | None,
+    dtype: str | None,
+    backend: str = "torch",
+    deploy: bool = False,
+    compile_model: bool = False,
 ) -> Callable[[Path], Predict]:
-    def load(model_dir: Path) -> Predict:
-        from transformers import pipeline
+    """The loader: the pipeline's results, each prompt encoded once per run
+    (:mod:`visionports.backends.sam3_lite_text`)."""
 
-        segmenter = pipeline("text-prompted-segmentation", model=str(model_dir), device=resolve_device(device),
-                             dtype=resolve_dtype(dtype))  # fmt: skip
+    def load(model_dir: Path) -> Predict:
+        from ..backends import sam3_lite_text as backends
+
+        if backend == "torch":
+            segmenter = backends.load_torch_segmenter(model_dir, device, dtype, deploy, compile_model)
+        else:
+            segmenter = backends.load_segmenter(model_dir, backend, device, dtype)
         return lambda images: [
-            segmenter(image, prompts=prompts, threshold=threshold, deferred_masks=True) for image in images
+            segmenter(image, prompts, threshold=threshold, deferred_masks=True) for image in images
         ]  # fmt: skip  (masks resized one at a time when drawn or encoded)
 
     return load
@@ -73,8 +85,16 @@ def segmentation_task(
     device: str | None = "auto",
     dtype: str | None = "float32",
     output_format: str = "visionports",
+    backend: str = "torch",
+    deploy: bool = False,
+    compile_model: bool = False,
 ) -> ImageTask:
-    """``segment`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run."""
+    """``segment`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run.
+
+    ``backend="onnxruntime"`` or ``"openvino"`` runs the text and image encoders as graphs (exported and
+    validated once, cached beside the folder) and the detector head in torch; ``deploy`` runs the torch model in
+    deploy mode (:meth:`Sam3LiteTextModel.deploy`); ``compile_model`` compiles its text and image encoders.
+    """
     prompts = list(prompts)
     if not prompts or any(not p.strip() for p in prompts):
         raise ValueError("--prompt: give at least one non-empty text prompt")
@@ -82,11 +102,12 @@ def segmentation_task(
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
     if output_format not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    settings = {"prompts": prompts, "threshold": threshold, **run_settings(device, dtype)}
+    speed = speed_settings(backend, deploy, compile_model, device, dtype)  # refused before any work
+    settings = {"prompts": prompts, "threshold": threshold, **run_settings(device, dtype), **speed}
     info = {"description": "visionports segment", "version": package_version(), **settings}
     return ImageTask(
         name="segment",
-        load=_segmenter(prompts, threshold, device, dtype),
+        load=_segmenter(prompts, threshold, device, dtype, backend, deploy, compile_model),
         render=_render(prompts),
         to_json=_to_json,
         manifest="segments.json",
@@ -106,10 +127,13 @@ def segment_files(
     device: str | None = "auto",
     dtype: str | None = "float32",
     output_format: str = "visionports",
+    backend: str = "torch",
+    deploy: bool = False,
+    compile_model: bool = False,
 ) -> SegmentationSummary:
     """Segment every prompt in every image; write ``<name>.png`` (masks, boxes, prompt labels) and ``segments.json``
     (and, with ``output_format="coco"``, ``segments.coco.json``: see :mod:`visionports.data.coco_results`)."""
-    task = segmentation_task(prompts, threshold, device, dtype, output_format)
+    task = segmentation_task(prompts, threshold, device, dtype, output_format, backend, deploy, compile_model)
     run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)
     total = sum(len(found) for found in run.entries.values())
     return SegmentationSummary(len(run.pictures), total, Path(output_dir), run.resumed, run.coco)

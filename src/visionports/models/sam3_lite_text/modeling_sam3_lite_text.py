@@ -14,6 +14,7 @@ from transformers.utils import ModelOutput
 
 from ...core.pretrained import ReloadIdenticalMixin, as_returned, output_flags
 from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
+from .deploy_sam3_lite_text import DeployableMixin
 from .detector_sam3_lite_text import Sam3LiteTextDetector, sam3_config_for
 from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel, Sam3LiteTextTextOutput
 
@@ -49,7 +50,7 @@ class Sam3LiteTextOutput(ModelOutput):
     detector_outputs: Any = None
 
 
-class Sam3LiteTextModel(ReloadIdenticalMixin, PreTrainedModel):
+class Sam3LiteTextModel(DeployableMixin, ReloadIdenticalMixin, PreTrainedModel):
     """Text-prompted segmentation: ``model(pixel_values=..., input_ids=...)``.
 
     Text features can be computed once (:meth:`get_text_features`) and reused for many images, and image

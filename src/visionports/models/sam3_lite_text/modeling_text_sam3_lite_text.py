@@ -24,6 +24,7 @@ from transformers.utils import ModelOutput
 
 from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin, as_returned, output_flags
 from .configuration_sam3_lite_text import Sam3LiteTextTextConfig
+from .deploy_sam3_lite_text import DeployableMixin
 
 
 def _layer_norm_fp32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
@@ -173,12 +174,16 @@ class Sam3LiteTextRepMixerLayer(GradientCheckpointingLayer):
         x = x.transpose(1, 2).unsqueeze(2)  # [B, L, D] -> [B, D, 1, L]
         if self.is_reparameterized:
             x = self.fused_mixer(x)
-            x = x + self.ffn_scale * self.fc2(F.gelu(self.fc1(self.fused_ffn_conv(x))))
+            x = x + self._scaled(self.fc2(F.gelu(self.fc1(self.fused_ffn_conv(x)))))
         else:
             mixed = self.mixer_skip(x) + self.mixer_conv(x)
             x = x + self.mixer_scale * (mixed - self.norm_skip(x))
-            x = x + self.ffn_scale * self.fc2(F.gelu(self.fc1(self.ffn_conv(x))))
+            x = x + self._scaled(self.fc2(F.gelu(self.fc1(self.ffn_conv(x)))))
         return x.squeeze(2).transpose(1, 2)
+
+    def _scaled(self, ffn: torch.Tensor) -> torch.Tensor:
+        """The layer-scaled FFN branch (deploy mode folds ``ffn_scale`` into ``fc2`` and drops it)."""
+        return ffn if self.ffn_scale is None else self.ffn_scale * ffn
 
 
 @dataclass
@@ -203,7 +208,7 @@ class Sam3LiteTextTextOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class Sam3LiteTextTextModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTrainedModel):
+class Sam3LiteTextTextModel(DeployableMixin, ReloadIdenticalMixin, EagerByDefaultMixin, PreTrainedModel):
     """Student text encoder: token + position embeddings, RepMixer/transformer blocks, final LayerNorm, projector."""
 
     config_class = Sam3LiteTextTextConfig
