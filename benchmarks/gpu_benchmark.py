@@ -4,6 +4,8 @@ For each family (same random weights in ours and upstream transformers, as in th
 
 * torch rows: upstream eager, ours eager, ``deploy()`` and ``torch.compile``, each in float32, bfloat16 and
   float16 (TF32 off, so float32 is float32). Timed with ``torch.cuda.synchronize()`` around every call.
+  Cases: DEIMv2 Atto@320 and S@640 (network), VidEoMT ViT-S/16 (a clip of frames in one call), SAM3-LiteText
+  S0 text encoder (8 prompts).
 * graph rows (our exported ONNX graph, float32 in, as ``--backend onnxruntime`` exports it): onnxruntime on
   ``CUDAExecutionProvider``, and TensorRT through onnxruntime's ``TensorrtExecutionProvider`` in fp32 and fp16
   (engines cached in the run's temporary folder). Graph rows include the host <-> device copies of their
@@ -54,8 +56,9 @@ class Case:
     upstream: torch.nn.Module | None
     ours: torch.nn.Module
     inputs: dict[str, torch.Tensor]  # keyword inputs of both models' forward (float32, CPU)
-    outputs: Callable[[Any], dict[str, torch.Tensor]]  # model output -> named tensors (graph output names)
     export: Callable[[torch.nn.Module, Path], Path] | None  # writes the ONNX graph of ``ours``
+    graph_feed: dict[str, torch.Tensor]  # the graph's inputs by name
+    graph_want: Callable[[torch.nn.Module], dict[str, torch.Tensor]]  # eager float32 outputs for graph_feed
     tolerances: dict[str, float] = field(default_factory=dict)  # graph vs eager float32, per output
     deploy: Callable[[torch.nn.Module], torch.nn.Module] | None = None
     upstream_inputs: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
@@ -171,8 +174,8 @@ def graph_rows(case: Case, device: torch.device, folder: Path, repeats: int) -> 
     except Exception as err:  # noqa: BLE001
         return [Row(case.family, case.name, "graphs", "float32", note=_error(err))]
     with torch.inference_mode():
-        want = case.outputs(case.ours.float().cpu()(**case.inputs))
-    feed = {k: v.numpy() for k, v in case.inputs.items()}
+        want = case.graph_want(case.ours.float().cpu())
+    feed = {k: v.numpy() for k, v in case.graph_feed.items()}
     found = []
     for kind, fp16 in (("onnxruntime", False), ("tensorrt", False), ("tensorrt", True)):
         row = Row(case.family, case.name, f"{kind} ({'CUDA' if device.type == 'cuda' else 'CPU'} provider)",

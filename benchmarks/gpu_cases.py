@@ -26,16 +26,64 @@ def deimv2_cases(quick: bool) -> list[Case]:
         def export(model: torch.nn.Module, path: Path, size: int = size) -> Path:
             return export_onnx(model, path, dynamic_batch=True, image_size=(size, size))
 
+        def want(model: torch.nn.Module, pixels: torch.Tensor = pixels) -> dict[str, torch.Tensor]:
+            out = model(pixel_values=pixels)
+            return {"logits": out.logits, "pred_boxes": out.pred_boxes}
+
         found.append(Case(
-            "DEIMv2", f"{preset}@{size} b1", upstream, ours, {"pixel_values": pixels},
-            outputs=lambda out: {"logits": out.logits, "pred_boxes": out.pred_boxes}, export=export,
-            tolerances=dict(TOLERANCES), deploy=lambda model: model.deploy(channels_last=True),
+            "DEIMv2", f"{preset}@{size} b1", upstream, ours, {"pixel_values": pixels}, export,
+            graph_feed={"pixel_values": pixels}, graph_want=want, tolerances=dict(TOLERANCES),
+            deploy=lambda model: model.deploy(channels_last=True),
         ))  # fmt: skip
     return found
 
 
+def videomt_cases(quick: bool) -> list[Case]:
+    from videomt_streaming import build
+
+    from visionports.backends.videomt import TOLERANCES
+    from visionports.models.videomt.export_videomt import export_step_onnx, initial_queries
+
+    size = 224
+    ours, upstream = build(size)
+    video = torch.randn(
+        1, 1, 3, size, size, generator=torch.Generator().manual_seed(1)
+    )  # one frame: a stream's step
+    first, queries = video[:, 0], initial_queries(ours)
+
+    def want(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        out = model(first)
+        return {"class_queries_logits": out.class_queries_logits[:, 0],
+                "masks_queries_logits": out.masks_queries_logits[:, 0], "next_queries": out.state.queries}  # fmt: skip
+
+    return [Case(
+        "VidEoMT", f"ViT-S/16 {size}x{size}, one frame", upstream, ours, {"pixel_values": video},
+        lambda model, path: export_step_onnx(model, path, (size, size)),
+        graph_feed={"pixel_values": first, "queries": queries}, graph_want=want, tolerances=dict(TOLERANCES),
+        deploy=lambda model: model.deploy(),
+        upstream_inputs=lambda inputs: {"pixel_values_videos": inputs["pixel_values"]},
+    )]  # fmt: skip
+
+
+def sam3_cases(quick: bool) -> list[Case]:
+    from sam3_lite_text import build, vocabulary
+
+    from visionports.backends.sam3_lite_text import TOLERANCES
+    from visionports.models.sam3_lite_text import Sam3LiteTextTokenizer
+    from visionports.models.sam3_lite_text.export_sam3_lite_text import export_text
+
+    upstream, ours = build("s0")
+    ids = Sam3LiteTextTokenizer(16)(vocabulary(8))["input_ids"]
+    return [Case(
+        "SAM3-LiteText", "S0 text encoder, 8 prompts x 16 tokens", upstream, ours, {"input_ids": ids},
+        export_text, graph_feed={"input_ids": ids},
+        graph_want=lambda model: {"text_features": model(input_ids=ids).last_hidden_state},
+        tolerances={"text_features": TOLERANCES["text_features"]}, deploy=lambda model: model.deploy(),
+    )]  # fmt: skip
+
+
 def all_cases(quick: bool) -> list[Case]:
-    return [*deimv2_cases(quick)]
+    return [*deimv2_cases(quick), *videomt_cases(quick), *sam3_cases(quick)]
 
 
 def packed_variants(device: torch.device, quick: bool) -> list[tuple[str, str, dict]]:

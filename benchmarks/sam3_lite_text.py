@@ -109,7 +109,7 @@ def table(repeats: int, quick: bool, variant: str = "s0") -> list[Row]:
     with tempfile.TemporaryDirectory() as folder:
         variants.update(_graph_variants(ours, ids, Path(folder)))
         return rows(
-            "sam3_lite_text", f"text encoder {variant.upper()} 8 prompts x 16 tokens", variants, ids, repeats
+            "SAM3-LiteText", f"text encoder {variant.upper()} 8 prompts x 16 tokens", variants, ids, repeats
         )
 
 
