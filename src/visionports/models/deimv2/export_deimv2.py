@@ -9,17 +9,15 @@ deploy export (no NMS, no COCO id remapping).
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ...core.files import atomic_write
+from ...core.onnx_export import DEFAULT_OPSET, write_onnx
 from .modeling_deimv2 import Deimv2ForObjectDetection
 from .postprocessing_deimv2 import select_detections
 
-DEFAULT_OPSET = 18
 RAW_OUTPUTS = ("logits", "pred_boxes")
 DETECTION_OUTPUTS = ("labels", "boxes", "scores")
 
@@ -94,41 +92,12 @@ def export_onnx(
     The spatial size is fixed (the model's evaluation size unless ``image_size`` is given); the batch axis
     is dynamic with ``dynamic_batch``. Raises ``ImportError`` without the ``onnx`` package.
     """
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "ONNX export needs `onnx` and `onnxscript`: pip install 'visionports[export]'"
-        ) from err
-    if opset < 17:
-        raise ValueError(f"opset must be at least 17 (LayerNormalization, GridSample 16+), got {opset}")
-    output_path = Path(output_path)
     wrapper = export_wrapper(model, postprocess, num_top_queries)
     inputs = example_inputs(model, 2 if dynamic_batch else 1, image_size, postprocess)
-    input_names = ["pixel_values", "orig_target_sizes"][: len(inputs)]
-    output_names = list(DETECTION_OUTPUTS if postprocess else RAW_OUTPUTS)
-    dynamic_shapes = None
-    if dynamic_batch:
-        batch = torch.export.Dim("batch", min=1, max=1024)
-        dynamic_shapes = tuple({0: batch} for _ in inputs)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapper,
-            inputs,
-            dynamo=True,
-            opset_version=opset,
-            input_names=input_names,
-            output_names=output_names,
-            dynamic_shapes=dynamic_shapes,
-            external_data=False,
-            verbose=False,
-            optimize=True,
-        )
-    atomic_write(output_path, lambda tmp: program.save(str(tmp), external_data=False))
-    return output_path
+    return write_onnx(
+        wrapper, inputs, output_path, input_names=["pixel_values", "orig_target_sizes"][: len(inputs)],
+        output_names=DETECTION_OUTPUTS if postprocess else RAW_OUTPUTS, dynamic_batch=dynamic_batch, opset=opset,
+    )  # fmt: skip
 
 
 def export_program(

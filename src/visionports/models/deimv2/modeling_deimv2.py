@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +12,7 @@ from transformers import initialization as init
 from transformers.models.hgnet_v2.modeling_hgnet_v2 import HGNetV2LearnableAffineBlock
 from transformers.utils import ModelOutput
 
+from ...core.deploy import InferenceOnlyMixin
 from ...core.inputs import check_pixel_dtype
 from ...core.pretrained import EagerByDefaultMixin, ReloadIdenticalMixin, as_returned, output_flags
 from .backbone_deimv2 import Deimv2LayerScale, Deimv2RopeEmbedding, Deimv2ViT, build_backbone, rope_periods
@@ -80,7 +79,7 @@ class Deimv2ObjectDetectionOutput(Deimv2ModelOutput):
     loss_dict: dict[str, torch.Tensor] | None = None
 
 
-class Deimv2PreTrainedModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTrainedModel):
+class Deimv2PreTrainedModel(InferenceOnlyMixin, ReloadIdenticalMixin, EagerByDefaultMixin, PreTrainedModel):
     config_class = Deimv2Config
     config: Deimv2Config
     base_model_prefix = "model"
@@ -89,7 +88,6 @@ class Deimv2PreTrainedModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTraine
     _no_split_modules = ["Deimv2DecoderLayer", "Deimv2ViTLayer"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    is_deployed = False  # set by deploy(): the weights are then re-parameterised, for inference only
 
     def deploy(self, channels_last: bool = False) -> Deimv2PreTrainedModel:
         """Re-parameterise the model for inference, in place; returns ``self`` (idempotent).
@@ -99,27 +97,11 @@ class Deimv2PreTrainedModel(ReloadIdenticalMixin, EagerByDefaultMixin, PreTraine
         rounding. ``channels_last`` also stores those convolutions' weights channels-last. Needs eval mode;
         a deployed model refuses ``train()`` and ``save_pretrained`` (save the undeployed model instead).
         """
-        if self.training:
-            raise RuntimeError("deploy() needs eval mode (BatchNorm running statistics): call .eval() first")
+        self._require_eval()
         body = self if isinstance(self, Deimv2Model) else self.model
         deploy_body(body, channels_last=channels_last)
-        for module in self.modules():
-            if isinstance(module, Deimv2PreTrainedModel):
-                module.is_deployed = True
+        self._mark_deployed()
         return self
-
-    def _any_deployed(self) -> bool:
-        return any(getattr(m, "is_deployed", False) for m in self.modules())
-
-    def train(self, mode: bool = True) -> Deimv2PreTrainedModel:
-        if mode and self._any_deployed():
-            raise RuntimeError("a deployed DEIMv2 model is for inference only: train the undeployed model")
-        return super().train(mode)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        if self._any_deployed():
-            raise RuntimeError("deployed models are for inference; save the undeployed model")
-        super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

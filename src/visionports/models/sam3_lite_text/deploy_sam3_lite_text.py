@@ -13,11 +13,12 @@ model is for inference only (``train()`` and ``save_pretrained`` are refused).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from torch import nn
+
+from ...core.deploy import InferenceOnlyMixin
 
 DEPLOY_ATTENTION = "sdpa"
 
@@ -49,35 +50,15 @@ def deploy_text_model(text_model: nn.Module) -> None:
         param.requires_grad_(False)
 
 
-class DeployableMixin:
-    """``deploy()`` for the SAM3-LiteText models, and the inference-only guards of a deployed model."""
-
-    is_deployed = False
+class DeployableMixin(InferenceOnlyMixin):
+    """``deploy()`` for the SAM3-LiteText models (the inference-only guards come from the core mixin)."""
 
     def deploy(self) -> Any:
         """Re-parameterise the text encoder for inference, in place (see :mod:`.deploy_sam3_lite_text`); returns
         ``self`` (idempotent). Needs eval mode; the deployed model refuses ``train()`` and ``save_pretrained``."""
         if self.is_deployed:
             return self
-        if self.training:
-            raise RuntimeError("deploy() needs eval mode (BatchNorm running statistics): call .eval() first")
+        self._require_eval()
         deploy_text_model(getattr(self, "text_model", self))
-        for module in self.modules():
-            if isinstance(module, DeployableMixin):
-                module.is_deployed = True
+        self._mark_deployed()
         return self
-
-    def _any_deployed(self) -> bool:
-        return any(getattr(m, "is_deployed", False) for m in self.modules())
-
-    def train(self, mode: bool = True) -> Any:
-        if mode and self._any_deployed():
-            raise RuntimeError(
-                "a deployed SAM3-LiteText model is for inference only: train the undeployed model"
-            )
-        return super().train(mode)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        if self._any_deployed():
-            raise RuntimeError("deployed models are for inference; save the undeployed model")
-        super().save_pretrained(save_directory, *args, **kwargs)

@@ -14,17 +14,15 @@ through :func:`text_outputs` / :func:`vision_outputs`. Both graphs have a dynami
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ...core.files import atomic_write
+from ...core.onnx_export import DEFAULT_OPSET, write_onnx
 from .modeling_text_sam3_lite_text import Sam3LiteTextTextOutput
 
-DEFAULT_OPSET = 18
 TEXT_OUTPUTS = ("text_features",)
 LEVELS = 3  # FPN levels the detector reads
 IMAGE_OUTPUTS = tuple(f"fpn_{i}" for i in range(LEVELS)) + tuple(f"fpn_pos_{i}" for i in range(LEVELS))
@@ -81,41 +79,25 @@ def image_inputs(model: nn.Module, batch: int = 2) -> torch.Tensor:
     return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
-def _export(wrapper: nn.Module, example: torch.Tensor, names: tuple[str, tuple[str, ...]], output_path: Path,
-            opset: int) -> Path:  # fmt: skip
-    """One graph with a dynamic batch axis, written atomically. ``optimize=False``: onnxscript's optimiser took
-    48 s of the image graph's 110 s export (tiny detector, two cores) and the runtimes optimise it anyway."""
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "ONNX export needs `onnx` and `onnxscript`: pip install 'visionports[export]'"
-        ) from err
-    output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapper.eval(), (example,), dynamo=True, opset_version=opset, input_names=[names[0]],
-            output_names=list(names[1]), dynamic_shapes=({0: batch},), external_data=False, verbose=False,
-            optimize=False,
-        )  # fmt: skip
-    atomic_write(output_path, lambda tmp: program.save(str(tmp), external_data=False))
-    return output_path
-
-
 def export_text(text_model: nn.Module, output_path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """The text graph of a ``Sam3LiteTextTextModel`` (alone or a full model's ``text_model``)."""
-    example = text_inputs(text_model.config)
-    return _export(TextExport(text_model), example, ("input_ids", TEXT_OUTPUTS), Path(output_path), opset)
+    return _write(
+        TextExport(text_model), text_inputs(text_model.config), "input_ids", TEXT_OUTPUTS, output_path, opset
+    )
 
 
 def export_image(model: nn.Module, output_path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
     """The image graph of a ``Sam3LiteTextModel``."""
     wrapper = ImageExport(model.detector.vision_encoder)
-    return _export(wrapper, image_inputs(model), ("pixel_values", IMAGE_OUTPUTS), Path(output_path), opset)
+    return _write(wrapper, image_inputs(model), "pixel_values", IMAGE_OUTPUTS, output_path, opset)
+
+
+def _write(wrapper: nn.Module, example: torch.Tensor, input_name: str, output_names: tuple[str, ...],
+           output_path: str | os.PathLike, opset: int) -> Path:  # fmt: skip
+    """``optimize=False``: onnxscript's optimiser took 48 s of the image graph's 110 s export (tiny detector, two
+    cores), and the runtimes optimise the graph when they load it."""
+    return write_onnx(wrapper, (example,), output_path, input_names=[input_name], output_names=output_names,
+                      opset=opset, optimize=False)  # fmt: skip
 
 
 def export_onnx(model: nn.Module, folder: str | os.PathLike, opset: int = DEFAULT_OPSET) -> dict[str, Path]:

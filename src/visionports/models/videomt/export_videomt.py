@@ -13,7 +13,6 @@ differs (OpenVINO's by up to 2.5e-3 on ViT-S mask logits).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...core.files import atomic_write
+from ...core.onnx_export import DEFAULT_OPSET, write_onnx
 from .modeling_videomt import (
     VideomtDinov2Embeddings,
     VideomtForUniversalSegmentation,
@@ -29,7 +28,6 @@ from .modeling_videomt import (
     resample_position_table,
 )
 
-DEFAULT_OPSET = 18
 STEP_INPUTS = ("pixel_values", "queries")
 STEP_OUTPUTS = ("class_queries_logits", "masks_queries_logits", "next_queries")
 
@@ -100,16 +98,6 @@ def example_inputs(
     return pixels, initial_queries(model, batch_size)
 
 
-def _require_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "ONNX export needs `onnx` and `onnxscript`: pip install 'visionports[export]'"
-        ) from err
-
-
 def export_step_onnx(
     model: VideomtForUniversalSegmentation,
     output_path: str | os.PathLike,
@@ -118,27 +106,7 @@ def export_step_onnx(
     opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Write the single-step streaming graph of ``model`` (eval mode) for ``frame_size`` frames, atomically."""
-    _require_onnx()
-    if opset < 17:
-        raise ValueError(f"opset must be at least 17 (LayerNormalization), got {opset}")
-    output_path = Path(output_path)
-    wrapper = VideomtStepExport(model).eval()
-    inputs = example_inputs(model, frame_size)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings(), fixed_grid(model, frame_size):
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapper,
-            inputs,
-            dynamo=True,
-            opset_version=opset,
-            input_names=list(STEP_INPUTS),
-            output_names=list(STEP_OUTPUTS),
-            dynamic_shapes=({0: batch}, {0: batch}),
-            external_data=False,
-            verbose=False,
-            optimize=True,
-        )
-    atomic_write(output_path, lambda tmp: program.save(str(tmp), external_data=False))
-    return output_path
+    return write_onnx(
+        VideomtStepExport(model), example_inputs(model, frame_size), output_path, input_names=STEP_INPUTS,
+        output_names=STEP_OUTPUTS, opset=opset, context=fixed_grid(model, frame_size),
+    )  # fmt: skip
