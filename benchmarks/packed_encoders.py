@@ -1,98 +1,201 @@
-"""Packed variable-resolution encoding vs padding and vs one call per image (AIMv2-native-like encoder, CPU).
+"""Packed encoders (AIMv2, SigLIP2 naflex, DINOv3) vs pad-and-mask and vs one upstream call per image, CPU.
 
-Run: ``python benchmarks/packed_encoders.py [--repeats 5] [--threads N]``. Six images of mixed sizes (the spec's
-mix). Paths, same weights: packed per-segment SDPA, packed eager, pad-to-longest with a key-padding mask (one
-SDPA call per layer over the padded batch), and one standard ``Aimv2VisionModel`` call per image. Prints images/s,
-tokens/s and time ratios against the padded path (the compass goal: packed <= 0.6x padded).
+Run: ``python benchmarks/packed_encoders.py [--repeats 5] [--threads 1] [--quick]`` (``--quick`` skips
+``torch.compile``, about 70 s of compiling per family on a shared 2-core machine). Each family: a small
+encoder (384 wide, 6 layers, 6 heads, same random weights in every path) and eight images of mixed sizes (the
+grids of ``GRIDS``, 3032 patches packed, 4800 padded to the longest). Paths:
+
+- pad-and-mask: our packed embeddings padded to the longest image, upstream's own layers with a key-padding
+  mask (one SDPA call per layer over the padded batch), then the final norm and pooling on the valid rows;
+- one upstream call per image: the standard transformers model on each image alone;
+- ours, packed: eager (row blocks at one CPU thread, per-segment SDPA), the same as one pass over the whole pack (the
+  previous default), and ``torch.compile`` (checked against eager).
+
+``table()`` gives two ratio groups per family: every path ÷ pad-and-mask, and the packed paths ÷ one call per
+image. Timing (interleaved repeats, min / median): ``benchmarks/timing.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from unittest import mock
 
 import torch
-import torch.nn.functional as F
-from transformers import Aimv2VisionConfig, Aimv2VisionModel
+from torch import nn
+from transformers import (
+    Aimv2VisionConfig,
+    Aimv2VisionModel,
+    DINOv3ViTConfig,
+    DINOv3ViTModel,
+    Siglip2VisionConfig,
+    Siglip2VisionModel,
+)
+from transformers.models.aimv2.modeling_aimv2 import Aimv2EncoderLayer
+from transformers.models.dinov3_vit.modeling_dinov3_vit import DINOv3ViTLayer
+from transformers.models.siglip2.modeling_siglip2 import Siglip2EncoderLayer
 
-from visionports.models.packed.aimv2_packed import Aimv2PackedVisionModel
-from visionports.models.packed.packing import pack_images, segment_lengths
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SIZES = [(224, 224), (224, 336), (336, 336), (448, 224), (112, 112), (280, 420)]
+from timing import HEADER, Row, rows  # noqa: E402
+
+from visionports.models.packed import packing  # noqa: E402
+from visionports.models.packed.aimv2_packed import Aimv2PackedVisionModel  # noqa: E402
+from visionports.models.packed.dinov3_packed import Dinov3PackedVisionModel  # noqa: E402
+from visionports.models.packed.packing import pack_images, segment_lengths  # noqa: E402
+from visionports.models.packed.siglip2_packed import Siglip2PackedVisionModel  # noqa: E402
+
+GRIDS = [(16, 16), (16, 24), (24, 24), (32, 16), (8, 8), (20, 30), (16, 16), (24, 16)]  # (h, w) in patches
+WIDTH = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6)
+PAD = "pad-and-mask (upstream layers)"
+PER_IMAGE = "one upstream call per image"
+Packed = tuple[torch.Tensor, torch.Tensor]
+FAMILIES = {  # config, standard model, packed model, upstream layer (for pad-and-mask)
+    "aimv2": (
+        lambda: Aimv2VisionConfig(patch_size=14, image_size=224, is_native=True, use_head=True, **WIDTH),
+        Aimv2VisionModel,
+        Aimv2PackedVisionModel,
+        Aimv2EncoderLayer,
+    ),
+    "siglip2": (
+        lambda: Siglip2VisionConfig(patch_size=16, num_patches=256, **WIDTH),
+        Siglip2VisionModel,
+        Siglip2PackedVisionModel,
+        Siglip2EncoderLayer,
+    ),
+    "dinov3": (
+        lambda: DINOv3ViTConfig(patch_size=16, num_register_tokens=4, **WIDTH),
+        DINOv3ViTModel,
+        Dinov3PackedVisionModel,
+        DINOv3ViTLayer,
+    ),
+}
 
 
-def padded_forward(model: Aimv2PackedVisionModel, hidden: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """The same encoder on a padded batch with a key-padding mask (exact for the valid rows)."""
-    config = model.config
-    lengths = segment_lengths(grid)
-    longest = max(lengths)
-    x = model.embeddings.rms_norm(model._patch_rows(hidden)) + model._positions(grid, hidden)
-    batch = torch.zeros(len(lengths), longest, config.hidden_size)
-    valid = torch.zeros(len(lengths), longest, dtype=torch.bool)
-    for i, segment in enumerate(x.split(lengths)):
+def _models(family: str) -> tuple[nn.Module, nn.Module, type[nn.Module], int]:
+    """(standard model, packed model with its weights, upstream layer class, patch size)."""
+    make_config, standard_class, packed_class, layer_class = FAMILIES[family]
+    config = make_config()
+    torch.manual_seed(0)
+    standard, packed = standard_class(config).eval(), packed_class(config).eval()
+    packed.load_state_dict(standard.state_dict())
+    return standard, packed, layer_class, config.patch_size
+
+
+def _per_image(family: str, standard: nn.Module, images: list[torch.Tensor], patch: int) -> Callable:
+    """One standard call per image (SigLIP2: its naflex input for one image, an all-ones mask)."""
+    if family != "siglip2":
+        return lambda _: [standard(image[None]) for image in images]
+    inputs = []
+    for image in images:
+        rows, grid = pack_images([image], patch)
+        inputs.append((rows[None], torch.ones(1, rows.shape[0], dtype=torch.long), grid[:, 1:]))
+    return lambda _: [
+        standard(pixel_values=p, pixel_attention_mask=m, spatial_shapes=s) for p, m, s in inputs
+    ]
+
+
+def _pad(rows: torch.Tensor, lengths: list[int], longest: int, fill: float = 0.0) -> torch.Tensor:
+    """Packed rows ``[N, ...]`` -> ``[n, longest, ...]``, padding rows set to ``fill``."""
+    batch = rows.new_full((len(lengths), longest, *rows.shape[1:]), fill)
+    for i, segment in enumerate(rows.split(lengths)):
         batch[i, : segment.shape[0]] = segment
-        valid[i, : segment.shape[0]] = True
-    mask = valid[:, None, None, :]
-    heads, head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
-    for layer in model.encoder.layers:
-        att = layer.attention
-        normed = layer.rms_norm1(batch)
-        q, k, v = (
-            p(normed).view(len(lengths), longest, heads, head_dim).transpose(1, 2)
-            for p in (att.q_proj, att.k_proj, att.v_proj)
+    return batch
+
+
+def pad_and_mask(model: nn.Module, layer_class: type[nn.Module], inputs: Packed) -> tuple[torch.Tensor, ...]:
+    """Our packed embeddings padded to the longest image, upstream's layers with a key-padding mask."""
+    x, segments, extra = model.embed_packed(*inputs)
+    lengths, longest = segments.lengths, segments.max_seqlen
+    batch = _pad(x, lengths, longest)
+    valid = _pad(torch.ones(x.shape[0], dtype=torch.bool), lengths, longest, False)
+    mask = torch.zeros(valid.shape, dtype=x.dtype).masked_fill(~valid, torch.finfo(x.dtype).min)[
+        :, None, None
+    ]
+    kwargs = {}
+    if extra:  # DINOv3 RoPE: padded rows get angle 0; every row is rotated (prefix rows have cos 1, sin 0)
+        cos, sin = (
+            _pad(t[:, 0], lengths, longest, fill)[:, None] for t, fill in zip(extra, (1.0, 0.0), strict=True)
         )
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=att.scale)
-        batch = batch + att.out_proj(out.transpose(1, 2).reshape(len(lengths), longest, -1))
-        batch = batch + layer.ffn(layer.rms_norm2(batch))
-    return model.rms_norm(batch)
+        kwargs["position_embeddings"] = (cos, sin)
+    for layer in model.get_submodule(model.layers_path):
+        batch = layer_class.forward(layer, batch, attention_mask=mask, **kwargs)
+    return model.finish_packed(batch[valid], segments)
 
 
-def median_s(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _compiled(model: nn.Module, inputs: Packed) -> Callable | str:
+    """``torch.compile(model)``, or why it failed / differs from eager (beyond 1e-5)."""
+    try:
+        compiled = torch.compile(model)
+        with torch.inference_mode():
+            got, want = compiled(*inputs), model(*inputs)
+    except Exception as error:  # noqa: BLE001 - reported in the table, not raised
+        return f"failed: {type(error).__name__}"
+    error = max(
+        float((a - b).abs().max()) for a, b in zip(got.to_tuple()[:2], want.to_tuple()[:2], strict=True)
+    )
+    return (lambda args: compiled(*args)) if error <= 1e-5 else f"differs from eager by {error:.1e}"
+
+
+def _one_pass(model: nn.Module) -> Callable:
+    """The packed model with each layer over the whole pack at once (no row blocks): the previous default."""
+
+    def call(args: Packed) -> object:
+        with mock.patch.object(packing, "ROW_BLOCK", 1 << 30):
+            return model(*args)
+
+    return call
+
+
+def family_rows(family: str, repeats: int, quick: bool) -> list[Row]:
+    """The two ratio groups of one family (see the module docstring)."""
+    standard, packed, layer_class, patch = _models(family)
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.randn(3, h * patch, w * patch, generator=generator) for h, w in GRIDS]
+    inputs = pack_images(images, patch)
+    lengths = segment_lengths(inputs[1], packed.num_prefix_tokens)
+    case = f"{len(GRIDS)} images, {sum(lengths)} rows ({len(lengths) * max(lengths)} padded)"
+    variants = {
+        PAD: lambda args: pad_and_mask(packed, layer_class, args),
+        PER_IMAGE: _per_image(family, standard, images, patch),
+        "ours packed eager": lambda args: packed(*args),
+        "ours packed, one pass (before)": _one_pass(packed),
+        "ours packed torch.compile": "skipped (--quick)" if quick else _compiled(packed, inputs),
+    }
+    timed = rows(family, case, variants, inputs, repeats, reference=PAD)
+    per_image_ms = statistics.median(next(row.times for row in timed if row.backend == PER_IMAGE))
+    versus_per_image = [
+        Row(row.family, row.case, row.backend, row.times, per_image_ms, PER_IMAGE)
+        for row in timed
+        if row.backend.startswith("ours")
+    ]
+    return timed + versus_per_image
+
+
+def table(repeats: int, quick: bool, threads: int | None = None) -> list[Row]:
+    """Every family, float32, at ``threads`` CPU threads (default: the current one; ``run_all.py`` sets 1)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        return [row for family in FAMILIES for row in family_rows(family, repeats, quick)]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="skip torch.compile")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = Aimv2VisionConfig(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
-                               patch_size=14, image_size=224, is_native=True, use_head=False)  # fmt: skip
-    standard = Aimv2VisionModel(config).eval()
-    packed = Aimv2PackedVisionModel(config).eval()
-    packed.load_state_dict(standard.state_dict())
-    images = [torch.randn(3, h, w) for h, w in SIZES]
-    hidden, grid = pack_images(images, 14)
-    tokens = hidden.shape[0]
-    padded_tokens = len(SIZES) * max(segment_lengths(grid))
-    with torch.inference_mode():
-        times = {
-            "packed (sdpa, per segment)": median_s(lambda: packed(hidden, grid), args.repeats),
-            "padded + key mask (sdpa)": median_s(lambda: padded_forward(packed, hidden, grid), args.repeats),
-            "one call per image (upstream)": median_s(
-                lambda: [standard(img[None]) for img in images], args.repeats
-            ),
-        }
-        packed.config._attn_implementation = "eager"
-        times["packed (eager, per segment)"] = median_s(lambda: packed(hidden, grid), args.repeats)
-    base = times["padded + key mask (sdpa)"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, float32; {len(SIZES)} images, "
-          f"{tokens} patches packed, {padded_tokens} when padded")  # fmt: skip
-    print(f"{'path':<32}{'seconds':>9}{'images/s':>10}{'tokens/s':>10}{'vs padded':>11}")
-    for name, seconds in times.items():
-        print(
-            f"{name:<32}{seconds:>9.3f}{len(SIZES) / seconds:>10.1f}{tokens / seconds:>10.0f}{seconds / base:>11.2f}"
-        )
+    result = table(args.repeats, args.quick, args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), CPU, float32")
+    print(HEADER)
+    for row in result:
+        print(row.markdown())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from transformers.models.aimv2.modeling_aimv2 import (
     build_2d_sinusoidal_position_embedding,
 )
 
-from .common import PackedEncoderMixin, PrenormPackedLayer, layer_container, pool_per_image
+from .common import PackedEncoderMixin, PrenormPackedLayer, layer_container, per_size, pool_per_image
 from .packing import Segments, segments_from_grid_thw
 
 __all__ = ["Aimv2PackedVisionModel"]
@@ -71,13 +71,12 @@ class Aimv2PackedVisionModel(PackedEncoderMixin, Aimv2PreTrainedModel):
         return F.linear(hidden_states.to(weight.dtype), weight, conv.bias)
 
     def _positions(self, grid_thw: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        parts = []
-        for _, h, w in grid_thw.tolist():
-            if self.config.is_native:
-                parts.append(_native_positions(h, w, self.config.hidden_size, like))
-            else:
-                parts.append(self.embeddings.position_embedding.weight)
-        return torch.cat(parts)
+        """Each image's position rows, concatenated ``[N, D]`` (one table per distinct grid)."""
+        sizes = [(h, w) for _, h, w in grid_thw.tolist()]
+        if not self.config.is_native:
+            return self.embeddings.position_embedding.weight.repeat(len(sizes), 1)
+        dim = self.config.hidden_size
+        return torch.cat(per_size(sizes, lambda h, w: _native_positions(h, w, dim, like)))
 
     def _check_fixed_size(self, grid_thw: torch.Tensor) -> None:
         config = self.config

@@ -8,6 +8,11 @@ Attention backends (transformers' ``attn_implementation``):
 - nothing requested: flash varlen when it can run on the inputs (CUDA, fp16/bf16, flash-attn installed),
   otherwise per-image SDPA.
 
+CPU path at one thread (``sdpa`` / ``eager`` without attention weights): each layer runs block by block
+over ``row_blocks`` (whole consecutive images, ~``ROW_BLOCK`` rows) and the MLP by row tiles; exact, and
+faster than whole-pack ops, whose activations fall out of cache. Otherwise (flash, attention weights, several
+threads) each layer takes the whole pack at once.
+
 ``output_attentions``: one ``[num_heads, N, N]`` tensor per layer (N = rows of the pack) holding the attention
 probabilities of the packed sequence, block-diagonal: entries between two different images are exactly 0. Only
 the eager backend forms them; SDPA and flash give ``None`` per layer, as transformers' own SDPA path does.
@@ -17,15 +22,16 @@ the eager backend forms them; SDPA and flash give ``None`` per layer, as transfo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from . import packing
 from .loading import RefuseMissingWeightsMixin
-from .packing import Segments, packed_attention, resolve_backend, validate_packed
+from .packing import RowBlock, Segments, packed_attention, resolve_backend, row_blocks, validate_packed
 
 
 class PackedEncoderMixin(RefuseMissingWeightsMixin):
@@ -125,11 +131,20 @@ def run_layers(
     want_hidden: bool,
     *extra: torch.Tensor,
 ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-    """All layers once over the pack: ``(x, hidden_states, attentions)``, the tuples ``None`` unless asked."""
+    """All layers once over the pack: ``(x, hidden_states, attentions)``, the tuples ``None`` unless asked.
+
+    On one CPU thread (no flash, no attention weights asked) each layer runs block by block over
+    ``row_blocks``: exact, and faster than whole-pack ops (cache); otherwise each layer takes the whole pack.
+    """
     hidden = [x] if want_hidden else None
     attentions = [] if want_attentions else None
+    whole = backend == "flash" or want_attentions or not packing.blocks_pay_off(x)
+    blocks = None if whole else row_blocks(segments)
     for layer in layers:
-        x, weights = layer(x, segments, backend, want_attentions, *extra)
+        if blocks is not None and len(blocks) > 1:
+            x, weights = _blockwise(layer, x, blocks, backend, extra), None
+        else:
+            x, weights = layer(x, segments, backend, want_attentions, *extra)
         if hidden is not None:
             hidden.append(x)
         if attentions is not None:
@@ -139,6 +154,26 @@ def run_layers(
         (tuple(hidden) if hidden is not None else None),
         (tuple(attentions) if attentions is not None else None),
     )
+
+
+def _blockwise(
+    layer: nn.Module, x: torch.Tensor, blocks: list[RowBlock], backend: str, extra: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
+    """``layer`` on each block's rows (and row-aligned ``extra``), the outputs concatenated."""
+    outs = []
+    for start, end, segments in blocks:
+        rows = (t[start:end] for t in extra)
+        outs.append(layer(x[start:end], segments, backend, False, *rows)[0])
+    return torch.cat(outs)
+
+
+def rowwise(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` for a row-wise ``fn`` (each output row from its own input row), on one CPU thread by tiles
+    of ``ROW_BLOCK`` rows: exact, and the wide MLP activations of a tile stay in cache."""
+    tile = packing.ROW_BLOCK
+    if x.shape[0] <= tile or not packing.blocks_pay_off(x):
+        return fn(x)
+    return torch.cat([fn(rows) for rows in x.split(tile)])
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -176,12 +211,34 @@ class PrenormPackedLayer:
         dropout = attention_dropout(attention)
         mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, dropout, need_weights)
         hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
-        return hidden_states + mlp(norm2(hidden_states)), weights
+        return rowwise(lambda rows: rows + mlp(norm2(rows)), hidden_states), weights
 
 
 def pool_per_image(head: nn.Module, rows: torch.Tensor, segments: Segments) -> torch.Tensor:
-    """``head`` run on each image's rows alone (a batch of one), the results concatenated: ``[n, D]``."""
-    return torch.cat([head(image_rows[None]) for image_rows in rows.split(segments.lengths)])
+    """``head`` on each image's rows alone, images of one length batched together: ``[n, D]`` in input order.
+
+    The heads attend from a learned query over one image's rows with no mask, so a batch of same-length images
+    gives each image its own result.
+    """
+    pieces = rows.split(segments.lengths)
+    by_length: dict[int, list[int]] = {}
+    for i, length in enumerate(segments.lengths):
+        by_length.setdefault(length, []).append(i)
+    pooled: list[torch.Tensor | None] = [None] * len(pieces)
+    for indices in by_length.values():
+        batch = head(torch.stack([pieces[i] for i in indices]))
+        for j, i in enumerate(indices):
+            pooled[i] = batch[j]
+    return torch.stack(pooled)
+
+
+def per_size(sizes: list[tuple[int, int]], build: Callable[[int, int], torch.Tensor]) -> list[torch.Tensor]:
+    """``build(h, w)`` once per distinct size, returned for every entry of ``sizes`` in order."""
+    cache: dict[tuple[int, int], torch.Tensor] = {}
+    for size in sizes:
+        if size not in cache:
+            cache[size] = build(*size)
+    return [cache[size] for size in sizes]
 
 
 def layer_container(name: str, layers: list[nn.Module]) -> nn.Module:

@@ -29,7 +29,7 @@ from transformers.models.dinov3_vit.modeling_dinov3_vit import (
     get_patches_center_coordinates,
 )
 
-from .common import PackedEncoderMixin, attention_dropout, layer_container, project_qkv
+from .common import PackedEncoderMixin, attention_dropout, layer_container, per_size, project_qkv, rowwise
 from .packing import Segments, packed_attention, segments_from_grid_thw
 
 __all__ = ["Dinov3PackedVisionModel"]
@@ -72,7 +72,7 @@ class _PackedLayer(DINOv3ViTLayer):
         rate = self.drop_path.drop_prob if hasattr(self.drop_path, "drop_prob") else 0.0
         branch = self.layer_scale1(attention.o_proj(mixed.flatten(1)))
         hidden_states = hidden_states + _drop_images(branch, segments.lengths, rate, self.training)
-        branch = self.layer_scale2(self.mlp(self.norm2(hidden_states)))
+        branch = rowwise(lambda rows: self.layer_scale2(self.mlp(self.norm2(rows))), hidden_states)
         hidden_states = hidden_states + _drop_images(branch, segments.lengths, rate, self.training)
         return hidden_states, weights
 
@@ -119,14 +119,14 @@ class Dinov3PackedVisionModel(PackedEncoderMixin, DINOv3ViTPreTrainedModel):
     def _rope_tables(
         self, grids: list[tuple[int, int, int]], device: torch.device, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Packed ``cos, sin [T, head_dim]``: per-image tables, prefix rows cos=1 / sin=0."""
+        """Packed ``cos, sin [T, head_dim]``: per-image tables (in eval one per distinct size), prefix rows
+        cos=1 / sin=0."""
         inv_freq = 1.0 / self.config.rope_theta ** torch.arange(
             0, 1, 4 / self.head_dim, dtype=torch.float32, device=device
         )
-        prefix_cos = torch.ones(self.num_prefix_tokens, self.head_dim, dtype=torch.float32, device=device)
-        prefix_sin = torch.zeros_like(prefix_cos)
-        cos_parts, sin_parts = [], []
-        for _, h, w in grids:
+        prefix = torch.zeros(self.num_prefix_tokens, self.head_dim, dtype=torch.float32, device=device)
+
+        def angles(h: int, w: int) -> torch.Tensor:
             coords = get_patches_center_coordinates(
                 h, w, dtype=torch.float32, device=device
             )  # [h*w, 2] (y, x)
@@ -138,11 +138,15 @@ class Dinov3PackedVisionModel(PackedEncoderMixin, DINOv3ViTPreTrainedModel):
                     rescale=self.config.pos_embed_rescale,
                 )
             # [h*w, 2, head_dim/4] -> y angles then x angles -> repeated twice -> [h*w, head_dim]
-            angles = (2 * math.pi * coords[:, :, None] * inv_freq[None, None, :]).flatten(1).repeat(1, 2)
-            cos_parts.extend((prefix_cos, angles.cos()))
-            sin_parts.extend((prefix_sin, angles.sin()))
+            turns = (2 * math.pi * coords[:, :, None] * inv_freq[None, None, :]).flatten(1).repeat(1, 2)
+            return torch.cat((prefix, turns))  # angle 0 on the prefix rows: cos 1, sin 0
+
+        sizes = [(h, w) for _, h, w in grids]
+        # training draws the augmentation per image; eval tables depend on the size only
+        parts = [angles(h, w) for h, w in sizes] if self.training else per_size(sizes, angles)
+        packed = torch.cat(parts)
         # The standard model hands cos/sin to the layers in the activations' dtype; do the same for parity.
-        return torch.cat(cos_parts).to(dtype), torch.cat(sin_parts).to(dtype)
+        return packed.cos().to(dtype), packed.sin().to(dtype)
 
     def embed_packed(
         self, hidden_states: torch.Tensor, grid_thw: torch.Tensor

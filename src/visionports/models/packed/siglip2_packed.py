@@ -16,7 +16,7 @@ from transformers.models.siglip2.modeling_siglip2 import (
     Siglip2VisionEmbeddings,
 )
 
-from .common import PackedEncoderMixin, PrenormPackedLayer, layer_container, pool_per_image
+from .common import PackedEncoderMixin, PrenormPackedLayer, layer_container, per_size, pool_per_image
 from .packing import Segments, segments_from_grid_thw
 
 __all__ = ["Siglip2PackedVisionModel"]
@@ -60,16 +60,17 @@ class Siglip2PackedVisionModel(PackedEncoderMixin, Siglip2PreTrainedModel):
         return self.embeddings.patch_embedding
 
     def _position_embeddings(self, grid_thw: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Learned table resized to each image's (h, w), flattened row-major and concatenated: ``[N, D]``."""
+        """Learned table resized to each image's (h, w) (once per distinct size), row-major, concatenated."""
         side = self.embeddings.position_embedding_size
         table = self.embeddings.position_embedding.weight.reshape(side, side, -1)
-        parts = []
-        for _, h, w in grid_thw.tolist():
-            shape = torch.tensor([[h, w]], dtype=torch.long)
+
+        def resize(h: int, w: int) -> torch.Tensor:
             # upstream's own resize: float32 bilinear with antialias on CPU, cast back to the table's dtype
-            resized = Siglip2VisionEmbeddings.resize_positional_embeddings(table, shape, max_length=h * w)
-            parts.append(resized[0])
-        return torch.cat(parts).to(dtype)
+            shape = torch.tensor([[h, w]], dtype=torch.long)
+            return Siglip2VisionEmbeddings.resize_positional_embeddings(table, shape, max_length=h * w)[0]
+
+        sizes = [(h, w) for _, h, w in grid_thw.tolist()]
+        return torch.cat(per_size(sizes, resize)).to(dtype)
 
     def embed_packed(
         self, hidden_states: torch.Tensor, grid_thw: torch.Tensor
