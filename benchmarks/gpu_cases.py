@@ -87,5 +87,48 @@ def all_cases(quick: bool) -> list[Case]:
 
 
 def packed_variants(device: torch.device, quick: bool) -> list[tuple[str, str, dict]]:
-    """(family, case, {backend: call | why not}) for the packed encoders."""
-    return []
+    """(family, case, {backend: call | why not}) per packed encoder: our pack with flash-attn varlen (its default
+    on CUDA in half precision), the same pack with per-image SDPA, upstream layers on a padded batch with a key
+    mask, and one upstream call per image; bfloat16 on CUDA, float32 elsewhere (``quick``: AIMv2 only)."""
+    import copy
+
+    import packed_encoders as bench
+
+    from visionports.models.packed.packing import pack_images
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    found = []
+    for family in ["aimv2"] if quick else list(bench.FAMILIES):
+        standard, packed, layer_class, patch = bench._models(family)
+        standard, packed = standard.to(device, dtype), packed.to(device, dtype)
+        generator = torch.Generator().manual_seed(0)
+        images = [
+            torch.randn(3, h * patch, w * patch, generator=generator).to(device, dtype)
+            for h, w in bench.GRIDS
+        ]
+        inputs = pack_images(images, patch)
+        sdpa = copy.deepcopy(packed)
+        sdpa.set_attn_implementation("sdpa")
+        flash = _flash_reason(device)
+        variants = {
+            "ours packed, flash varlen": (lambda p=packed, i=inputs: p(*i))
+            if flash is None
+            else f"skipped: {flash}",
+            "ours packed, per-image SDPA": lambda p=sdpa, i=inputs: p(*i),
+            bench.PAD: lambda p=packed, c=layer_class, i=inputs: bench.pad_and_mask(p, c, i),
+            bench.PER_IMAGE: (lambda call: lambda: call(None))(
+                bench._per_image(family, standard, images, patch)
+            ),
+        }
+        found.append((family, f"{len(images)} images", variants))
+    return found
+
+
+def _flash_reason(device: torch.device) -> str | None:
+    if device.type != "cuda":
+        return "flash-attn varlen needs CUDA"
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return "flash-attn is not installed"
+    return None

@@ -58,3 +58,16 @@ def test_graph_beyond_tolerance_fails_the_run(script, tmp_path: Path, monkeypatc
     status, rows = _run(script, tmp_path, "DEIMv2")
     assert status == 1
     assert [r["parity_ok"] for r in rows if r["parity_ok"] is not None] == [False]
+
+
+def test_packed_rows_time_each_path_and_skip_flash_without_cuda(script, tmp_path: Path) -> None:
+    status, rows = _run(script, tmp_path, "packed")
+    assert status == 0 and {r["family"] for r in rows} == {"aimv2"}
+    by_backend = {r["backend"]: r for r in rows}
+    assert by_backend["ours packed, flash varlen"]["note"] == "skipped: flash-attn varlen needs CUDA"
+    for name in (
+        "ours packed, per-image SDPA",
+        "pad-and-mask (upstream layers)",
+        "one upstream call per image",
+    ):
+        assert by_backend[name]["median_ms"] > 0 and by_backend[name]["note"] == "", by_backend[name]
