@@ -10,7 +10,6 @@ loads of the same folder content and settings reuse it without exporting or vali
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,12 @@ import torch
 from PIL import Image
 from transformers import PreTrainedModel
 
-from ..core.errors import ModelFolderError
 from ..models.deimv2.configuration_deimv2 import Deimv2Config
 from ..models.deimv2.modeling_deimv2 import Deimv2ObjectDetectionOutput
 from ..tasks.detect import _detections
 from ..utils.drawing import Detection
 from .runtimes import GraphSession, check_backend, open_graph
-from .validation import compare, validated_graphs, validation_figures
+from .validation import compare, require_model_type, validated_graphs, validation_figures
 
 # Refusal bounds of the validation (max abs difference, graph - eager float32, golden input). Measured on the
 # golden Atto and DINOv3-S checkpoints (docs/models/deimv2.md): up to 1.4e-3 on logits (O(4)) and 1.6e-4 on
@@ -54,12 +52,7 @@ def validate(session: GraphSession, model: Any, processor: Any, backend: str) ->
 
 
 def _check_family(model_dir: Path, backend: str) -> None:
-    config = model_dir / "config.json"
-    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
-    if model_type != Deimv2Config.model_type:
-        raise ModelFolderError(
-            f"--backend {backend} serves DEIMv2 folders for detect; {model_dir} holds model_type {model_type!r}"
-        )
+    require_model_type(model_dir, Deimv2Config.model_type, backend, "DEIMv2", "detect")
 
 
 def _entry(model_dir: Path, backend: str, processor: Any) -> Path:

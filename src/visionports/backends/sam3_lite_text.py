@@ -10,7 +10,6 @@ stays in torch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,9 @@ from typing import Any
 import torch
 
 from ..core.devices import place, resolve_device, resolve_dtype, to_model
-from ..core.errors import ModelFolderError
 from .deimv2 import golden_image
 from .runtimes import GraphSession, check_backend, open_graph
-from .validation import compare, validated_graphs, validation_figures
+from .validation import compare, require_model_type, validated_graphs, validation_figures
 
 # Refusal bounds of the validation (max abs difference, graph - eager float32, validation input). Measured on
 # the tiny golden detector (tests/backends/test_sam3_lite_text_backends.py), onnxruntime / OpenVINO, batch 1
@@ -113,11 +111,7 @@ def load_torch_segmenter(
 def _check_family(model_dir: Path, backend: str) -> None:
     from ..models.sam3_lite_text.configuration_sam3_lite_text import Sam3LiteTextConfig
 
-    config = model_dir / "config.json"
-    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
-    if model_type != Sam3LiteTextConfig.model_type:
-        raise ModelFolderError(f"--backend {backend} serves SAM3-LiteText folders for segment; {model_dir} holds "
-                               f"model_type {model_type!r}")  # fmt: skip
+    require_model_type(model_dir, Sam3LiteTextConfig.model_type, backend, "SAM3-LiteText", "segment")
 
 
 def validation_inputs(model: Any, processor: Any, tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..core.errors import VisionportsError
+from ..core.errors import ModelFolderError, VisionportsError
 from ..core.files import atomic_write
 from .cache import cache_key, cached_entry
 from .runtimes import open_graph, runtime_version
@@ -78,6 +78,16 @@ def validated_graphs(
         atomic_write(folder / VALIDATION_FILE, lambda tmp: tmp.write_text(text))
 
     return cached_entry(model_dir, cache_key(model_dir, keyed), build)
+
+
+def require_model_type(model_dir: Path, model_type: str, backend: str, family: str, verb: str) -> None:
+    """Refuse a folder whose ``config.json`` is not ``model_type`` (the family this backend module serves)."""
+    config = model_dir / "config.json"
+    found = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    if found != model_type:
+        raise ModelFolderError(
+            f"--backend {backend} serves {family} folders for {verb}; {model_dir} holds model_type {found!r}"
+        )
 
 
 def validation_figures(entry: Path) -> dict[str, Any]:

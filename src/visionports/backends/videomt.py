@@ -12,7 +12,6 @@ model and comparing every step (the figures are in ``validation.json``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..core.errors import ModelFolderError
 from .runtimes import GraphSession, check_backend, open_graph
-from .validation import compare, validated_graphs, validation_figures
+from .validation import compare, require_model_type, validated_graphs, validation_figures
 
 # Refusal bounds of the validation (max abs difference graph - eager float32, over every step of
 # VALIDATION_FRAMES random frames, the graph fed its own state). Measured in onnxruntime / OpenVINO: the
@@ -66,13 +64,7 @@ def validate(
 def _check_family(model_dir: Path, backend: str) -> None:
     from ..models.videomt.configuration_videomt import VideomtConfig
 
-    config = model_dir / "config.json"
-    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
-    if model_type != VideomtConfig.model_type:
-        raise ModelFolderError(
-            f"--backend {backend} serves VidEoMT folders for segment-video; {model_dir} holds model_type "
-            f"{model_type!r}"
-        )
+    require_model_type(model_dir, VideomtConfig.model_type, backend, "VidEoMT", "segment-video")
 
 
 def _entry(model_dir: Path, backend: str, frame_size: tuple[int, int]) -> Path:
