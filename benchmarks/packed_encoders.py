@@ -8,8 +8,7 @@ grids of ``GRIDS``, 3032 patches packed, 4800 padded to the longest). Paths:
 - pad-and-mask: our packed embeddings padded to the longest image, upstream's own layers with a key-padding
   mask (one SDPA call per layer over the padded batch), then the final norm and pooling on the valid rows;
 - one upstream call per image: the standard transformers model on each image alone;
-- ours, packed: eager (row blocks at one CPU thread, per-segment SDPA), the same as one pass over the whole pack (the
-  previous default), and ``torch.compile`` (checked against eager).
+- ours, packed: eager (per-segment SDPA) and ``torch.compile`` (checked against eager).
 
 ``table()`` gives two ratio groups per family: every path ÷ pad-and-mask, and the packed paths ÷ one call per
 image. Timing (interleaved repeats, min / median): ``benchmarks/timing.py``.
@@ -22,7 +21,6 @@ import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
 
 import torch
 from torch import nn
@@ -42,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import HEADER, Row, rows  # noqa: E402
 
-from visionports.models.packed import packing  # noqa: E402
 from visionports.models.packed.aimv2_packed import Aimv2PackedVisionModel  # noqa: E402
 from visionports.models.packed.dinov3_packed import Dinov3PackedVisionModel  # noqa: E402
 from visionports.models.packed.packing import pack_images, segment_lengths  # noqa: E402
@@ -140,16 +137,6 @@ def _compiled(model: nn.Module, inputs: Packed) -> Callable | str:
     return (lambda args: compiled(*args)) if error <= 1e-5 else f"differs from eager by {error:.1e}"
 
 
-def _one_pass(model: nn.Module) -> Callable:
-    """The packed model with each layer over the whole pack at once (no row blocks): the previous default."""
-
-    def call(args: Packed) -> object:
-        with mock.patch.object(packing, "ROW_BLOCK", 1 << 30):
-            return model(*args)
-
-    return call
-
-
 def family_rows(family: str, repeats: int, quick: bool) -> list[Row]:
     """The two ratio groups of one family (see the module docstring)."""
     standard, packed, layer_class, patch = _models(family)
@@ -162,7 +149,6 @@ def family_rows(family: str, repeats: int, quick: bool) -> list[Row]:
         PAD: lambda args: pad_and_mask(packed, layer_class, args),
         PER_IMAGE: _per_image(family, standard, images, patch),
         "ours packed eager": lambda args: packed(*args),
-        "ours packed, one pass (before)": _one_pass(packed),
         "ours packed torch.compile": "skipped (--quick)" if quick else _compiled(packed, inputs),
     }
     timed = rows(family, case, variants, inputs, repeats, reference=PAD)

@@ -1,9 +1,7 @@
-"""The CPU fast paths of the packed encoders are exact: layers run by row blocks, position tables built once
-per distinct size, same-length images pooled in one batch, and ``torch.compile`` of the whole model."""
+"""The packed encoders' shared work is exact: position tables built once per distinct size, same-length images
+pooled in one batch, and ``torch.compile`` of the whole model."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -18,8 +16,7 @@ from transformers import (
 )
 
 from visionports import Aimv2PackedVisionModel, Dinov3PackedVisionModel, Siglip2PackedVisionModel, unpack
-from visionports.models.packed import common, packing
-from visionports.models.packed.packing import Segments, pack_images, row_blocks
+from visionports.models.packed.packing import pack_images
 
 TOL = 1e-5  # packed vs the standard model, as in the other packed tests
 PATCH = 4
@@ -46,15 +43,6 @@ FAMILIES = {
 }
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """The row-block path runs on one CPU thread only."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _pair(name: str) -> tuple[nn.Module, nn.Module]:
     packed_cls, standard_cls, make_config = FAMILIES[name]
     torch.manual_seed(0)
@@ -79,31 +67,13 @@ def _alone(name: str, standard: nn.Module, image: torch.Tensor) -> object:
                     output_hidden_states=True)  # fmt: skip
 
 
-def test_row_blocks_hold_whole_consecutive_segments() -> None:
-    segments = Segments(torch.tensor([0, 6, 7, 13, 17], dtype=torch.int32), 6, [6, 1, 6, 4])
-    blocks = row_blocks(segments, rows=8)
-    assert [(b.start, b.end, b.segments.lengths) for b in blocks] == [(0, 13, [6, 1, 6]), (13, 17, [4])]
-    assert blocks[0].segments.cu_seqlens.tolist() == [0, 6, 7, 13] and blocks[0].segments.max_seqlen == 6
-    assert [(b.start, b.end) for b in row_blocks(segments, rows=100)] == [(0, 17)]
-    assert [b.segments.lengths for b in row_blocks(segments, rows=1)] == [[6], [1], [6], [4]]
-
-
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_row_blocks_and_cached_tables_match_the_standard_model(
-    name: str, monkeypatch: pytest.MonkeyPatch, one_thread: None
-) -> None:
+def test_cached_tables_and_batched_pooling_match_the_standard_model(name: str) -> None:
     standard, packed = _pair(name)
     images = _images()
     hidden, grid = pack_images(images, PATCH)
     with torch.no_grad():
-        one_pass = packed(hidden, grid, output_hidden_states=True)
-        monkeypatch.setattr(packing, "ROW_BLOCK", 8)
-        seen = []
-        monkeypatch.setattr(
-            common, "row_blocks", lambda segments: seen.append(row_blocks(segments)) or seen[-1]
-        )
         out = packed(hidden, grid, output_hidden_states=True)
-        assert len(seen) == 1 and len(seen[0]) > 2  # several blocks, computed once for all layers
         for i, image in enumerate(images):
             ref = _alone(name, standard, image)
             rows = unpack(out.last_hidden_state, grid, packed.num_prefix_tokens)[i]
@@ -111,28 +81,6 @@ def test_row_blocks_and_cached_tables_match_the_standard_model(
             assert (out.pooler_output[i] - ref.pooler_output[0]).abs().max() <= TOL, i
             for ours, theirs in zip(out.hidden_states, ref.hidden_states, strict=True):
                 assert (unpack(ours, grid, packed.num_prefix_tokens)[i] - theirs[0]).abs().max() <= TOL, i
-    for key in ("last_hidden_state", "pooler_output"):
-        assert (out[key] - one_pass[key]).abs().max() <= 1e-6, key
-
-
-def test_several_threads_run_the_whole_pack(monkeypatch: pytest.MonkeyPatch) -> None:
-    _, packed = _pair("aimv2")
-    hidden, grid = pack_images(_images(), PATCH)
-    monkeypatch.setattr(packing, "ROW_BLOCK", 8)
-    calls = []
-    monkeypatch.setattr(common, "row_blocks", lambda segments: calls.append(segments) or row_blocks(segments))
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        with torch.no_grad():
-            whole = packed(hidden, grid).last_hidden_state
-        torch.set_num_threads(1)
-        with torch.no_grad():
-            blocked = packed(hidden, grid).last_hidden_state
-    finally:
-        torch.set_num_threads(previous)
-    assert len(calls) == 1  # the one-thread call only
-    assert (whole - blocked).abs().max() <= 1e-6
 
 
 @pytest.mark.slow

@@ -8,11 +8,6 @@ Attention backends (transformers' ``attn_implementation``):
 - nothing requested: flash varlen when it can run on the inputs (CUDA, fp16/bf16, flash-attn installed),
   otherwise per-image SDPA.
 
-CPU path at one thread (``sdpa`` / ``eager`` without attention weights): each layer runs block by block
-over ``row_blocks`` (whole consecutive images, ~``ROW_BLOCK`` rows) and the MLP by row tiles; exact, and
-faster than whole-pack ops, whose activations fall out of cache. Otherwise (flash, attention weights, several
-threads) each layer takes the whole pack at once.
-
 ``output_attentions``: one ``[num_heads, N, N]`` tensor per layer (N = rows of the pack) holding the attention
 probabilities of the packed sequence, block-diagonal: entries between two different images are exactly 0. Only
 the eager backend forms them; SDPA and flash give ``None`` per layer, as transformers' own SDPA path does.
@@ -29,9 +24,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from . import packing
 from .loading import RefuseMissingWeightsMixin
-from .packing import RowBlock, Segments, packed_attention, resolve_backend, row_blocks, validate_packed
+from .packing import Segments, packed_attention, resolve_backend, validate_packed
 
 
 class PackedEncoderMixin(RefuseMissingWeightsMixin):
@@ -131,20 +125,11 @@ def run_layers(
     want_hidden: bool,
     *extra: torch.Tensor,
 ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-    """All layers once over the pack: ``(x, hidden_states, attentions)``, the tuples ``None`` unless asked.
-
-    On one CPU thread (no flash, no attention weights asked) each layer runs block by block over
-    ``row_blocks``: exact, and faster than whole-pack ops (cache); otherwise each layer takes the whole pack.
-    """
+    """All layers once over the pack: ``(x, hidden_states, attentions)``, the tuples ``None`` unless asked."""
     hidden = [x] if want_hidden else None
     attentions = [] if want_attentions else None
-    whole = backend == "flash" or want_attentions or not packing.blocks_pay_off(x)
-    blocks = None if whole else row_blocks(segments)
     for layer in layers:
-        if blocks is not None and len(blocks) > 1:
-            x, weights = _blockwise(layer, x, blocks, backend, extra), None
-        else:
-            x, weights = layer(x, segments, backend, want_attentions, *extra)
+        x, weights = layer(x, segments, backend, want_attentions, *extra)
         if hidden is not None:
             hidden.append(x)
         if attentions is not None:
@@ -154,26 +139,6 @@ def run_layers(
         (tuple(hidden) if hidden is not None else None),
         (tuple(attentions) if attentions is not None else None),
     )
-
-
-def _blockwise(
-    layer: nn.Module, x: torch.Tensor, blocks: list[RowBlock], backend: str, extra: tuple[torch.Tensor, ...]
-) -> torch.Tensor:
-    """``layer`` on each block's rows (and row-aligned ``extra``), the outputs concatenated."""
-    outs = []
-    for start, end, segments in blocks:
-        rows = (t[start:end] for t in extra)
-        outs.append(layer(x[start:end], segments, backend, False, *rows)[0])
-    return torch.cat(outs)
-
-
-def rowwise(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """``fn(x)`` for a row-wise ``fn`` (each output row from its own input row), on one CPU thread by tiles
-    of ``ROW_BLOCK`` rows: exact, and the wide MLP activations of a tile stay in cache."""
-    tile = packing.ROW_BLOCK
-    if x.shape[0] <= tile or not packing.blocks_pay_off(x):
-        return fn(x)
-    return torch.cat([fn(rows) for rows in x.split(tile)])
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -211,7 +176,7 @@ class PrenormPackedLayer:
         dropout = attention_dropout(attention)
         mixed, weights = packed_attention(q, k, v, segments, attention.scale, backend, dropout, need_weights)
         hidden_states = hidden_states + attention.out_proj(mixed.flatten(1))
-        return rowwise(lambda rows: rows + mlp(norm2(rows)), hidden_states), weights
+        return hidden_states + mlp(norm2(hidden_states)), weights
 
 
 def pool_per_image(head: nn.Module, rows: torch.Tensor, segments: Segments) -> torch.Tensor:

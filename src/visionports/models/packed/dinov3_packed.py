@@ -29,7 +29,7 @@ from transformers.models.dinov3_vit.modeling_dinov3_vit import (
     get_patches_center_coordinates,
 )
 
-from .common import PackedEncoderMixin, attention_dropout, layer_container, per_size, project_qkv, rowwise
+from .common import PackedEncoderMixin, attention_dropout, layer_container, per_size, project_qkv
 from .packing import Segments, packed_attention, segments_from_grid_thw
 
 __all__ = ["Dinov3PackedVisionModel"]
@@ -72,7 +72,7 @@ class _PackedLayer(DINOv3ViTLayer):
         rate = self.drop_path.drop_prob if hasattr(self.drop_path, "drop_prob") else 0.0
         branch = self.layer_scale1(attention.o_proj(mixed.flatten(1)))
         hidden_states = hidden_states + _drop_images(branch, segments.lengths, rate, self.training)
-        branch = rowwise(lambda rows: self.layer_scale2(self.mlp(self.norm2(rows))), hidden_states)
+        branch = self.layer_scale2(self.mlp(self.norm2(hidden_states)))
         hidden_states = hidden_states + _drop_images(branch, segments.lengths, rate, self.training)
         return hidden_states, weights
 

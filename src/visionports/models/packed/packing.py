@@ -137,48 +137,6 @@ def segments_from_grid_thw(
     )
 
 
-ROW_BLOCK = 512  # rows per CPU block: a layer's activations for ~512 rows stay in the L2/L3 cache
-
-
-class RowBlock(NamedTuple):
-    """Whole consecutive segments ``rows[start:end]`` run through a layer together (CPU path)."""
-
-    start: int
-    end: int
-    segments: Segments
-
-
-def row_blocks(segments: Segments, rows: int | None = None) -> list[RowBlock]:
-    """Consecutive whole segments grouped greedily until a group holds ``rows`` (default ``ROW_BLOCK``) rows.
-
-    Every op of a layer but attention is row-wise, and attention stays inside a segment, so running a layer
-    block by block is exact. On one CPU thread it is faster than one pass over the pack: the elementwise ops
-    and GEMM outputs of ~512 rows stay in cache, those of thousands of rows do not (measured in
-    ``docs/models/packed_encoders.md``).
-    """
-    rows = rows or ROW_BLOCK
-    blocks, start, group = [], 0, []
-    for length in segments.lengths:
-        group.append(length)
-        if sum(group) >= rows:
-            blocks.append(_row_block(start, group))
-            start, group = start + sum(group), []
-    if group:
-        blocks.append(_row_block(start, group))
-    return blocks
-
-
-def blocks_pay_off(x: torch.Tensor) -> bool:
-    """Whether layers over ``x`` run by row blocks: CPU at one thread, where it was measured to pay off. With
-    more threads a block's GEMM splits into small per-thread pieces, so the whole pack runs at once there."""
-    return x.device.type == "cpu" and torch.get_num_threads() == 1
-
-
-def _row_block(start: int, lengths: list[int]) -> RowBlock:
-    cu = torch.tensor([0, *lengths], dtype=torch.int64).cumsum(0).to(torch.int32)
-    return RowBlock(start, start + sum(lengths), Segments(cu, max(lengths), list(lengths)))
-
-
 def _block_diagonal(blocks: list[torch.Tensor]) -> torch.Tensor:
     """``[heads, L_i, L_i]`` blocks -> ``[heads, T, T]`` with zeros between different images."""
     total = sum(block.shape[-1] for block in blocks)
