@@ -71,9 +71,11 @@ def _graphs(ours: torch.nn.Module, folder: Path, size: int) -> dict[str, Callabl
 
 
 def _drift(session: Callable, ours: torch.nn.Module, pixels: torch.Tensor) -> str:
+    """Max |logits - eager| and how many queries differ by more than 1e-3 (random weights are ill-conditioned:
+    a near-tie in the encoder's query selection can swap a few queries between two correct float32 runs)."""
     with torch.inference_mode():
-        diff = (session(pixel_values=pixels)["logits"] - ours(pixel_values=pixels).logits).abs().max()
-    return f"{float(diff):.1e}"
+        diff = (session(pixel_values=pixels)["logits"] - ours(pixel_values=pixels).logits).abs().amax(-1)
+    return f"{float(diff.max()):.1e}, {int((diff > 1e-3).sum())}/{diff.shape[-1]} queries > 1e-3"
 
 
 def network_rows(preset: str, upstream, ours, graphs, repeats: int, compile_: bool) -> list[Row]:

@@ -83,9 +83,12 @@ def _graph_predict(
 
 
 def _detections(found: dict, id2label: dict) -> list[Detection]:
+    """Post-processed tensors -> ``Detection``s (read through ``tolist``: per-element tensor access cost 3 ms for
+    300 detections, a quarter of Atto's network time)."""
+    scores, labels, boxes = (found[key].tolist() for key in ("scores", "labels", "boxes"))
     return [
-        Detection(int(label), id2label.get(int(label), str(int(label))), float(score), tuple(map(float, box)))
-        for score, label, box in zip(found["scores"], found["labels"], found["boxes"], strict=True)
+        Detection(int(label), id2label.get(int(label), str(int(label))), float(score), tuple(box))
+        for score, label, box in zip(scores, labels, boxes, strict=True)
     ]
 
 
