@@ -5,42 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_packed_conventions import FAMILIES, PATCH  # the small standard / packed pairs of every family
 from torch import nn
-from transformers import (
-    Aimv2VisionConfig,
-    Aimv2VisionModel,
-    DINOv3ViTConfig,
-    DINOv3ViTModel,
-    Siglip2VisionConfig,
-    Siglip2VisionModel,
-)
 
-from visionports import Aimv2PackedVisionModel, Dinov3PackedVisionModel, Siglip2PackedVisionModel, unpack
+from visionports import unpack
 from visionports.models.packed.packing import pack_images
 
 TOL = 1e-5  # packed vs the standard model, as in the other packed tests
-PATCH = 4
 GRIDS = [(2, 3), (1, 1), (2, 3), (3, 2), (1, 4), (1, 1)]  # repeated sizes: cached tables, batched pooling
-SMALL = dict(
-    hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, patch_size=PATCH
-)
-FAMILIES = {
-    "aimv2": (
-        Aimv2PackedVisionModel,
-        Aimv2VisionModel,
-        lambda: Aimv2VisionConfig(image_size=16, is_native=True, **SMALL),
-    ),
-    "siglip2": (
-        Siglip2PackedVisionModel,
-        Siglip2VisionModel,
-        lambda: Siglip2VisionConfig(num_patches=9, **SMALL),
-    ),
-    "dinov3": (
-        Dinov3PackedVisionModel,
-        DINOv3ViTModel,
-        lambda: DINOv3ViTConfig(num_register_tokens=2, **SMALL),
-    ),
-}
 
 
 def _pair(name: str) -> tuple[nn.Module, nn.Module]:
