@@ -186,3 +186,24 @@ def test_graph_backend_refuses_deploy(model_dir: Path, images: list[Path], tmp_p
     ]
     result = CliRunner().invoke(main, [*args, "--backend", "onnxruntime", "--deploy"])
     assert result.exit_code != 0 and "--deploy applies to --backend torch" in result.output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pipeline_on_the_graphs_equals_the_eager_pipeline(
+    backend: str, model_dir: Path, images: list[Path], copied_export
+) -> None:
+    from transformers import pipeline
+
+    eager = pipeline("text-prompted-segmentation", model=str(model_dir))
+    graph = graphs.load_segmenter(model_dir, backend).pipeline()
+    total = 0
+    for path in images:
+        want = eager(str(path), prompts=list(PROMPTS), threshold=0.05)
+        got = graph(str(path), prompts=list(PROMPTS), threshold=0.05)
+        assert [r["label"] for r in got] == [r["label"] for r in want]
+        assert np.allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-4)
+        for a, b in zip(got, want, strict=True):
+            union = np.logical_or(a["mask"], b["mask"]).sum()
+            assert union == 0 or np.logical_and(a["mask"], b["mask"]).sum() / union >= 0.98
+        total += len(want)
+    assert total >= 3  # the comparison is not vacuous

@@ -76,6 +76,18 @@ class Segmenter:
             target_sizes=[(rgb.height, rgb.width)], deferred_masks=deferred_masks,
         )[0]  # fmt: skip
 
+    def pipeline(self, **kwargs: Any) -> Any:
+        """A ``text-prompted-segmentation`` pipeline whose text and image encoders are this segmenter's (graphs on
+        a graph backend; ``kwargs`` go to :func:`transformers.pipeline`)."""
+        import copy
+
+        from transformers import pipeline
+
+        model = copy.copy(self.model)  # shares the modules; its two encoder methods become ours
+        model.get_text_features = lambda input_ids, **_: self.encode_text(input_ids)
+        model.get_image_features = lambda pixel_values, **_: self.encode_image(pixel_values)
+        return pipeline("text-prompted-segmentation", model=model, image_processor=self.processor, **kwargs)
+
 
 def _parts(model_dir: Path) -> tuple[Any, Any, Any]:
     from transformers import AutoImageProcessor

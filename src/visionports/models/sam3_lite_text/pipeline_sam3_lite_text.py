@@ -59,7 +59,8 @@ class TextPromptedSegmentationPipeline(Pipeline):
                 "and every prompt queries it)"
             )
         vision = self.model.get_image_features(inputs["pixel_values"])
-        out = self.model(input_ids=inputs["input_ids"], vision_outputs=vision)
+        text = self.model.get_text_features(inputs["input_ids"], return_dict=True)
+        out = self.model(text_outputs=text, vision_outputs=vision)
         return {"outputs": out, "size": inputs["size"], "prompts": inputs["prompts"]}
 
     def postprocess(
