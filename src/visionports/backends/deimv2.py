@@ -23,7 +23,7 @@ from ..models.deimv2.modeling_deimv2 import Deimv2ObjectDetectionOutput
 from ..tasks.detect import _detections
 from ..utils.drawing import Detection
 from .runtimes import GraphSession, check_backend, open_graph
-from .validation import compare, require_model_type, validated_graphs, validation_figures
+from .validation import compare, golden_image, require_model_type, validated_graphs, validation_figures
 
 # Refusal bounds of the validation (max abs difference, graph - eager float32, golden input). Measured on the
 # golden Atto and DINOv3-S checkpoints (docs/models/deimv2.md): up to 1.4e-3 on logits (O(4)) and 1.6e-4 on
@@ -31,14 +31,6 @@ from .validation import compare, require_model_type, validated_graphs, validatio
 # tests/models/deimv2/test_export_deimv2.py holds the export to: ~3.5x and ~6x the measured figures, far
 # below what a wrong graph gives (O(1)).
 TOLERANCES = {"logits": 5e-3, "pred_boxes": 1e-3}
-GOLDEN_SEED = 0
-
-
-def golden_image(height: int, width: int, seed: int = GOLDEN_SEED) -> Image.Image:
-    """A deterministic random RGB image (the validation input)."""
-    generator = torch.Generator().manual_seed(seed)
-    pixels = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
-    return Image.fromarray(pixels.numpy(), "RGB")
 
 
 def validate(session: GraphSession, model: Any, processor: Any, backend: str) -> dict[str, float]:

@@ -18,9 +18,8 @@ from typing import Any
 import torch
 
 from ..core.devices import place, resolve_device, resolve_dtype, to_model
-from .deimv2 import golden_image
 from .runtimes import GraphSession, check_backend, open_graph
-from .validation import compare, require_model_type, validated_graphs, validation_figures
+from .validation import compare, golden_image, require_model_type, validated_graphs, validation_figures
 
 # Refusal bounds of the validation (max abs difference, graph - eager float32, validation input). Measured on
 # the tiny golden detector (tests/backends/test_sam3_lite_text_backends.py), onnxruntime / OpenVINO, batch 1

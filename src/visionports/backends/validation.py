@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from ..core.errors import ModelFolderError, VisionportsError
 from ..core.files import atomic_write
@@ -15,10 +16,18 @@ from .cache import cache_key, cached_entry
 from .runtimes import open_graph, runtime_version
 
 VALIDATION_FILE = "validation.json"
+GOLDEN_SEED = 0  # of every family's deterministic validation input
 
 
 class GraphValidationError(VisionportsError, RuntimeError):
     """An exported graph whose outputs disagree with the eager model beyond the tolerance."""
+
+
+def golden_image(height: int, width: int, seed: int = GOLDEN_SEED) -> Image.Image:
+    """A deterministic random RGB image (the image families' validation input)."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
+    return Image.fromarray(pixels.numpy(), "RGB")
 
 
 def compare(

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .runtimes import GraphSession, check_backend, open_graph
-from .validation import compare, require_model_type, validated_graphs, validation_figures
+from .validation import GOLDEN_SEED, compare, require_model_type, validated_graphs, validation_figures
 
 # Refusal bounds of the validation (max abs difference graph - eager float32, over every step of
 # VALIDATION_FRAMES random frames, the graph fed its own state). Measured in onnxruntime / OpenVINO: the
@@ -31,7 +31,6 @@ from .validation import compare, require_model_type, validated_graphs, validatio
 # the position table was fixed at export, OpenVINO's own antialiased resize gave masks 2.5e-3 on ViT-S).
 TOLERANCES = {"class_queries_logits": 1e-4, "masks_queries_logits": 5e-4, "next_queries": 1e-4}
 VALIDATION_FRAMES = 3
-GOLDEN_SEED = 0
 INITIAL_FILE = "initial_queries.safetensors"
 
 

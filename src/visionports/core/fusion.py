@@ -41,6 +41,17 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         conv.bias.copy_(bias)
 
 
+@torch.no_grad()
+def scale_output_channels(layer: nn.Module, factor: torch.Tensor) -> None:
+    """Multiply ``factor`` (one value per output channel) into a linear or conv ``layer``'s weight and bias, in
+    place: ``factor * layer(x) == layer'(x)`` (a LayerScale folded into the layer before it)."""
+    factor = factor.reshape(-1)
+    weight = layer.weight
+    weight.mul_(factor.to(weight.dtype).view(-1, *[1] * (weight.ndim - 1)))
+    if layer.bias is not None:
+        layer.bias.mul_(factor.to(layer.bias.dtype))
+
+
 def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
     """Zero-pad a centred square kernel ``[O, I, k, k]`` to ``size x size``."""
     pad = (size - kernel.shape[-1]) // 2

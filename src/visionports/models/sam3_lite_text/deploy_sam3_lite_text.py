@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ...core.deploy import InferenceOnlyMixin
+from ...core.fusion import scale_output_channels
 
 DEPLOY_ATTENTION = "sdpa"
 
@@ -29,10 +30,7 @@ def fold_layer_scale(layer: nn.Module) -> None:
     scale = getattr(layer, "ffn_scale", None)
     if scale is None:
         return
-    factor = scale.reshape(-1)
-    layer.fc2.weight.mul_(factor.view(-1, *[1] * (layer.fc2.weight.ndim - 1)))
-    if layer.fc2.bias is not None:
-        layer.fc2.bias.mul_(factor)
+    scale_output_channels(layer.fc2, scale)
     layer.ffn_scale = None
 
 

@@ -5,9 +5,6 @@ attention output projection and the last MLP layer, and the scale module becomes
 parameter stays (set to ones) under the same name, so the state dict keeps its keys and a saved deployed
 model reloads as an ordinary one with the same outputs. Outputs equal the eval-mode model's up to float32
 rounding; a deployed model refuses to run in training mode.
-
-:func:`compile_streaming` is ``torch.compile`` for streaming: ``torch.compile(model)`` works, but it
-specialises on the state's Python frame count and so recompiles on every call (eager again after 8).
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...core.fusion import scale_output_channels
 from .modeling_videomt import VideomtLayer, VideomtLayerScale
 
 ATTENTION = "sdpa"
@@ -40,9 +38,7 @@ def fold_layer_scale(linear: nn.Linear, scale: nn.Module) -> FoldedLayerScale:
     if isinstance(scale, FoldedLayerScale):
         return scale
     gamma = getattr(scale, scale.name)
-    linear.weight.mul_(gamma[:, None].to(linear.weight.dtype))
-    if linear.bias is not None:
-        linear.bias.mul_(gamma.to(linear.bias.dtype))
+    scale_output_channels(linear, gamma)
     gamma.fill_(1.0)
     return FoldedLayerScale(scale).train(scale.training)
 
