@@ -46,5 +46,9 @@ class CocoFormatError(VisionportsError, ValueError):
     """A COCO annotation file that cannot be used as is; the message names the file and the entry."""
 
 
+class VideoDatasetFormatError(VisionportsError, ValueError):
+    """A YouTube-VIS (or OVIS) video annotation file or folder that cannot be used as is; names the entry."""
+
+
 class NonFiniteOutputError(VisionportsError, RuntimeError):
     """Model outputs holding NaN or infinity: detections from them would be silently empty or wrong."""

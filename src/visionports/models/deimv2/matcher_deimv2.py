@@ -5,20 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ...utils.assignment import linear_sum_assignment
 from ...utils.boxes import center_to_corners, pairwise_generalized_iou, pairwise_iou
 
 Matching = list[tuple[torch.Tensor, torch.Tensor]]
 Targets = list[dict[str, torch.Tensor]]  # per image: "labels" [n_i] and "boxes" [n_i, 4] (cx, cy, w, h)
-
-
-def _linear_sum_assignment():
-    try:
-        from scipy.optimize import linear_sum_assignment
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "DEIMv2 training needs scipy for Hungarian matching: pip install 'visionports[train]'"
-        ) from error
-    return linear_sum_assignment
 
 
 class Deimv2HungarianMatcher:
@@ -79,12 +70,11 @@ class Deimv2HungarianMatcher:
         self, logits: torch.Tensor, boxes: torch.Tensor, targets: Targets, epoch: int = 0
     ) -> Matching:
         """Per image ``(query_indices, target_indices)`` (int64, on the CPU)."""
-        assign = _linear_sum_assignment()
         cost = self.cost_matrix(logits, boxes, targets, epoch)
         sizes = [len(t["boxes"]) for t in targets]
         matching = []
         for index, block in enumerate(cost.split(sizes, -1)):
-            rows, cols = assign(block[index])
+            rows, cols = linear_sum_assignment(block[index])
             matching.append(
                 (torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64))
             )

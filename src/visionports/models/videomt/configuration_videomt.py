@@ -113,6 +113,14 @@ class VideomtConfig(PreTrainedConfig):
     num_thing_classes: int | None = None
     initializer_range: float = 0.02
     layerscale_value: float = 1.0
+    # training loss (the original's settings)
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+    train_num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
 
     def __post_init__(self, **kwargs: Any) -> None:
         for name in ("segmenter_blocks", "image_mean", "image_std"):
@@ -129,8 +137,16 @@ class VideomtConfig(PreTrainedConfig):
         errors = invalid_values(
             self, counts=_COUNTS, optional=("num_register_tokens", "num_upscale_blocks"),
             positive=("layer_norm_eps", "rope_theta"),
-            finite=("object_mask_threshold", "overlap_threshold", "initializer_range", "layerscale_value"),
+            finite=("object_mask_threshold", "overlap_threshold", "initializer_range", "layerscale_value",
+                    "class_weight", "mask_weight", "dice_weight", "no_object_weight"),
         )  # fmt: skip
+        errors += invalid_values(self, counts=("train_num_points",), positive=("oversample_ratio",))
+        if not (isinstance(self.oversample_ratio, int | float) and self.oversample_ratio >= 1):
+            errors.append(f"oversample_ratio must be >= 1, got {self.oversample_ratio!r}")
+        if not (
+            isinstance(self.importance_sample_ratio, int | float) and 0 <= self.importance_sample_ratio <= 1
+        ):
+            errors.append(f"importance_sample_ratio must be in [0, 1], got {self.importance_sample_ratio!r}")
         if self.position_grid_size is not None:
             errors += invalid_values(self, counts=("position_grid_size",))
         if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in self.segmenter_blocks):

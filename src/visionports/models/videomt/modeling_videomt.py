@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput
 from ...core.inputs import check_pixel_dtype
 from ...core.pretrained import ReloadIdenticalMixin, as_returned, output_flags
 from .configuration_videomt import VideomtConfig
+from .loss_videomt import VideomtCriterion, check_labels
 
 Rope = tuple[torch.Tensor, torch.Tensor]  # DINOv3 RoPE (cos, sin) of the patch tokens
 
@@ -270,6 +271,9 @@ class VideomtSegmentationOutput(ModelOutput):
         attentions: every block's attention weights ``[B, T, heads, N, N]`` (with ``output_attentions``).
         auxiliary_logits: deep-supervision predictions before each segmenter block, as
             ``(class_logits, mask_logits)`` pairs in the layout above (with ``output_auxiliary_logits``).
+        loss: with ``labels``, the sum of the weighted loss terms.
+        loss_dict: with ``labels``, each weighted term by name (``loss_ce``, ``loss_mask``, ``loss_dice``, and
+            ``loss_ce_0`` ... for the deep-supervision predictions).
     """
 
     class_queries_logits: torch.Tensor | None = None
@@ -281,6 +285,8 @@ class VideomtSegmentationOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
     auxiliary_logits: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+    loss: torch.Tensor | None = None
+    loss_dict: dict[str, torch.Tensor] | None = None
 
 
 class VideomtPreTrainedModel(ReloadIdenticalMixin, PreTrainedModel):
@@ -291,6 +297,7 @@ class VideomtPreTrainedModel(ReloadIdenticalMixin, PreTrainedModel):
     input_modalities = ("video",)
     _no_split_modules = ["VideomtLayer"]
     supports_gradient_checkpointing = True
+    accepts_loss_kwargs = False  # the loss is normalised by the (track, frame) count, not by the trainer
     _supports_sdpa = True  # attention runs F.scaled_dot_product_attention unless weights are asked for
     is_deployed = False  # set by deploy()
 
@@ -373,6 +380,7 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         output_auxiliary_logits: bool = False,
+        labels: list[dict[str, torch.Tensor]] | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> VideomtSegmentationOutput | tuple:
@@ -383,6 +391,9 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
                 ``[B, 3, H, W]`` tensor is one frame per video.
             state: the ``state`` of the previous call on the same videos; ``None`` starts new videos.
             output_attentions: also return every block's attention weights (computed on the eager path).
+            labels: one dict per video (clip) — ``class_labels`` ``[N]``, ``mask_labels`` ``[N, T, H, W]`` (the
+                input size; empty where the track is absent), optionally ``present`` ``[N, T]`` — adds ``loss``
+                and ``loss_dict``, the original training loss (``loss_videomt``).
         """
         config = self.config
         output_attentions, output_hidden_states = output_flags(
@@ -392,6 +403,9 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
         if isinstance(pixel_values, torch.Tensor) and pixel_values.ndim == 4:
             pixel_values = pixel_values[:, None]
         _validate_frames(pixel_values, self, config.patch_size)
+        if labels is not None:
+            check_labels(labels, pixel_values, config.num_labels)
+            output_auxiliary_logits = True
         batch, frames = pixel_values.shape[:2]
         if state is None:
             state = self.initial_state(batch)
@@ -440,6 +454,11 @@ class VideomtForUniversalSegmentation(VideomtPreTrainedModel):
             if output_auxiliary_logits
             else None,
         )
+        if labels is not None:
+            output.loss_dict = VideomtCriterion(config)(
+                (output.class_queries_logits, output.masks_queries_logits), output.auxiliary_logits, labels
+            )
+            output.loss = sum(output.loss_dict.values())
         return as_returned(output, config, return_dict)
 
     @staticmethod

@@ -28,6 +28,36 @@ def is_end_to_end(inputs: Mapping[str, Any]) -> bool:
     return "frames_uint8" in inputs and "pixel_values" not in inputs
 
 
+def is_loss_case(inputs_or_case: Mapping[str, Any]) -> bool:
+    """Training-loss cases carry ground-truth tracks (inputs) / ``"kind": "loss"`` (case.json)."""
+    return "targets.labels" in inputs_or_case or inputs_or_case.get("kind") == "loss"
+
+
+def labels_from_inputs(inputs: Tensors) -> list[dict[str, torch.Tensor]]:
+    """``labels=`` of the model (one clip) from a loss case's ``targets.labels/ids/masks``."""
+    return [
+        {
+            "class_labels": inputs["targets.labels"],
+            "mask_labels": inputs["targets.masks"].bool(),
+            "present": inputs["targets.ids"] >= 0,
+        }
+    ]
+
+
+def run_loss_case(model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+    """The training forward of a loss case: train mode, the point draws seeded with the case's ``train_seed``."""
+    was_training = model.training
+    model.train()
+    try:
+        torch.manual_seed(int(case.get("train_seed", 0)))
+        out = model(inputs["pixel_values"], labels=labels_from_inputs(inputs))
+    finally:
+        model.train(was_training)
+    result: Tensors = {f"loss.{k}": v.detach() for k, v in out.loss_dict.items()}
+    result["loss.total"] = out.loss.detach()
+    return result
+
+
 def original_overrides(original: Mapping[str, Any]) -> dict[str, Any]:
     """Config values the weights cannot tell, from a case's original config."""
     out: dict[str, Any] = {}
@@ -66,6 +96,8 @@ def relaxed_thresholds(settings: Mapping[str, Any]) -> tuple[float, float]:
 
 class VideomtParity(ParityAdapter):
     def final_outputs(self, case: Mapping[str, Any]) -> set[str]:
+        if is_loss_case(case):
+            return {"loss.total", *(f"loss.{name}" for name in case.get("loss_terms", []))}
         return set(END_TO_END_FINALS | _segment_names()) if "test_settings" in case else set(FINALS)
 
     def conversion_options(self, case: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,7 +120,10 @@ class VideomtParity(ParityAdapter):
 
     def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
         """Every video streamed frame by frame; from ``pixel_values`` [B, T, 3, H, W] or an end-to-end
-        case's ``padded_pixel_values`` [T, 3, H, W] (one video, echoed back for comparison)."""
+        case's ``padded_pixel_values`` [T, 3, H, W] (one video, echoed back for comparison); a loss case's
+        training forward."""
+        if is_loss_case(inputs):
+            return run_loss_case(model, inputs, case)
         if "pixel_values" in inputs:
             pixels = inputs["pixel_values"]
         elif "padded_pixel_values" in inputs:
