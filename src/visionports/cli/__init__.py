@@ -25,7 +25,8 @@ main.lazy_commands = {  # verb -> (module, function, short help shown by `vision
     "evaluate": (
         "visionports.cli.evaluate",
         "evaluate",
-        "Print the COCO box AP table of the detector in --model on a COCO-format data set.",
+        "Print the metrics table of the model in --model on a data set: COCO box AP (detectors); YouTube-VIS / "
+        "OVIS AP, VIPSeg VPQ and STQ, or VSPW mIoU (video segmenters).",
     ),
     "export": (
         "visionports.cli.export",

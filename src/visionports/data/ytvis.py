@@ -134,6 +134,8 @@ def _read(annotation_file: Path) -> dict:
         data = json.loads(annotation_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise VideoDatasetFormatError(f"{annotation_file}: not valid JSON ({err})") from err
+    if isinstance(data, dict) and data.get("annotations", []) is None:
+        data["annotations"] = []  # a server split (YouTube-VIS valid / test) ships no annotations
     for key in ("videos", "annotations", "categories"):
         if not isinstance(data.get(key) if isinstance(data, dict) else None, list):
             raise VideoDatasetFormatError(f"{annotation_file}: expected a list under {key!r}")

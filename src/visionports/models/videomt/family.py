@@ -49,5 +49,5 @@ FAMILY = ModelFamily(
     ),
     processors={VideomtConfig: VideomtVideoProcessor},
     register_pipelines=register_pipeline,
-    tasks=("segment-video",),  # the CLI verbs that take its folders
+    tasks=("evaluate", "segment-video", "train"),  # the CLI verbs that take its folders
 )
