@@ -1,11 +1,14 @@
 """Fine-tune DEIMv2-Atto on the synthetic shapes data set on CPU and print COCO AP before/after.
 
     python benchmarks/deimv2_finetune.py [--train 512] [--val 64] [--size 192] [--epochs 14] [--start FOLDER]
+                                         [--augment none|flip|recipe]
 
 Without ``--start`` the detector starts from the original recipe's initialisation (no pretrained weights
 are reachable offline); with it, from a converted folder (e.g. a released Atto checkpoint). Everything
 goes through the public entry points: ``make_synthetic_coco``, ``fine_tune`` (= ``visionports train``) and
-``evaluate_folder`` (= ``visionports evaluate``).
+``evaluate_folder`` (= ``visionports evaluate``). ``--augment`` picks the training augmentation (as ``visionports
+train --augment``): run it once with ``flip`` and once with ``recipe`` to compare the full data recipe with flips
+only at the same budget.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def main() -> None:
     parser.add_argument("--start", type=Path, default=None, help="converted detector folder to start from")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--augment", choices=("none", "flip", "recipe"), default="none",
+        help="training augmentation: none (the figures in the docs), flips only, or the Atto data recipe",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     if args.threads:
@@ -60,7 +67,8 @@ def main() -> None:
         )
         start = args.start or initial_folder(root, args.size, args.seed)
         began = time.perf_counter()
-        options = FineTuneOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+        options = FineTuneOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                  augment=args.augment)  # fmt: skip
         summary = fine_tune(start, data, root / "tuned", options)
         seconds = time.perf_counter() - began
         # "before": the same start with its heads sized to the data set, as fine_tune loads it
@@ -71,7 +79,8 @@ def main() -> None:
         after = evaluate_folder(root / "tuned", data, "val", batch_size=args.batch_size, progress=False)
 
     print(f"\nDEIMv2-Atto fine-tuning on synthetic shapes: {args.train} train / {args.val} val images at "
-          f"{args.size}x{args.size}, {summary['steps']} steps ({args.epochs} epochs, batch {args.batch_size}), "
+          f"{args.size}x{args.size}, {summary['steps']} steps ({args.epochs} epochs, batch {args.batch_size}, "
+          f"augment {args.augment}), "
           f"{seconds / 60:.1f} min on {torch.get_num_threads()} CPU threads")  # fmt: skip
     print(f"{'metric':<10} {'before':>7} {'after':>7}")
     for line_before, line_after in zip(

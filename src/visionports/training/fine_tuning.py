@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..core.errors import OutputFolderError, VisionportsError
@@ -47,6 +47,64 @@ def check_options(options: FineTuneOptions, overwrite: bool) -> None:
         raise TrainingOptionError(
             "--resume continues the run in --output; it cannot be combined with --overwrite"
         )
+    _check_augmentation(options)
+
+
+AUGMENT_MODES = ("recipe", "flip", "none")
+RECIPE_ONLY_OPTIONS = ("augment_epochs", "mosaic_prob", "mixup_prob", "mixup_epochs", "copyblend_prob",
+                       "copyblend_epochs", "multiscale_stop_epoch")  # fmt: skip
+
+
+def augment_mode(options: FineTuneOptions) -> str:
+    """``--augment``, or when unset: ``flip`` if ``--hflip`` asks for flips, else ``none`` (the old default)."""
+    if options.augment is not None:
+        return options.augment
+    return "flip" if options.horizontal_flip else "none"
+
+
+def parse_epochs(value: str | None, count: int, option: str) -> tuple[int, ...] | None:
+    """``"a,b[,c]"`` -> ``count`` non-negative, non-decreasing epochs (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    try:
+        epochs = tuple(int(part) for part in str(value).split(","))
+    except ValueError:
+        epochs = ()
+    if len(epochs) != count or min(epochs) < 0 or list(epochs) != sorted(epochs):
+        shape = ",".join(["START", "MOSAIC_STOP", "STOP"] if count == 3 else ["START", "STOP"])
+        raise TrainingOptionError(
+            f"{option} must be {count} non-decreasing epochs {shape} (0-based, comma-separated), got {value!r}"
+        )
+    return epochs
+
+
+def _check_augmentation(options: FineTuneOptions) -> None:
+    if options.augment is not None and options.augment not in AUGMENT_MODES:
+        raise TrainingOptionError(
+            f"--augment must be one of {', '.join(AUGMENT_MODES)}; got {options.augment!r}"
+        )
+    mode = augment_mode(options)
+    if mode == "none" and options.horizontal_flip:
+        raise TrainingOptionError("--hflip flips images; --augment none does not: drop one of them")
+    given = [name for name in RECIPE_ONLY_OPTIONS if getattr(options, name) is not None]
+    if given and mode != "recipe":
+        flag = "--" + given[0].replace("_", "-")
+        raise TrainingOptionError(f"{flag} only applies with --augment recipe (here: {mode})")
+    parse_epochs(options.augment_epochs, 3, "--augment-epochs")
+    parse_epochs(options.mixup_epochs, 2, "--mixup-epochs")
+    parse_epochs(options.copyblend_epochs, 2, "--copyblend-epochs")
+
+
+class AugmentationEpochCallback(TrainerCallback):
+    """Tells the data set and the collate function the epoch that starts (0-based), before its first batch."""
+
+    def __init__(self, *targets: Any) -> None:
+        self.targets = targets
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        epoch = math.floor((state.epoch or 0.0) + 1e-9)  # a resumed run starts inside its epoch
+        for target in self.targets:
+            target.set_epoch(epoch)
 
 
 def check_output(output: Path, overwrite: bool, resume: bool, protect: tuple[Path, ...] = ()) -> None:
@@ -142,7 +200,6 @@ def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, o
     (``main_process``: whether this process is the one that should report it).
     """
     from ..data.coco_dataset import load_coco_split
-    from ..data.detection_data import CocoDetectionDataset, collate_detection
     from ..models.deimv2.train_deimv2 import DetectionTrainer, Schedule, load_for_data
     from .ema import EMACallback
 
@@ -156,16 +213,17 @@ def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, o
     torch.manual_seed(options.seed)  # heads re-initialised for the data set's classes start alike everywhere
     model, processor = load_for_data(model_dir, split)
     model = _maybe_sync_batch_norm(model, options.sync_bn)
-    dataset = CocoDetectionDataset(split, processor, options.horizontal_flip, options.seed)
-    epoch_steps = steps_per_epoch(len(dataset), options, distributed.world_size())
+    epoch_steps = steps_per_epoch(len(split.images), options, distributed.world_size())
     schedule = Schedule.resolve(model.config.variant, options, epoch_steps)
+    dataset, collate, callbacks = training_data(split, processor, model.config.variant, options, schedule.total,
+                                                epoch_steps)  # fmt: skip
     args = training_arguments(output, options, epoch_steps)
     _ = args.device  # sets up the process group (under a launcher) before the barriers below
     ema = EMACallback(options.ema_decay, options.ema_warmups, processor, resume=checkpoint)
     with claim_output(output, replace=overwrite):
-        trainer = DetectionTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate_detection,
+        trainer = DetectionTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
                                    processing_class=processor, optimizers=schedule.optimizers(model),
-                                   callbacks=[ema])  # fmt: skip
+                                   callbacks=[ema, *callbacks])  # fmt: skip
         result = trainer.train(resume_from_checkpoint=checkpoint)
         if distributed.is_main_process():
             save_final(ema.ema.module, processor, output)
@@ -177,10 +235,33 @@ def fine_tune(model_dir: str | Path, data_dir: str | Path, output: str | Path, o
         "num_classes": model.config.num_labels,
         "lr": schedule.lr,
         "backbone_lr": schedule.backbone_lr,
+        "augment": augment_mode(options),
         "output": str(output),
         "processes": distributed.world_size(),
         "main_process": distributed.is_main_process(),
     }
+
+
+def training_data(split: Any, processor: Any, variant: str, options: FineTuneOptions, total_steps: int,
+                  epoch_steps: int) -> tuple[Any, Any, list[TrainerCallback]]:  # fmt: skip
+    """The data set, collate function and epoch callbacks of ``--augment`` (see :func:`augment_mode`)."""
+    from ..data.detection_data import CocoDetectionDataset, collate_detection
+    from ..data.detection_mixing import RecipeCollate
+    from ..data.detection_recipe import RecipeAugmentation
+    from ..models.deimv2.train_deimv2 import augmentation_plan
+
+    mode = augment_mode(options)
+    if mode != "recipe":
+        flip = 0.0 if mode == "none" else 0.5 if options.horizontal_flip is None else options.horizontal_flip
+        return CocoDetectionDataset(split, processor, flip, options.seed), collate_detection, []
+    run_epochs = math.ceil(total_steps / epoch_steps)
+    size = (int(processor.size["height"]), int(processor.size["width"]))
+    plan = augmentation_plan(variant, options, run_epochs, size)
+    rank = distributed.rank()
+    dataset = CocoDetectionDataset(split, processor, seed=options.seed, augmentation=RecipeAugmentation(plan),
+                                   rank=rank)  # fmt: skip
+    collate = RecipeCollate(plan, options.seed, rank)
+    return dataset, collate, [AugmentationEpochCallback(dataset, collate)]
 
 
 def _maybe_sync_batch_norm(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
@@ -209,12 +290,17 @@ def save_final(model: torch.nn.Module, processor: Any, output: Path) -> None:
 
 
 __all__ = [
+    "AUGMENT_MODES",
+    "AugmentationEpochCallback",
     "TrainingOptionError",
+    "augment_mode",
     "check_options",
     "check_output",
     "fine_tune",
+    "parse_epochs",
     "resolve_resume",
     "save_final",
     "steps_per_epoch",
     "training_arguments",
+    "training_data",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,15 @@ from visionports.data.coco_dataset import load_coco_split
 from visionports.data.detection_data import CocoDetectionDataset, collate_detection
 from visionports.data.synthetic_coco import make_synthetic_coco
 from visionports.models.deimv2 import Deimv2Config, Deimv2ForObjectDetection, Deimv2ImageProcessor
-from visionports.models.deimv2.train_deimv2 import flat_cosine_factor, parameter_groups
+from visionports.models.deimv2.train_deimv2 import augmentation_plan, flat_cosine_factor, parameter_groups
+from visionports.models.deimv2.train_options_deimv2 import FineTuneOptions
 from visionports.training.ema import ModelEMA
+from visionports.training.fine_tuning import (
+    AugmentationEpochCallback,
+    TrainingOptionError,
+    check_options,
+    fine_tune,
+)
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +151,66 @@ def test_train_bad_inputs_write_nothing(shapes: Path, start_model: Path, tmp_pat
                                       "--output", str(out), "--max-steps", "1"])  # fmt: skip
         assert result.exit_code != 0 and message in result.output
         assert not out.exists()
+
+
+def test_augmentation_plan_scales_the_recipe_and_takes_overrides() -> None:
+    atto = augmentation_plan("atto", FineTuneOptions(augment="recipe"), 12, (192, 192))
+    assert atto.policy_epochs == (0, 6, 10) and atto.multiscale_stop_epoch == 11  # 4/250/400, 468 of 500
+    assert atto.mosaic_prob == 0.3 and atto.mixup_prob == 0.0 and atto.copyblend_prob == 0.0
+    assert atto.min_box_size == pytest.approx(12 * 192 / 320) and atto.multiscale_sizes is None
+    small = augmentation_plan(
+        "s", FineTuneOptions(augment="recipe"), 132, (640, 640)
+    )  # the recipe's own length
+    assert (
+        small.policy_epochs == (4, 64, 120)
+        and small.mixup_epochs == (4, 64)
+        and small.copyblend_epochs == (4, 120)
+    )
+    assert small.multiscale_stop_epoch == 120 and small.multiscale_sizes.count(640) == 20
+    given = FineTuneOptions(augment="recipe", augment_epochs="1,2,3", mixup_prob=0.2, mixup_epochs="0,5",
+                            multiscale_stop_epoch=7, horizontal_flip=0.0)  # fmt: skip
+    plan = augmentation_plan("s", given, 12, (320, 320))
+    assert plan.policy_epochs == (1, 2, 3) and plan.mixup_epochs == (0, 5) and plan.mixup_prob == 0.2
+    assert plan.multiscale_stop_epoch == 7 and plan.flip_prob == 0.0 and plan.copyblend_epochs == (0, 11)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"augment": "mosaic"}, "--augment must be one of recipe, flip, none"),
+        ({"augment": "none", "horizontal_flip": 0.5}, "--hflip flips images; --augment none"),
+        ({"augment": "flip", "mosaic_prob": 0.5}, "--mosaic-prob only applies with --augment recipe"),
+        ({"augment": "recipe", "augment_epochs": "5,2,9"}, "--augment-epochs must be 3 non-decreasing"),
+        ({"augment": "recipe", "mixup_epochs": "a,b"}, "--mixup-epochs must be 2"),
+    ],
+)
+def test_bad_augmentation_options_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(TrainingOptionError, match=message):
+        check_options(FineTuneOptions(**changes), overwrite=False)
+
+
+def test_epoch_callback_sets_the_epoch_that_starts() -> None:
+    class Target:
+        epoch = -1
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+    targets = Target(), Target()
+    callback = AugmentationEpochCallback(*targets)
+    for state_epoch, expected in [(0.0, 0), (2.0, 2), (2.9999999999, 3), (3.5, 3)]:
+        callback.on_epoch_begin(None, type("State", (), {"epoch": state_epoch})(), None)
+        assert [t.epoch for t in targets] == [expected, expected]
+
+
+def test_train_one_recipe_step_in_bf16(shapes: Path, start_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "recipe"
+    options = FineTuneOptions(
+        batch_size=3, max_steps=1, ema_warmups=1, augment="recipe", bf16=True, progress=False
+    )
+    summary = fine_tune(start_model, shapes, out, options)
+    assert summary["augment"] == "recipe" and summary["steps"] == 1
+    state = json.loads((out / "checkpoints" / "checkpoint-1" / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert state["global_step"] == 1 and losses and math.isfinite(losses[0]) and losses[0] > 0
+    assert (out / "model.safetensors").is_file()

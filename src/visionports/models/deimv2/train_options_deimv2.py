@@ -27,8 +27,32 @@ class FineTuneOptions:
     max_grad_norm: float = _option(0.1, "Gradient clipping norm.", min=0, min_open=True)
     ema_decay: float = _option(0.9999, "EMA decay.", min=0, max=1, max_open=True)
     ema_warmups: int = _option(1000, "EMA warm-up steps.", min=0)
-    horizontal_flip: float = _option(
-        0.0, "Probability of a horizontal flip (0: augmentation-free).", min=0, max=1, aliases=("--hflip",)
+    augment: str | None = _option(
+        None,
+        "Augmentation: 'recipe' (the variant's dense one-to-one recipe: Mosaic, photometric distortion, zoom-out, "
+        "IoU crop, flips, Mixup, CopyBlend, multi-scale, on its epoch schedule scaled to --epochs), 'flip' "
+        "(horizontal flips only) or 'none' [flip with --hflip, else none].",
+    )
+    horizontal_flip: float | None = _option(
+        None, "Probability of a horizontal flip [0.5 with --augment flip/recipe].", min=0, max=1,
+        aliases=("--hflip",),
+    )  # fmt: skip
+    augment_epochs: str | None = _option(
+        None, "--augment recipe: 'START,MOSAIC_STOP,STOP' epochs of the per-image ops [recipe, scaled]."
+    )
+    mosaic_prob: float | None = _option(None, "--augment recipe: Mosaic probability [recipe].", min=0, max=1)
+    mixup_prob: float | None = _option(None, "--augment recipe: Mixup probability [recipe].", min=0, max=1)
+    mixup_epochs: str | None = _option(
+        None, "--augment recipe: 'START,STOP' epochs of Mixup [recipe, scaled]."
+    )
+    copyblend_prob: float | None = _option(
+        None, "--augment recipe: CopyBlend probability [recipe].", min=0, max=1
+    )
+    copyblend_epochs: str | None = _option(
+        None, "--augment recipe: 'START,STOP' epochs of CopyBlend [recipe, scaled]."
+    )
+    multiscale_stop_epoch: int | None = _option(
+        None, "--augment recipe: first epoch without multi-scale batches [recipe, scaled].", min=0
     )
     max_steps: int = _option(-1, "Stop after this many steps (-1: epochs).", min=-1)
     save_every_epochs: int = _option(1, "Checkpoint every N epochs.", min=1)
@@ -44,7 +68,7 @@ class FineTuneOptions:
     sync_bn: bool = _option(False, "Synchronise BatchNorm statistics across processes (GPUs only).")
     bf16: bool = _option(False, "bfloat16 mixed precision (autocast; CUDA or CPU).")
     fp16: bool = _option(False, "float16 mixed precision with loss scaling (CUDA only).")
-    seed: int = _option(0, "Random seed (data order, flips, re-initialised heads).")
+    seed: int = _option(0, "Random seed (data order, augmentations, re-initialised heads).")
     progress: bool = _option(True, "Show progress bars.")
 
 
