@@ -25,8 +25,8 @@ main.lazy_commands = {  # verb -> (module, function, short help shown by `vision
     "evaluate": (
         "visionports.cli.evaluate",
         "evaluate",
-        "Print the metrics table of the model in --model on a data set: COCO box AP (detectors); YouTube-VIS / "
-        "OVIS AP, VIPSeg VPQ and STQ, or VSPW mIoU (video segmenters).",
+        "Print the metrics table of the model in --model on --data: COCO box AP (DEIMv2); YouTube-VIS / OVIS AP, "
+        "VIPSeg VPQ and STQ, or VSPW mIoU by the model's task (VidEoMT).",
     ),
     "export": (
         "visionports.cli.export",
@@ -57,8 +57,8 @@ main.lazy_commands = {  # verb -> (module, function, short help shown by `vision
     "train": (
         "visionports.cli.train",
         "train",
-        "Fine-tune the detector in --model on a COCO-format data set (transformers Trainer, EMA, the original "
-        "recipe; options left unset take the variant's recipe).",
+        "Fine-tune the model in --model (DEIMv2: transformers Trainer, EMA, the original recipe; VidEoMT: the "
+        "original's clip sampling, loss, layer-wise decay and two-stage schedule).",
     ),
 }
 

@@ -1,20 +1,34 @@
-"""VidEoMT: online video segmentation inside a plain ViT, queries propagated frame to frame."""
+"""VidEoMT: online video segmentation inside a plain ViT, queries propagated frame to frame.
 
-from .configuration_videomt import PRESETS, VideomtConfig
-from .modeling_videomt import (
-    VideomtForUniversalSegmentation,
-    VideomtPreTrainedModel,
-    VideomtSegmentationOutput,
-    VideomtState,
-)
-from .video_processing_videomt import VideomtVideoProcessor
+The public names load on first use, so importing a light submodule (``train_options_videomt`` for the CLI's
+``train --help``) does not import the model code.
+"""
 
-__all__ = [
-    "PRESETS",
-    "VideomtConfig",
-    "VideomtForUniversalSegmentation",
-    "VideomtPreTrainedModel",
-    "VideomtSegmentationOutput",
-    "VideomtState",
-    "VideomtVideoProcessor",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PRESETS": "configuration_videomt",
+    "VideomtConfig": "configuration_videomt",
+    "VideomtForUniversalSegmentation": "modeling_videomt",
+    "VideomtPreTrainedModel": "modeling_videomt",
+    "VideomtSegmentationOutput": "modeling_videomt",
+    "VideomtState": "modeling_videomt",
+    "VideomtVideoProcessor": "video_processing_videomt",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
