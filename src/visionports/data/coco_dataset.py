@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import CocoFormatError
+from .annotation_files import malformed, read_annotation_json, sorted_categories
 
 
 @dataclass
@@ -65,34 +63,18 @@ def load_coco_split(root: str | Path, split: str = "val") -> CocoSplit:
     )
 
 
-@contextlib.contextmanager
-def _malformed(annotation_file: Path, expected: str) -> Iterator[None]:
-    """A missing key or a value of the wrong type inside the block -> ``CocoFormatError`` saying ``expected``."""
-    try:
-        yield
-    except (KeyError, TypeError, ValueError) as err:
-        raise CocoFormatError(f"{annotation_file}: {expected}") from err
+def _malformed(annotation_file: Path, expected: str):
+    return malformed(annotation_file, expected, CocoFormatError)
 
 
 def _read_annotations(root: Path, annotation_file: Path) -> dict:
     if not annotation_file.is_file():
         raise CocoFormatError(f"{root}: missing {annotation_file.relative_to(root)}")
-    try:
-        data = json.loads(annotation_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CocoFormatError(f"{annotation_file}: not valid JSON ({err})") from err
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key) if isinstance(data, dict) else None, list):
-            raise CocoFormatError(f"{annotation_file}: expected a list under {key!r}")
-    return data
+    return read_annotation_json(annotation_file, ("images", "annotations", "categories"), CocoFormatError)
 
 
 def _categories(data: dict, annotation_file: Path) -> list[tuple[int, str]]:
-    with _malformed(annotation_file, "each category needs an integer 'id' and a 'name'"):
-        categories = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
-    if not categories:
-        raise CocoFormatError(f"{annotation_file}: no categories")
-    return categories
+    return sorted_categories(data, annotation_file, CocoFormatError)
 
 
 def _images(data: dict, annotation_file: Path, folder: Path) -> dict[int, CocoImage]:

@@ -250,7 +250,7 @@ def evaluate_video_folder(
     from transformers import AutoConfig
 
     from ..tasks.runner import load_model_folder, progress_bar
-    from ..tasks.segment_video import _loader
+    from ..tasks.segment_video import segmenter_loader
 
     if max_videos is not None and max_videos < 1:
         raise ValueError(f"max_videos must be at least 1, got {max_videos}")
@@ -273,7 +273,7 @@ def evaluate_video_folder(
     if not evaluation.has_ground_truth and predictions is None:
         raise ValueError(f"{evaluation.split.annotation_file} has no annotations (a server split): pass "
                          "--predictions FILE.json to write the results to submit")  # fmt: skip
-    model, processor = load_model_folder(model_dir, _loader(device, dtype, "torch", False, False))
+    model, processor = load_model_folder(model_dir, segmenter_loader(device, dtype, "torch", False, False))
     with progress_bar(len(evaluation.videos), "evaluate", "video", progress) as bar:
         for video in evaluation.videos:
             evaluation.add(model, processor, video, chunk)

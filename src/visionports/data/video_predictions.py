@@ -1,6 +1,6 @@
 """A VidEoMT model's video-level predictions for one video of a data set, online and in bounded memory.
 
-The model runs once over the video as ``segment-video`` runs it (``tasks.segment_video._run``: the saved
+The model runs once over the video as ``segment-video`` runs it (``tasks.segment_video.run_chunks``: the saved
 processor per chunk of frames, the model's state carried from chunk to chunk, mask logits rounded to float16).
 The class logits of every frame ([T, Q, K+1], small) stay in memory; the stride-4 mask logits are spilled to a
 temporary folder chunk by chunk (float16, so nothing is lost) and read back chunk by chunk for the processor's
@@ -31,7 +31,7 @@ from ..models.videomt.postprocessing_videomt import (
     semantic_chunk_map,
     video_class_probs,
 )
-from ..tasks.segment_video import _run as run_chunks
+from ..tasks.segment_video import run_chunks
 from ..utils.images import open_image
 from ..utils.masks import encode_rle
 

@@ -14,7 +14,6 @@ Model labels are **things first** (spec §4 VPS): the thing categories sorted by
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import VideoDatasetFormatError
+from .annotation_files import read_annotation_json
 
 VOID = 255  # the semantic label of unlabelled pixels
 
@@ -137,14 +137,9 @@ def locate_split(root: Path, split: str) -> tuple[Path, Path, Path]:
 
 
 def _read(annotation_file: Path) -> dict:
-    try:
-        data = json.loads(annotation_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VideoDatasetFormatError(f"{annotation_file}: not valid JSON ({err})") from err
-    for key in ("videos", "annotations", "categories"):
-        if not isinstance(data.get(key) if isinstance(data, dict) else None, list):
-            raise VideoDatasetFormatError(f"{annotation_file}: expected a list under {key!r}")
-    return data
+    return read_annotation_json(
+        annotation_file, ("videos", "annotations", "categories"), VideoDatasetFormatError
+    )
 
 
 def _image_table(videos: list[dict]) -> dict[tuple[str, str], dict]:

@@ -7,9 +7,6 @@ or ``ROOT/annotations_{split}.json`` (OVIS), with frames under ``ROOT/{split}/``
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import numpy as np
 
 from ..core.errors import VideoDatasetFormatError
 from ..utils.masks import decode_rle
+from .annotation_files import malformed, read_annotation_json, sorted_categories
 
 
 @dataclass
@@ -121,33 +119,21 @@ def _frame_folder(root: Path, split: str) -> Path:
     )
 
 
-@contextlib.contextmanager
-def _malformed(annotation_file: Path, expected: str) -> Iterator[None]:
-    try:
-        yield
-    except (KeyError, TypeError, ValueError) as err:
-        raise VideoDatasetFormatError(f"{annotation_file}: {expected}") from err
+def _malformed(annotation_file: Path, expected: str):
+    return malformed(annotation_file, expected, VideoDatasetFormatError)
 
 
 def _read(annotation_file: Path) -> dict:
-    try:
-        data = json.loads(annotation_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VideoDatasetFormatError(f"{annotation_file}: not valid JSON ({err})") from err
-    if isinstance(data, dict) and data.get("annotations", []) is None:
+    data = read_annotation_json(annotation_file, ("videos", "categories"), VideoDatasetFormatError)
+    if data.get("annotations", []) is None:
         data["annotations"] = []  # a server split (YouTube-VIS valid / test) ships no annotations
-    for key in ("videos", "annotations", "categories"):
-        if not isinstance(data.get(key) if isinstance(data, dict) else None, list):
-            raise VideoDatasetFormatError(f"{annotation_file}: expected a list under {key!r}")
+    if not isinstance(data.get("annotations"), list):
+        raise VideoDatasetFormatError(f"{annotation_file}: expected a list under 'annotations'")
     return data
 
 
 def _categories(data: dict, annotation_file: Path) -> list[tuple[int, str]]:
-    with _malformed(annotation_file, "each category needs an integer 'id' and a 'name'"):
-        categories = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
-    if not categories:
-        raise VideoDatasetFormatError(f"{annotation_file}: no categories")
-    return categories
+    return sorted_categories(data, annotation_file, VideoDatasetFormatError)
 
 
 def _videos(data: dict, annotation_file: Path, folder: Path) -> dict[int, YtvisVideo]:

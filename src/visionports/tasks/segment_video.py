@@ -72,7 +72,7 @@ def _load(model_dir: Path) -> tuple:
     return model, AutoImageProcessor.from_pretrained(model_dir)
 
 
-def _loader(
+def segmenter_loader(
     device: str | None, dtype: str | None, backend: str, deploy: bool, compile_model: bool
 ) -> Callable[[Path], tuple]:
     """The loader of ``segment_video``'s model (called like the eager one) and processor, per speed option."""
@@ -137,7 +137,7 @@ class _Frames:
             self.dropped = stream.dropped
 
 
-def _run(model, processor, frames: _Frames, bar) -> Iterator[tuple[list[Image.Image], list[Fraction], tuple]]:
+def run_chunks(model, processor, frames: _Frames, bar) -> Iterator[tuple[list[Image.Image], list[Fraction], tuple]]:
     """One pass over the video: per chunk its frames, times and post-processing inputs (``per_video_outputs``).
 
     Each chunk is preprocessed alone (every frame of a video has the same resized and padded size) and the
@@ -344,7 +344,7 @@ def segment_video(
     check_encodable(*size, str(frames.source))
     with lock_output(output.parent, output.parent / f".{output.name}.lock"):
         model, processor = load_model_folder(
-            model_dir, _loader(device, dtype, backend, deploy, compile_model)
+            model_dir, segmenter_loader(device, dtype, backend, deploy, compile_model)
         )
         task = task or processor.task
         with tempfile.TemporaryDirectory(prefix="visionports-masks-") as spool:
@@ -394,7 +394,7 @@ class _Run:
 
     def _pass(self, desc: str, total: int | None = None) -> Iterator[tuple]:
         with progress_bar(total, desc, "frame", self.progress) as bar:
-            yield from _run(self.model, self.processor, self.frames, bar)
+            yield from run_chunks(self.model, self.processor, self.frames, bar)
 
     def plan(self) -> _Plan:
         """The whole video's choices: class logits of every frame (a first pass), areas for panoptic."""

@@ -23,7 +23,6 @@ from visionports.training.fine_tuning import (
     AugmentationEpochCallback,
     TrainingOptionError,
     check_options,
-    fine_tune,
 )
 
 
@@ -205,11 +204,11 @@ def test_epoch_callback_sets_the_epoch_that_starts() -> None:
 
 def test_train_one_recipe_step_in_bf16(shapes: Path, start_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "recipe"
-    options = FineTuneOptions(
-        batch_size=3, max_steps=1, ema_warmups=1, augment="recipe", bf16=True, progress=False
-    )
-    summary = fine_tune(start_model, shapes, out, options)
-    assert summary["augment"] == "recipe" and summary["steps"] == 1
+    args = ["train", "--model", str(start_model), "--data", str(shapes), "--output", str(out), "--batch-size", "3",
+            "--max-steps", "1", "--ema-warmups", "1", "--augment", "recipe", "--bf16", "--no-evaluate"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "fine-tuned: 1 steps" in result.output
     state = json.loads((out / "checkpoints" / "checkpoint-1" / "trainer_state.json").read_text())
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
     assert state["global_step"] == 1 and losses and math.isfinite(losses[0]) and losses[0] > 0

@@ -127,3 +127,17 @@ def test_guessed_heads_are_announced_and_settings_checked(caplog) -> None:
     assert "--set num_attention_heads" in caplog.text
     with pytest.raises(ValueError, match="num_attention_heads"):
         infer_config(sd, num_attention_heads=0)
+
+
+def test_the_no_object_weight_is_read_from_the_loss_buffer_and_checked(tmp_path: Path) -> None:
+    case = FIXTURES / "videomt" / "loss_dinov2_tiny_s0_t5"
+    family = get_family("videomt")
+    result = convert_checkpoint(family, case / "checkpoint.pth", None, progress=False)
+    assert result.config.no_object_weight == 0.1
+    state = torch.load(case / "checkpoint.pth", weights_only=True)
+    state["model"]["criterion.empty_weight"][0] = 0.5
+    torch.save(state, tmp_path / "tampered.pth")
+    runner = CliRunner()
+    out = runner.invoke(main, ["convert", "videomt", str(tmp_path / "tampered.pth"), str(tmp_path / "out")])
+    assert out.exit_code == 1 and not (tmp_path / "out").exists()
+    assert "criterion.empty_weight must be ones for the classes" in out.output.strip().splitlines()[-1]

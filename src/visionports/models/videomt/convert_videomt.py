@@ -80,6 +80,28 @@ def _read_values(sd: StateDict, kind: str) -> dict[str, Any]:
     return values
 
 
+def _loss_values(sd: StateDict, num_labels: int) -> dict[str, Any]:
+    """The no-object class weight of the training loss, from ``criterion.empty_weight`` when present (ones for
+    the classes, then the no-object weight), refused when it is anything else."""
+    weight = sd.get("criterion.empty_weight")
+    if weight is None:
+        return {}
+    if tuple(weight.shape) != (num_labels + 1,):
+        raise CheckpointError(
+            f"criterion.empty_weight has shape {list(weight.shape)}; the class head has {num_labels} classes "
+            f"+ no object, so [{num_labels + 1}] was expected"
+        )
+    if weight.is_meta:  # a manifest: shapes only
+        return {}
+    values = weight.double()
+    last = float(values[-1])
+    if not bool(torch.isfinite(values).all()) or bool((values[:-1] != 1).any()) or not 0 <= last <= 1:
+        raise CheckpointError(
+            "criterion.empty_weight must be ones for the classes and a no-object weight in [0, 1]"
+        )
+    return {"no_object_weight": float(f"{last:.7g}")}  # the float32 value, as written in the original config
+
+
 # What identifies a released size (a named variant whose values differ holds other weights).
 _SIZE_KEYS = ("hidden_size", "num_hidden_layers", "intermediate_size", "segmenter_blocks")
 
@@ -129,6 +151,7 @@ def infer_config(sd: StateDict, variant: str | None = None, **overrides: Any) ->
     kind = detect_backbone(sd)
     values = _read_values(sd, kind)
     num_labels = _dim(sd, "backbone.class_head.weight", 0, 2) - 1
+    values.update(_loss_values(sd, num_labels))
     if variant is not None:
         base = _variant_base(variant, kind, values)
     else:
