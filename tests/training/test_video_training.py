@@ -139,3 +139,20 @@ def test_two_processes_under_torchrun(data: Path, start_model: Path, tmp_path: P
     assert run.stdout.count("fine-tuned:") == 1  # the main process alone reports
     assert "fine-tuned: 2 steps on 4 videos" in run.stdout  # 4 clips per epoch over 2 processes x 1 clip
     assert (out / "model.safetensors").is_file() and (out / "preprocessor_config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--bf16", "--fp16"], "--bf16 and --fp16 exclude each other"),
+        (["--resume", "latest", "--overwrite"], "--resume"),
+    ],
+)
+def test_run_options_that_cannot_run_are_refused(
+    data: Path, start_model: Path, tmp_path: Path, option: list[str], message: str
+) -> None:
+    result = _train(
+        "--model", str(start_model), "--data", str(data), "--output", str(tmp_path / "x"), *option
+    )
+    assert result.exit_code == 1 and message in result.output.strip().splitlines()[-1]
+    assert not (tmp_path / "x").exists()

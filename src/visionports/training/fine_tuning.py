@@ -35,18 +35,23 @@ class TrainingOptionError(VisionportsError, ValueError):
     """A fine-tuning option that cannot be honoured here; the message names the option."""
 
 
-def check_options(options: FineTuneOptions, overwrite: bool) -> None:
-    """Refuse option combinations this machine or launch cannot run."""
+def check_run_options(options: Any, overwrite: bool) -> None:
+    """Refuse the precision and resume combinations this machine cannot run (options of every family)."""
     if options.bf16 and options.fp16:
         raise TrainingOptionError("--bf16 and --fp16 exclude each other; choose one")
     if options.fp16 and not torch.cuda.is_available():
         raise TrainingOptionError("--fp16 needs a CUDA GPU; use --bf16 for mixed precision on CPU")
-    if options.sync_bn and distributed.world_size() > 1 and not torch.cuda.is_available():
-        raise TrainingOptionError("--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on CPU)")
     if options.resume is not None and overwrite:
         raise TrainingOptionError(
             "--resume continues the run in --output; it cannot be combined with --overwrite"
         )
+
+
+def check_options(options: FineTuneOptions, overwrite: bool) -> None:
+    """Refuse option combinations this machine or launch cannot run."""
+    check_run_options(options, overwrite)
+    if options.sync_bn and distributed.world_size() > 1 and not torch.cuda.is_available():
+        raise TrainingOptionError("--sync-bn needs CUDA GPUs (SyncBatchNorm does not run on CPU)")
     _check_augmentation(options)
 
 
@@ -295,6 +300,7 @@ __all__ = [
     "TrainingOptionError",
     "augment_mode",
     "check_options",
+    "check_run_options",
     "check_output",
     "fine_tune",
     "parse_epochs",

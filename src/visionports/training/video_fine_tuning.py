@@ -16,25 +16,13 @@ import torch
 from ..models.videomt.train_options_videomt import VideoFineTuneOptions
 from . import distributed
 from .fine_tuning import (
-    TrainingOptionError,
     check_output,
+    check_run_options,
     claim_output,
     resolve_resume,
     save_final,
     training_arguments,
 )
-
-
-def check_video_options(options: VideoFineTuneOptions, overwrite: bool) -> None:
-    """Refuse option combinations this machine or launch cannot run."""
-    if options.bf16 and options.fp16:
-        raise TrainingOptionError("--bf16 and --fp16 exclude each other; choose one")
-    if options.fp16 and not torch.cuda.is_available():
-        raise TrainingOptionError("--fp16 needs a CUDA GPU; use --bf16 for mixed precision on CPU")
-    if options.resume is not None and overwrite:
-        raise TrainingOptionError(
-            "--resume continues the run in --output; it cannot be combined with --overwrite"
-        )
 
 
 def fine_tune_video(
@@ -54,7 +42,7 @@ def fine_tune_video(
     from ..models.videomt.train_videomt import VideoSchedule, load_for_data, steps_per_epoch
 
     output = Path(output)
-    check_video_options(options, overwrite)
+    check_run_options(options, overwrite)
     check_output(output, overwrite, options.resume is not None, (Path(model_dir), Path(data_dir)))
     checkpoint = resolve_resume(output, options.resume)
     split = load_ytvis_split(data_dir, "train")
@@ -91,4 +79,4 @@ def fine_tune_video(
     }
 
 
-__all__ = ["check_video_options", "fine_tune_video"]
+__all__ = ["fine_tune_video"]
