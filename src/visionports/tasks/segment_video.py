@@ -137,7 +137,9 @@ class _Frames:
             self.dropped = stream.dropped
 
 
-def run_chunks(model, processor, frames: _Frames, bar) -> Iterator[tuple[list[Image.Image], list[Fraction], tuple]]:
+def run_chunks(
+    model, processor, frames: _Frames, bar
+) -> Iterator[tuple[list[Image.Image], list[Fraction], tuple]]:
     """One pass over the video: per chunk its frames, times and post-processing inputs (``per_video_outputs``).
 
     Each chunk is preprocessed alone (every frame of a video has the same resized and padded size) and the
