@@ -21,11 +21,11 @@ temporary folder (nothing of them is copied into this project):
 Run it in an environment holding numpy, pycocotools, Pillow, matplotlib and torch (VSPW's utils.py imports it),
 e.g. the original VidEoMT environment, never the project's .venv:
 
-    /tmp/orig-venv-videomt/bin/python tools/video_metrics_reference/make_metric_cases.py \
-        --videomt /work/.mirror/tue-mps+videomt/repo \
-        --vipseg /work/.mirror/VIPSeg-Dataset+VIPSeg-Dataset/repo \
-        --deeplab2 /work/.mirror/google-research+deeplab2/repo \
-        --vspw /work/.mirror/sssdddwww2+CVPR2021_VSPW_Implement/repo \
+    <original-venv>/bin/python tools/video_metrics_reference/make_metric_cases.py \
+        --videomt <tue-mps/videomt git dir> \
+        --vipseg <VIPSeg-Dataset/VIPSeg-Dataset git dir> \
+        --deeplab2 <google-research/deeplab2 git dir> \
+        --vspw <sssdddwww2/CVPR2021_VSPW_Implement git dir> \
         --out tests/fixtures/video_metrics
 
 (each option is a bare git dir or a checkout; the commits above are archived from it).

@@ -137,6 +137,18 @@ def _pq_average(stats: _PQStats, classes: Iterable[int]) -> tuple[float, dict[in
     return (total / n if n else math.nan), per_class
 
 
+def _checked_videos(
+    gt_semantic: np.ndarray, gt_instance: np.ndarray, pred_semantic: np.ndarray, pred_instance: np.ndarray,
+    num_classes: int, ignore_label: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Ground truth and prediction, each checked (:func:`check_video`), of the same shape."""
+    gs, gi = check_video(gt_semantic, gt_instance, num_classes, ignore_label, "ground-truth")
+    ps, pi = check_video(pred_semantic, pred_instance, num_classes, ignore_label, "predicted")
+    if gs.shape != ps.shape:
+        raise ValueError(f"prediction {list(ps.shape)} and ground truth {list(gs.shape)} differ in shape")
+    return gs, gi, ps, pi
+
+
 class VideoPanopticQuality:
     """VPQ accumulator: ``update(...)`` once per video, then ``compute()``."""
 
@@ -163,10 +175,9 @@ class VideoPanopticQuality:
         pred_instance: np.ndarray,
     ) -> None:
         """Add one video (all arrays ``[T, H, W]``)."""
-        gs, gi = check_video(gt_semantic, gt_instance, self.num_classes, self.ignore_label, "ground-truth")
-        ps, pi = check_video(pred_semantic, pred_instance, self.num_classes, self.ignore_label, "predicted")
-        if gs.shape != ps.shape:
-            raise ValueError(f"prediction {list(ps.shape)} and ground truth {list(gs.shape)} differ in shape")
+        gs, gi, ps, pi = _checked_videos(
+            gt_semantic, gt_instance, pred_semantic, pred_instance, self.num_classes, self.ignore_label
+        )
         seg = _video_segments((gs, gi), (ps, pi), self.is_thing, self.ignore_label)
         cums = np.concatenate([np.zeros((1, seg.counts.shape[1]), np.int64), np.cumsum(seg.counts, axis=0)])
         for n in self.window_sizes:
@@ -238,10 +249,9 @@ class SegmentationTrackingQuality:
         sequence_id: Hashable | None = None,
     ) -> None:
         """Add frames ``[T, H, W]`` to sequence ``sequence_id`` (default: a new sequence per call)."""
-        gs, gi = check_video(gt_semantic, gt_instance, self.num_classes, self.ignore_label, "ground-truth")
-        ps, pi = check_video(pred_semantic, pred_instance, self.num_classes, self.ignore_label, "predicted")
-        if gs.shape != ps.shape:
-            raise ValueError(f"prediction {list(ps.shape)} and ground truth {list(gs.shape)} differ in shape")
+        gs, gi, ps, pi = _checked_videos(
+            gt_semantic, gt_instance, pred_semantic, pred_instance, self.num_classes, self.ignore_label
+        )
         if sequence_id is None:
             sequence_id = ("_sequence", len(self._sequences))
         size = self.num_classes + 1
