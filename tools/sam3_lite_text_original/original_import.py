@@ -89,8 +89,11 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     ROOTS = ("torchvision", "decord", "pycocotools", "iopath")
 
+    def __init__(self, real: tuple[str, ...] = ()):
+        self.roots = tuple(root for root in self.ROOTS if root not in real)
+
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.ROOTS:
+        if name.split(".")[0] in self.roots:
             return importlib.machinery.ModuleSpec(name, self, is_package=True)
         return None
 
@@ -108,8 +111,8 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             module.g_pathmgr = types.SimpleNamespace(open=open, exists=os.path.exists)
 
 
-def _install_stand_ins() -> None:
-    sys.meta_path.insert(0, _StandInFinder())
+def _install_stand_ins(real: tuple[str, ...] = ()) -> None:
+    sys.meta_path.insert(0, _StandInFinder(real))
     torch.Tensor.pin_memory = lambda self, *args, **kwargs: self  # CPU only: pinning is a no-op here
     triton, language = types.ModuleType("triton"), types.ModuleType("triton.language")
     triton.jit, triton.language, language.constexpr = (lambda fn: fn), language, int  # kernels never run
@@ -125,9 +128,16 @@ def _install_stand_ins() -> None:
     )
 
 
-def import_original(root: Path) -> types.ModuleType:
-    """The original ``sam3`` package from ``root`` (its ``__init__`` is skipped: it imports the video stack)."""
-    _install_stand_ins()
+def import_original(root: Path, real: tuple[str, ...] = ()) -> types.ModuleType:
+    """The original ``sam3`` package from ``root`` (its ``__init__`` is skipped: it imports the video stack).
+
+    ``real``: libraries installed in the environment that are imported as they are instead of stood in (e.g.
+    ``("torchvision",)`` for the box-prompt path, which pools with ``torchvision.ops.roi_align``)."""
+    for (
+        name
+    ) in real:  # imported before the stand-ins exist (torchvision's import reaches torch's own triton checks)
+        importlib.import_module(name)
+    _install_stand_ins(real)
     package = types.ModuleType("sam3")
     package.__path__ = [str(Path(root) / "sam3")]
     sys.modules["sam3"] = package

@@ -62,14 +62,19 @@ class Segmenter:
         threshold: float | None = None,
         mask_threshold: float | None = None,
         deferred_masks: bool = True,
+        **geometry: Any,
     ) -> list[dict]:
-        from ..models.sam3_lite_text.pipeline_sam3_lite_text import _as_rgb
+        """``geometry``: ``input_boxes`` / ``input_points`` (pixels) and their labels, as the pipeline takes them;
+        with them ``prompts`` may be empty (the query then reads ``"visual"``)."""
+        from ..models.sam3_lite_text.pipeline_sam3_lite_text import GEOMETRY, _as_rgb, query_prompts
 
+        prompts = query_prompts(prompts, geometry)
         rgb = _as_rgb(image)
-        pixels = to_model(self.processor(rgb, return_tensors="pt"), self.model)["pixel_values"]
+        batch = to_model(self.processor(rgb, return_tensors="pt", **geometry), self.model)
         text = self.text_features(prompts)
         with torch.inference_mode():
-            out = self.model(text_outputs=text, vision_outputs=self.encode_image(pixels))
+            out = self.model(text_outputs=text, vision_outputs=self.encode_image(batch["pixel_values"]),
+                             **{k: v for k, v in batch.items() if k in GEOMETRY})  # fmt: skip
         return self.processor.post_process_per_image(
             out, prompts, threshold=threshold, mask_threshold=mask_threshold,
             target_sizes=[(rgb.height, rgb.width)], deferred_masks=deferred_masks,

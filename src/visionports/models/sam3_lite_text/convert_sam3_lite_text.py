@@ -257,10 +257,6 @@ def detector_key_mapping() -> list[Rule]:
     dec = r"detr_decoder\.layers\.\d+"
     rules: list[Rule] = [
         Skip(r".*\.attn\.freqs_cis", "RoPE table, recomputed by Sam3ViTRotaryEmbedding"),
-        Skip(
-            r"geometry_encoder\.points_.*",
-            "point prompts: transformers' SAM3 geometry encoder takes boxes only",
-        ),
         # ViT trunk
         Rename(r"^backbone\.vision_backbone\.trunk\.", "vision_encoder.backbone."),
         Rename(rf"^({vit})\.pos_embed$", r"\1.embeddings.position_embeddings"),
@@ -278,7 +274,7 @@ def detector_key_mapping() -> list[Rule]:
         Rename(r"\.dconv_2x2\.", ".scale_layers.0."),
         Rename(r"(fpn_layers\.\d+)\.conv_1x1\.", r"\1.proj1."),
         Rename(r"(fpn_layers\.\d+)\.conv_3x3\.", r"\1.proj2."),
-        # geometry encoder (text-only prompts read its CLS token)
+        # geometry encoder (points_* and boxes_* keep their names)
         Rename(r"^geometry_encoder\.encode\.(\d+)\.", r"geometry_encoder.layers.\1."),
         Rename(r"^geometry_encoder\.img_pre_norm\.", "geometry_encoder.vision_layer_norm."),
         Rename(r"^geometry_encoder\.norm\.", "geometry_encoder.prompt_layer_norm."),

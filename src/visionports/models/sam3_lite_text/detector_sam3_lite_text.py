@@ -19,6 +19,8 @@ import transformers.models.sam3.modeling_sam3 as sam3
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .geometry_sam3_lite_text import Sam3LiteTextGeometryEncoder
+
 
 def sam3_config_for(
     d_model: int = 256,
@@ -126,6 +128,8 @@ class Sam3LiteTextDetectorOutput(ModelOutput):
     encoder_memory: torch.Tensor | None = None
     prompt_features: torch.Tensor | None = None
     prompt_mask: torch.Tensor | None = None
+    geometry_features: torch.Tensor | None = None
+    geometry_mask: torch.Tensor | None = None
     fpn_hidden_states: tuple[torch.Tensor, ...] | None = None
     fpn_position_encoding: tuple[torch.Tensor, ...] | None = None
     vision_last_hidden_state: torch.Tensor | None = None
@@ -152,23 +156,11 @@ class Sam3LiteTextDetector(nn.Module):
         config._attn_implementation = config._attn_implementation or "sdpa"
         self.config = config
         self.vision_encoder = sam3.Sam3VisionModel(config.vision_config)
-        self.geometry_encoder = sam3.Sam3GeometryEncoder(config.geometry_encoder_config)
+        self.geometry_encoder = Sam3LiteTextGeometryEncoder(config.geometry_encoder_config)
         self.detr_encoder = sam3.Sam3DetrEncoder(config.detr_encoder_config)
         self.detr_decoder = sam3.Sam3DetrDecoder(config.detr_decoder_config)
         self.mask_decoder = sam3.Sam3MaskDecoder(config.mask_decoder_config)
         self.dot_product_scoring = sam3.Sam3DotProductScoring(config)
-
-    def empty_geometry_prompt(self, vision_features: torch.Tensor, vision_pos: torch.Tensor) -> torch.Tensor:
-        """Geometry-encoder output for an empty geometric prompt: its CLS token alone, ``[B, 1, d_model]``."""
-        geo = self.geometry_encoder
-        batch = vision_features.shape[0]
-        tokens = geo.cls_embed.weight[None].expand(batch, -1, -1)
-        tokens = geo.prompt_layer_norm(geo.final_proj(tokens))
-        feats = vision_features.flatten(2).transpose(1, 2)
-        pos = vision_pos.flatten(2).transpose(1, 2)
-        for layer in geo.layers:
-            tokens = layer(prompt_feats=tokens, vision_feats=feats, vision_pos_encoding=pos, prompt_mask=None)
-        return geo.output_layer_norm(tokens)
 
     def encode_image(self, pixel_values: torch.Tensor, **flags: bool) -> Any:
         """Vision features of a batch of images; pass them back as ``vision_outputs`` to reuse them.
@@ -186,10 +178,18 @@ class Sam3LiteTextDetector(nn.Module):
         text_ids: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        input_points: torch.Tensor | None = None,
+        input_points_labels: torch.Tensor | None = None,
+        input_boxes: torch.Tensor | None = None,
+        input_boxes_labels: torch.Tensor | None = None,
     ) -> Sam3LiteTextDetectorOutput:
         """One query per (``image_ids[q]``, ``text_ids[q]``) pair (the original ``FindStage``); see
         :func:`pair_indices` for the defaults. The flags ask the ViT trunk, the DETR encoder (hidden states and
-        attentions) and the DETR decoder (attentions) for their intermediate outputs."""
+        attentions) and the DETR decoder (attentions) for their intermediate outputs.
+
+        Geometric prompts per query (or one set for every query): ``input_points`` ``[Q, P, 2]`` normalised
+        ``(x, y)``, ``input_boxes`` ``[Q, N, 4]`` normalised ``(cx, cy, w, h)``, labels 1 positive / 0 negative /
+        -10 padding (see :class:`Sam3LiteTextGeometryEncoder`)."""
         flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
         vision = vision_outputs if vision_outputs is not None else self.encode_image(pixel_values, **flags)
         num_images = vision.fpn_hidden_states[0].shape[0]
@@ -202,15 +202,11 @@ class Sam3LiteTextDetector(nn.Module):
             attention_mask = torch.ones(batch, ctx, dtype=torch.bool, device=text_features.device)
         else:
             attention_mask = _gather((attention_mask,), text_ids, attention_mask.shape[0])[0]
-        geometry = self.empty_geometry_prompt(fpn[-1], fpn_pos[-1])
-        prompt = torch.cat([text_features, geometry.to(text_features.dtype)], dim=1)
-        prompt_mask = torch.cat(
-            [
-                attention_mask.bool(),
-                torch.ones(batch, geometry.shape[1], dtype=torch.bool, device=prompt.device),
-            ],
-            dim=1,
+        geometry, geometry_mask = self.geometry_encoder(
+            fpn[-1], fpn_pos[-1], input_points, input_points_labels, input_boxes, input_boxes_labels
         )
+        prompt = torch.cat([text_features, geometry.to(text_features.dtype)], dim=1)
+        prompt_mask = torch.cat([attention_mask.bool(), geometry_mask.to(prompt.device)], dim=1)
 
         encoder = self.detr_encoder(
             vision_features=[fpn[-1]],
@@ -239,6 +235,8 @@ class Sam3LiteTextDetector(nn.Module):
             encoder_hidden_states=encoder.last_hidden_state,
             prompt_features=prompt,
             prompt_mask=prompt_mask,
+            geometry_features=geometry,
+            geometry_mask=geometry_mask,
         )
         return Sam3LiteTextDetectorOutput(
             pred_logits=logits,
@@ -252,6 +250,8 @@ class Sam3LiteTextDetector(nn.Module):
             encoder_memory=encoder.last_hidden_state,
             prompt_features=prompt,
             prompt_mask=prompt_mask,
+            geometry_features=geometry,
+            geometry_mask=geometry_mask,
             fpn_hidden_states=fpn,
             fpn_position_encoding=fpn_pos,
             vision_last_hidden_state=vision.last_hidden_state,

@@ -27,6 +27,7 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
 
     model_input_names = ["pixel_values"]
     _reader = "SAM3"
+    _geometry = ("input_boxes", "input_boxes_labels", "input_points", "input_points_labels")
 
     def __init__(
         self,
@@ -53,6 +54,20 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         )
         self.rescale_factor = float(rescale_factor)
         self.do_convert_rgb = bool(do_convert_rgb)
+
+    def preprocess(self, images: Any, **kwargs: Any) -> Any:
+        """As :meth:`RgbImageProcessor.preprocess`, plus geometric prompts in pixels of each original image.
+
+        ``input_boxes``: per image, ``[x1, y1, x2, y2]`` boxes; ``input_points``: per image, ``[x, y]`` points;
+        their ``*_labels``: per image, 1 (positive, the default) or 0 (negative). For one image the outer list
+        may be left out. They come back normalised for the model (boxes as ``cx, cy, w, h``), padded across
+        images with label -10.
+        """
+        geometry = {name: kwargs.pop(name, None) for name in self._geometry}
+        batch = super().preprocess(images, **kwargs)
+        if any(value is not None for value in geometry.values()):
+            batch.update(prepare_geometry(batch["original_sizes"], **geometry))
+        return batch
 
     def _options(
         self, given: Mapping[str, Any], unknown: Mapping[str, Any], return_tensors: str | TensorType | None
@@ -174,6 +189,95 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
                 found.append({"score": float(score), "label": query["prompt"], "mask": mask,
                               "box": {"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}})  # fmt: skip
         return [sorted(found, key=lambda d: -d["score"]) for found in per_image]
+
+
+def prepare_geometry(
+    original_sizes: Sequence[Sequence[int]] | torch.Tensor,
+    input_boxes: Any = None,
+    input_boxes_labels: Any = None,
+    input_points: Any = None,
+    input_points_labels: Any = None,
+) -> dict[str, torch.Tensor]:
+    """The model's geometric prompts from pixel coordinates of images of ``original_sizes`` ((height, width) each):
+    ``input_boxes`` ``[B, N, 4]`` normalised ``(cx, cy, w, h)``, ``input_points`` ``[B, P, 2]`` normalised
+    ``(x, y)``, labels ``[B, N]`` / ``[B, P]`` (1 positive, 0 negative, -10 padding)."""
+    sizes = torch.as_tensor(original_sizes).reshape(-1, 2).tolist()
+    result: dict[str, torch.Tensor] = {}
+    for name, coords, labels, width in (("input_boxes", input_boxes, input_boxes_labels, 4),
+                                        ("input_points", input_points, input_points_labels, 2)):  # fmt: skip
+        if coords is None:
+            if labels is not None:
+                raise ValueError(f"{name}_labels given without {name}")
+            continue
+        per_image = _per_image(coords, len(sizes), 3, name)
+        per_labels = None if labels is None else _per_image(labels, len(sizes), 2, f"{name}_labels")
+        result[name], result[f"{name}_labels"] = _normalised(name, per_image, per_labels, sizes, width)
+    return result
+
+
+def _per_image(value: Any, images: int, depth: int, name: str) -> list[list[Any]]:
+    """``value`` as one list per image (an image's list alone is accepted for one image)."""
+    value = value.tolist() if isinstance(value, torch.Tensor | np.ndarray) else value
+    if not isinstance(value, Sequence):
+        raise ValueError(f"{name} must be a list per image, got {type(value).__name__}")
+    nested = _depth(value)
+    if nested == depth - 1 and images == 1:
+        value = [value]
+    elif nested != depth and not (nested == 1 and not value):
+        raise ValueError(f"{name}: expected {'a list per image of ' if images > 1 else ''}"
+                         f"{'coordinate lists' if depth == 3 else 'labels'}, got nesting depth {nested}")  # fmt: skip
+    if len(value) != images:
+        raise ValueError(f"{name}: give one list per image ({images}), got {len(value)}")
+    return [list(v) for v in value]
+
+
+def _depth(value: Any) -> int:
+    depth = 0
+    while isinstance(value, Sequence) and not isinstance(value, str):
+        depth += 1
+        if not value:
+            break
+        value = value[0]
+    return depth
+
+
+def _normalised(
+    name: str, coords: list[list[Any]], labels: list[list[Any]] | None, sizes: list[list[int]], width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ``[B, n, width]`` normalised coordinates and ``[B, n]`` labels for one prompt kind."""
+    count = max((len(c) for c in coords), default=0)
+    out = torch.zeros(len(coords), count, width)
+    out_labels = torch.full((len(coords), count), -10, dtype=torch.long)
+    for b, (items, (height, img_width)) in enumerate(zip(coords, sizes, strict=True)):
+        given = [1] * len(items) if labels is None else labels[b]
+        if len(given) != len(items):
+            raise ValueError(f"{name}_labels[{b}]: one label per item ({len(items)}), got {len(given)}")
+        for n, (item, label) in enumerate(zip(items, given, strict=True)):
+            out[b, n] = _coordinates(f"{name}[{b}][{n}]", item, width, img_width, height)
+            if label not in (0, 1) or isinstance(label, float) and not float(label).is_integer():
+                raise ValueError(
+                    f"{name}_labels[{b}][{n}] must be 1 (positive) or 0 (negative), got {label!r}"
+                )
+            out_labels[b, n] = int(label)
+    return out, out_labels
+
+
+def _coordinates(name: str, item: Any, width: int, img_width: int, height: int) -> torch.Tensor:
+    """One box (x1, y1, x2, y2 -> normalised cx, cy, w, h) or point (x, y -> normalised), checked."""
+    values = torch.as_tensor(item, dtype=torch.float64).reshape(-1)
+    kind = "[x1, y1, x2, y2]" if width == 4 else "[x, y]"
+    if values.numel() != width or not torch.isfinite(values).all():
+        raise ValueError(f"{name} must be {width} finite pixel coordinates {kind}, got {item!r}")
+    scale = torch.tensor([img_width, height] * (width // 2), dtype=torch.float64)
+    normalised = values / scale
+    if (normalised < -1).any() or (normalised > 2).any():
+        raise ValueError(f"{name}: {kind} {item!r} lies far outside the {img_width}x{height} image")
+    if width == 4:
+        x1, y1, x2, y2 = normalised.tolist()
+        if x2 < x1 or y2 < y1:
+            raise ValueError(f"{name} must have x2 >= x1 and y2 >= y1, got {item!r}")
+        normalised = torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dtype=torch.float64)
+    return normalised.float()
 
 
 def _select(

@@ -147,11 +147,20 @@ class Sam3LiteTextModel(DeployableMixin, ReloadIdenticalMixin, PreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        input_points: torch.Tensor | None = None,
+        input_points_labels: torch.Tensor | None = None,
+        input_boxes: torch.Tensor | None = None,
+        input_boxes_labels: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Sam3LiteTextOutput | tuple:
         """One query per (image, prompt) pair: ``image_ids[q]`` / ``text_ids[q]`` index the images and prompts
         (default: image b with prompt b, or one image with every prompt, or one prompt on every image). The flags
-        default to the config's."""
+        default to the config's.
+
+        Geometric prompts, per query or one set for every query (the processor makes them from pixel
+        coordinates): ``input_points`` ``[Q, P, 2]`` normalised ``(x, y)``; ``input_boxes`` ``[Q, N, 4]``
+        normalised ``(cx, cy, w, h)``; their labels ``[Q, P]`` / ``[Q, N]``: 1 positive, 0 negative, -10 padding.
+        A query with boxes or points and no words of its own reads the prompt ``"visual"``, as the original."""
         config = self.config
         flags = self._flags(output_attentions, output_hidden_states)
         if text_outputs is None:
@@ -164,7 +173,8 @@ class Sam3LiteTextModel(DeployableMixin, ReloadIdenticalMixin, PreTrainedModel):
             self._check_pixel_values(pixel_values)
         out = self.detector(
             pixel_values, text_outputs.last_hidden_state, text_outputs.attention_mask, vision_outputs,
-            image_ids=image_ids, text_ids=text_ids, **flags,
+            image_ids=image_ids, text_ids=text_ids, input_points=input_points, input_points_labels=input_points_labels,
+            input_boxes=input_boxes, input_boxes_labels=input_boxes_labels, **flags,
         )  # fmt: skip
         output = Sam3LiteTextOutput(
             pred_logits=out.pred_logits, presence_logits=out.presence_logits, pred_boxes=out.pred_boxes,

@@ -15,6 +15,7 @@ from .detector_sam3_lite_text import pair_indices
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 Tensors = dict[str, torch.Tensor]
+GEOMETRY_INPUTS = ("input_points", "input_points_labels", "input_boxes", "input_boxes_labels")
 FINALS = {"text_memory", "language_features", "language_mask"}
 _DETECTOR_FINAL = re.compile(
     r"(p\d+_)?(pred_logits|pred_boxes|pred_masks|presence_logit_dec|semantic_seg|post_\w+)"
@@ -76,8 +77,9 @@ class Sam3LiteTextParity(ParityAdapter):
             result[f"backbone_fpn_{level}"] = vision.fpn_hidden_states[level]
             result[f"vision_pos_enc_{level}"] = vision.fpn_position_encoding[level]
         image_ids, text_ids, batched = _pairs(inputs)
+        geometry = {name: inputs[name] for name in GEOMETRY_INPUTS if name in inputs}
         # every pair in one forward_grounding batch: the unprefixed names (also for one image with many prompts)
-        out = model(input_ids=ids, vision_outputs=vision, image_ids=image_ids, text_ids=text_ids)
+        out = model(input_ids=ids, vision_outputs=vision, image_ids=image_ids, text_ids=text_ids, **geometry)
         text = out.text_outputs.last_hidden_state
         result.update({"language_features": text.transpose(0, 1), "language_mask": ids == 0})
         query = _query_tensors(out.detector_outputs)
@@ -169,8 +171,8 @@ def _pairs(inputs: Tensors) -> tuple[torch.Tensor, torch.Tensor, bool]:
 def _query_tensors(det: Any) -> Tensors:
     """The original's per-query tensors (sequence-first where the original is; masks True = padding)."""
     return {
-        "geometry_prompt_feats": det.prompt_features[:, -1:].transpose(0, 1),
-        "geometry_prompt_mask": ~det.prompt_mask[:, -1:],
+        "geometry_prompt_feats": det.geometry_features.transpose(0, 1),
+        "geometry_prompt_mask": ~det.geometry_mask,
         "prompt_tokens": det.prompt_features.transpose(0, 1),
         "prompt_mask": ~det.prompt_mask,
         "encoder_memory": det.encoder_memory.transpose(0, 1),

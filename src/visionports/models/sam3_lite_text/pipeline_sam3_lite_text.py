@@ -11,6 +11,9 @@ from ...utils.images import open_image, to_rgb
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 TASK = "text-prompted-segmentation"
+GEOMETRY = ("input_boxes", "input_boxes_labels", "input_points", "input_points_labels")
+VISUAL_PROMPT = "visual"
+"""What the original ``Sam3Processor`` reads when a query has box exemplars and no text."""
 
 
 class TextPromptedSegmentationPipeline(Pipeline):
@@ -20,6 +23,12 @@ class TextPromptedSegmentationPipeline(Pipeline):
     per image, equal to calling the pipeline on each image. Each result is a dict with ``score``,
     ``label`` (the prompt), ``box`` (``xmin``, ``ymin``, ``xmax``, ``ymax`` in pixels) and ``mask`` (bool
     ``[H, W]`` numpy array at the image size).
+
+    Box exemplars and points ("more like this"): ``input_boxes=[[x1, y1, x2, y2], ...]`` and
+    ``input_points=[[x, y], ...]`` in the image's pixels, with ``input_boxes_labels`` / ``input_points_labels``
+    (1 positive, the default; 0 negative). They join every prompt's query; without ``prompts`` the query reads
+    ``"visual"`` (the original's prompt for exemplars alone), which is then the results' label. With a list of
+    images they apply to each image.
     """
 
     _load_processor = False
@@ -35,6 +44,7 @@ class TextPromptedSegmentationPipeline(Pipeline):
         self, prompts=None, threshold=None, mask_threshold=None, deferred_masks=None, **kwargs
     ):
         preprocess = {"prompts": prompts} if prompts is not None else {}
+        preprocess.update({k: kwargs.pop(k) for k in GEOMETRY if k in kwargs})
         options = (
             ("threshold", threshold),
             ("mask_threshold", mask_threshold),
@@ -43,14 +53,13 @@ class TextPromptedSegmentationPipeline(Pipeline):
         post = {k: v for k, v in options if v is not None}
         return preprocess, {}, post
 
-    def preprocess(self, image: Any, prompts: str | list[str] | None = None) -> dict:
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
-        if not prompts or any(not p.strip() for p in prompts):
-            raise ValueError("prompts: give at least one non-empty text prompt, e.g. prompts='a cat'")
+    def preprocess(self, image: Any, prompts: str | list[str] | None = None, **geometry: Any) -> dict:
+        prompts = query_prompts(prompts, geometry)
         rgb = _as_rgb(image)
-        pixels = self.image_processor(rgb, return_tensors="pt")["pixel_values"].to(self.dtype)
-        return {"pixel_values": pixels, "input_ids": self.prompt_tokenizer(prompts)["input_ids"],
-                "size": (rgb.height, rgb.width), "prompts": prompts}  # fmt: skip
+        batch = self.image_processor(rgb, return_tensors="pt", **geometry)
+        return {"pixel_values": batch["pixel_values"].to(self.dtype), "size": (rgb.height, rgb.width),
+                "input_ids": self.prompt_tokenizer(prompts)["input_ids"], "prompts": prompts,
+                "geometry": {k: v for k, v in batch.items() if k in GEOMETRY}}  # fmt: skip
 
     def _forward(self, inputs: dict) -> dict:
         if inputs["pixel_values"].shape[0] != 1:
@@ -60,7 +69,7 @@ class TextPromptedSegmentationPipeline(Pipeline):
             )
         vision = self.model.get_image_features(inputs["pixel_values"])
         text = self.model.get_text_features(inputs["input_ids"], return_dict=True)
-        out = self.model(text_outputs=text, vision_outputs=vision)
+        out = self.model(text_outputs=text, vision_outputs=vision, **inputs["geometry"])
         return {"outputs": out, "size": inputs["size"], "prompts": inputs["prompts"]}
 
     def postprocess(
@@ -76,6 +85,17 @@ class TextPromptedSegmentationPipeline(Pipeline):
             model_outputs["outputs"], model_outputs["prompts"], threshold=threshold,
             mask_threshold=mask_threshold, target_sizes=[model_outputs["size"]], deferred_masks=deferred_masks,
         )[0]  # fmt: skip
+
+
+def query_prompts(prompts: str | list[str] | None, geometry: dict[str, Any]) -> list[str]:
+    """The text of every query: the prompts, or ``"visual"`` for box/point exemplars given alone."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
+    if not prompts and any(geometry.get(k) is not None for k in ("input_boxes", "input_points")):
+        return [VISUAL_PROMPT]
+    if not prompts or any(not p.strip() for p in prompts):
+        raise ValueError("prompts: give at least one non-empty text prompt, e.g. prompts='a cat' (or input_boxes / "
+                         "input_points alone)")  # fmt: skip
+    return prompts
 
 
 def _as_rgb(image: Any) -> Any:
