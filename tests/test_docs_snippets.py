@@ -246,6 +246,22 @@ def test_sam3_lite_text(cwd: Path, sam3_folder: Path) -> None:
     assert tuple(namespace["text"].last_hidden_state.shape) == shape
 
 
+def test_sam3_lite_text_exemplars(cwd: Path, sam3_folder: Path) -> None:
+    _files({"sam3-lite-s0": sam3_folder}, images=("street.jpg",))
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (400, 640, 3), dtype=np.uint8)).save(
+        "photo.jpg"
+    )  # the picture's size
+    _run_bash("docs/models/sam3_lite_text.md#Box exemplars and points[1]")
+    manifest = json.loads(Path("segments/segments.json").read_text())
+    assert manifest["prompts"] == ["a ball"] and manifest["input_points"] == [[420.0, 190.0]]
+    namespace = _exec_block("docs/models/sam3_lite_text.md#Use[2]")
+    namespace["segmenter"] = namespace["pipeline"]("text-prompted-segmentation", model="./sam3-lite-s0")
+    _exec_block("docs/models/sam3_lite_text.md#Box exemplars and points[2]", namespace)
+    found = namespace["segmenter"]("photo.jpg", input_boxes=[[75, 155, 225, 305]], threshold=0.0)
+    assert found and {f["label"] for f in found} == {"visual"} and found[0]["mask"].shape == (400, 640)
+
+
 # docs/models/videomt.md
 
 

@@ -1,4 +1,5 @@
-"""Write docs/assets/overlay_masks.png and overlay_boxes.png: the overlays drawn on synthetic pictures.
+"""Write docs/assets/overlay_masks.png, overlay_boxes.png and overlay_prompts.png: the overlays drawn on synthetic
+pictures (the last through ``visionports segment``'s own renderer, box exemplars and points included).
 
 Run: .venv/bin/python tools/make_overlay_examples.py [output folder]
 """
@@ -61,9 +62,25 @@ def boxes_picture() -> Image.Image:
     return draw_detections(scene(), dets)
 
 
+def prompts_picture() -> Image.Image:
+    """What ``segment --box ... --negative-box ... --point ...`` draws: found instances, then the exemplars
+    (dashed boxes and dots, green positive, red negative)."""
+    from visionports.tasks.segment_images import _render
+
+    discs = [(150, 230, 70, 0.83), (420, 190, 90, 0.77)]
+    found = [{"label": "visual", "score": score, "mask": ellipse(cx, cy, r, r),
+              "box": {"xmin": cx - r, "ymin": cy - r, "xmax": cx + r, "ymax": cy + r}}
+             for cx, cy, r, score in discs]  # fmt: skip
+    geometry = {"input_boxes": [[75, 155, 225, 305], [490, 250, 590, 350]], "input_boxes_labels": [1, 0],
+                "input_points": [[420, 190], [540, 300]], "input_points_labels": [1, 0]}  # fmt: skip
+    return _render(["visual"], geometry)(scene(), found)
+
+
 def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for name, picture in [("overlay_masks.png", masks_picture()), ("overlay_boxes.png", boxes_picture())]:
+    pictures = [("overlay_masks.png", masks_picture()), ("overlay_boxes.png", boxes_picture()),
+                ("overlay_prompts.png", prompts_picture())]  # fmt: skip
+    for name, picture in pictures:
         picture.save(folder / name, optimize=True)
         print(folder / name, (folder / name).stat().st_size // 1024, "KB")
 

@@ -64,3 +64,52 @@ def test_segments_json_holds_the_masks_as_coco_rle(model_dir: Path, tmp_path: Pa
         assert entry["mask"]["size"] == [45, 70] and isinstance(entry["mask"]["counts"], str)
         assert np.array_equal(decode_rle(entry["mask"]), instance["mask"])
         assert entry["mask_pixels"] == int(instance["mask"].sum())
+
+
+def test_box_exemplars_and_points_equal_the_pipeline_and_are_drawn(model_dir: Path, tmp_path: Path) -> None:
+    """``--box`` / ``--negative-box`` / ``--point`` alone: the pipeline's ``"visual"`` results, exemplars drawn."""
+    from transformers import pipeline
+
+    from visionports.utils.drawing import NEGATIVE_PROMPT, POSITIVE_PROMPT
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.full((80, 120, 3), 128, dtype=np.uint8)).save(
+        path
+    )  # plain grey: the exemplars stand out
+    geometry = {"input_boxes": [[10, 20, 60, 70], [70, 5, 110, 40]], "input_boxes_labels": [1, 0],
+                "input_points": [[90, 60]], "input_points_labels": [1]}  # fmt: skip
+    found = pipeline("text-prompted-segmentation", model=str(model_dir))(path, threshold=0.3, **geometry)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["segment", str(path), "--box", "10,20,60,70", "--negative-box", "70,5,110,40",
+                                       "--point", "90,60", "--model", str(model_dir), "--threshold", "0.3",
+                                       "--output", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "segments.json").read_text())
+    assert payload["prompts"] == ["visual"] and payload["input_boxes_labels"] == [1, 0]
+    entries = payload["images"][str(path)]
+    assert found and [e["score"] for e in entries] == [round(f["score"], 6) for f in found]
+    picture = np.asarray(Image.open(out / "x.png"))
+    assert tuple(picture[20, 10]) == POSITIVE_PROMPT and tuple(picture[5, 70]) == NEGATIVE_PROMPT
+    assert tuple(picture[60, 90]) == POSITIVE_PROMPT  # the point's dot
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--box", "10,20,5"], "Invalid value for '--box': expected X1,Y1,X2,Y2"),
+        (["--point", "a,b"], "Invalid value for '--point': expected X,Y"),
+        (["--box", "60,20,10,70"], "input_boxes[0][0] must have x2 >= x1"),
+        ([], "give a --prompt text, or --box / --point exemplars"),
+    ],
+)
+def test_bad_exemplars_are_refused_before_any_output(
+    model_dir: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    path = tmp_path / "x.png"
+    Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["segment", str(path), *args, "--model", str(model_dir), "--output", str(out)]
+    )
+    assert result.exit_code != 0 and message in result.output
+    assert not out.exists()

@@ -11,9 +11,48 @@ from .common import device_options, model_option, speed_options
 from .distributed import echo_ray_run, ray_options, ray_run_options
 
 
+def coordinates(count: int) -> Any:
+    """A click callback: each ``X,Y[,X2,Y2]`` value as ``count`` floats (one ``Error:`` line naming the option)."""
+    shape = "X1,Y1,X2,Y2" if count == 4 else "X,Y"
+
+    def parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[list[float]]:
+        parsed = []
+        for value in values:
+            try:
+                numbers = [float(part) for part in value.split(",")]
+            except ValueError:
+                numbers = []
+            if len(numbers) != count:
+                raise click.BadParameter(f"expected {shape} (pixels), got {value!r}", ctx, param)
+            parsed.append(numbers)
+        return parsed
+
+    return parse
+
+
+def prompt_geometry(
+    boxes: list, negative_boxes: list, points: list, negative_points: list
+) -> dict[str, list]:
+    """The pipeline's geometry arguments of the positive and negative boxes and points (empty when none)."""
+    geometry: dict[str, list] = {}
+    for name, positive, negative in (("input_boxes", boxes, negative_boxes), ("input_points", points,
+                                                                                negative_points)):  # fmt: skip
+        if positive or negative:
+            geometry[name] = [*positive, *negative]
+            geometry[f"{name}_labels"] = [1] * len(positive) + [0] * len(negative)
+    return geometry
+
+
 @click.command()
 @click.argument("inputs", metavar="IMAGES...", nargs=-1, required=True)
-@click.option("--prompt", "prompts", multiple=True, required=True, help="A text prompt (repeat for several).")
+@click.option("--prompt", "prompts", multiple=True, help="A text prompt (repeat for several).")
+@click.option("--box", "boxes", multiple=True, callback=coordinates(4),
+              help="A box exemplar X1,Y1,X2,Y2 in pixels: more like this (repeat for several).")  # fmt: skip
+@click.option("--negative-box", "negative_boxes", multiple=True, callback=coordinates(4),
+              help="A box X1,Y1,X2,Y2 of what not to find.")  # fmt: skip
+@click.option("--point", "points", multiple=True, callback=coordinates(2), help="A point X,Y on an example.")
+@click.option("--negative-point", "negative_points", multiple=True, callback=coordinates(2),
+              help="A point X,Y on what not to find.")  # fmt: skip
 @model_option()
 @device_options
 @speed_options
@@ -27,11 +66,15 @@ from .distributed import echo_ray_run, ray_options, ray_run_options
               help="With --ray: images per model call.")  # fmt: skip
 @ray_options
 @click.pass_context
-def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...], model_dir: Path, device: str,
-            dtype: str, backend: str, deploy: bool, compile_model: bool, output_dir: str, threshold: float | None,
-            output_format: str, batch_size: int, **ray: Any) -> None:  # fmt: skip
+def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...], boxes: list, negative_boxes: list,
+            points: list, negative_points: list, model_dir: Path, device: str, dtype: str, backend: str,
+            deploy: bool, compile_model: bool, output_dir: str, threshold: float | None, output_format: str,
+            batch_size: int, **ray: Any) -> None:  # fmt: skip
     """Segment what the --prompt texts describe in IMAGES (files or folders; with --ray also globs, manifest
     files and URLs)."""
+    geometry = prompt_geometry(boxes, negative_boxes, points, negative_points)
+    if not prompts and not geometry:
+        raise click.UsageError("give a --prompt text, or --box / --point exemplars")
     options = ray_run_options(ctx, ray, batch_size)
     if options is not None:
         from ..distributed.ray_runner import run_image_task_on_ray
@@ -42,7 +85,7 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...
                 "applies to a local run (Ray records carry COCO RLE masks)", param_hint="--format"
             )
         task = segmentation_task(list(prompts), threshold, device, dtype, "visionports", backend, deploy,
-                                 compile_model)  # fmt: skip
+                                 compile_model, geometry)  # fmt: skip
         return echo_ray_run(run_image_task_on_ray(task, inputs, model_dir, output_dir, options))
     from ..tasks.segment_images import segment_files
 
@@ -58,6 +101,7 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...
         backend=backend,
         deploy=deploy,
         compile_model=compile_model,
+        geometry=geometry,
     )
     resumed = f" ({summary.resumed} kept from an interrupted run)" if summary.resumed else ""
     click.echo(

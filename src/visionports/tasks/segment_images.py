@@ -12,7 +12,7 @@ from PIL import Image
 from ..backends import speed_settings
 from ..core.devices import run_settings
 from ..data.coco_results import segmentation_results
-from ..utils.drawing import Detection, blend_masks, draw_detections
+from ..utils.drawing import Detection, blend_masks, draw_detections, draw_prompts
 from ..utils.masks import encode_rle
 from .detect import FORMATS
 from .runner import ImageTask, Predict, package_version, run_image_task
@@ -37,9 +37,12 @@ def _segmenter(
     backend: str = "torch",
     deploy: bool = False,
     compile_model: bool = False,
+    geometry: dict[str, list] | None = None,
 ) -> Callable[[Path], Predict]:
     """The loader: the pipeline's results, each prompt encoded once per run
-    (:mod:`visionports.backends.sam3_lite_text`)."""
+    (:mod:`visionports.backends.sam3_lite_text`); ``geometry`` (pixel boxes / points and labels) joins every
+    prompt's query on every image."""
+    geometry = geometry or {}
 
     def load(model_dir: Path) -> Predict:
         from ..backends import sam3_lite_text as backends
@@ -49,21 +52,29 @@ def _segmenter(
         else:
             segmenter = backends.load_segmenter(model_dir, backend, device, dtype)
         return lambda images: [
-            segmenter(image, prompts, threshold=threshold, deferred_masks=True) for image in images
+            segmenter(image, prompts, threshold=threshold, deferred_masks=True, **geometry)
+            for image in images
         ]  # fmt: skip  (masks resized one at a time when drawn or encoded)
 
     return load
 
 
-def _render(prompts: list[str]) -> Callable[[Image.Image, list[dict]], Image.Image]:
-    """Masks blended in their prompt's colour, then each instance's box and ``prompt score`` tag."""
+def _render(
+    prompts: list[str], geometry: dict[str, list]
+) -> Callable[[Image.Image, list[dict]], Image.Image]:
+    """Masks blended in their prompt's colour, then each instance's box and ``prompt score`` tag; box exemplars
+    and points, when given, drawn on top (green positive, red negative)."""
 
     def render(image: Image.Image, found: list[dict]) -> Image.Image:
         label_ids = [prompts.index(f["label"]) for f in found]
         picture = blend_masks(image, [f["mask"] for f in found], label_ids)
         boxes = [Detection(i, f["label"], f["score"], tuple(f["box"][k] for k in _BOX))
                  for i, f in zip(label_ids, found, strict=True)]  # fmt: skip
-        return draw_detections(picture, boxes)
+        picture = draw_detections(picture, boxes)
+        if not geometry:
+            return picture
+        return draw_prompts(picture, geometry.get("input_boxes", ()), geometry.get("input_boxes_labels"),
+                            geometry.get("input_points", ()), geometry.get("input_points_labels"))  # fmt: skip
 
     return render
 
@@ -88,27 +99,42 @@ def segmentation_task(
     backend: str = "torch",
     deploy: bool = False,
     compile_model: bool = False,
+    geometry: dict[str, list] | None = None,
 ) -> ImageTask:
     """``segment`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run.
 
     ``backend="onnxruntime"`` or ``"openvino"`` runs the text and image encoders as graphs (exported and
     validated once, cached beside the folder) and the detector head in torch; ``deploy`` runs the torch model in
     deploy mode (:meth:`Sam3LiteTextModel.deploy`); ``compile_model`` compiles its text and image encoders.
+    ``geometry``: box exemplars / points in pixels (``input_boxes``, ``input_points`` and their labels, as the
+    pipeline takes them), applied to every image; without prompts the query reads ``"visual"``.
     """
-    prompts = list(prompts)
+    from ..models.sam3_lite_text.image_processing_sam3_lite_text import prepare_geometry
+    from ..models.sam3_lite_text.pipeline_sam3_lite_text import VISUAL_PROMPT
+
+    prompts, geometry = list(prompts), {k: v for k, v in (geometry or {}).items() if v}
+    prepare_geometry(None, **geometry)  # wrong values refused before any work
+    if not prompts and any(k in geometry for k in ("input_boxes", "input_points")):
+        prompts = [VISUAL_PROMPT]
     if not prompts or any(not p.strip() for p in prompts):
-        raise ValueError("--prompt: give at least one non-empty text prompt")
+        raise ValueError("--prompt: give at least one non-empty text prompt (or --box / --point exemplars)")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {threshold}")
     if output_format not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {output_format!r}")
     speed = speed_settings(backend, deploy, compile_model, device, dtype)  # refused before any work
-    settings = {"prompts": prompts, "threshold": threshold, **run_settings(device, dtype), **speed}
+    settings = {
+        "prompts": prompts,
+        "threshold": threshold,
+        **geometry,
+        **run_settings(device, dtype),
+        **speed,
+    }
     info = {"description": "visionports segment", "version": package_version(), **settings}
     return ImageTask(
         name="segment",
-        load=_segmenter(prompts, threshold, device, dtype, backend, deploy, compile_model),
-        render=_render(prompts),
+        load=_segmenter(prompts, threshold, device, dtype, backend, deploy, compile_model, geometry),
+        render=_render(prompts, geometry),
         to_json=_to_json,
         manifest="segments.json",
         settings=settings,
@@ -130,10 +156,13 @@ def segment_files(
     backend: str = "torch",
     deploy: bool = False,
     compile_model: bool = False,
+    geometry: dict[str, list] | None = None,
 ) -> SegmentationSummary:
     """Segment every prompt in every image; write ``<name>.png`` (masks, boxes, prompt labels) and ``segments.json``
-    (and, with ``output_format="coco"``, ``segments.coco.json``: see :mod:`visionports.data.coco_results`)."""
-    task = segmentation_task(prompts, threshold, device, dtype, output_format, backend, deploy, compile_model)
+    (and, with ``output_format="coco"``, ``segments.coco.json``: see :mod:`visionports.data.coco_results`).
+    ``geometry``: box exemplars / points for every image (see :func:`segmentation_task`)."""
+    task = segmentation_task(prompts, threshold, device, dtype, output_format, backend, deploy, compile_model,
+                             geometry)  # fmt: skip
     run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)
     total = sum(len(found) for found in run.entries.values())
     return SegmentationSummary(len(run.pictures), total, Path(output_dir), run.resumed, run.coco)

@@ -155,6 +155,42 @@ def draw_detections(image: Image.Image, detections: Sequence[Detection]) -> Imag
     return canvas
 
 
+POSITIVE_PROMPT, NEGATIVE_PROMPT = (40, 220, 60), (230, 40, 40)
+
+
+def draw_prompts(
+    image: Image.Image,
+    boxes: Sequence[Sequence[float]] = (),
+    box_labels: Sequence[int] | None = None,
+    points: Sequence[Sequence[float]] = (),
+    point_labels: Sequence[int] | None = None,
+) -> Image.Image:
+    """A copy of ``image`` with the prompt's box exemplars (dashed outlines) and points (ringed dots): green for
+    positive (label 1, the default), red for negative (label 0)."""
+    canvas = image.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    line = _line_width(*canvas.size)
+    dash = 4 * line
+    for box, label in zip(boxes, box_labels or [1] * len(boxes), strict=True):
+        clipped = _clip_box(box, *canvas.size)
+        if clipped is None:
+            continue
+        x1, y1, x2, y2 = clipped
+        colour = POSITIVE_PROMPT if label else NEGATIVE_PROMPT
+        for start in range(x1, x2 + 1, 2 * dash):
+            for y in (y1, y2):
+                draw.line([(start, y), (min(start + dash, x2), y)], fill=colour, width=line)
+        for start in range(y1, y2 + 1, 2 * dash):
+            for x in (x1, x2):
+                draw.line([(x, start), (x, min(start + dash, y2))], fill=colour, width=line)
+    radius = 3 * line
+    for (x, y), label in zip(points, point_labels or [1] * len(points), strict=True):
+        colour = POSITIVE_PROMPT if label else NEGATIVE_PROMPT
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour, outline=(255, 255, 255),
+                     width=max(1, line // 2))  # fmt: skip
+    return canvas
+
+
 # ---------------------------------------------------------------- masks
 
 

@@ -192,7 +192,7 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
 
 
 def prepare_geometry(
-    original_sizes: Sequence[Sequence[int]] | torch.Tensor,
+    original_sizes: Sequence[Sequence[int]] | torch.Tensor | None,
     input_boxes: Any = None,
     input_boxes_labels: Any = None,
     input_points: Any = None,
@@ -200,8 +200,13 @@ def prepare_geometry(
 ) -> dict[str, torch.Tensor]:
     """The model's geometric prompts from pixel coordinates of images of ``original_sizes`` ((height, width) each):
     ``input_boxes`` ``[B, N, 4]`` normalised ``(cx, cy, w, h)``, ``input_points`` ``[B, P, 2]`` normalised
-    ``(x, y)``, labels ``[B, N]`` / ``[B, P]`` (1 positive, 0 negative, -10 padding)."""
-    sizes = torch.as_tensor(original_sizes).reshape(-1, 2).tolist()
+    ``(x, y)``, labels ``[B, N]`` / ``[B, P]`` (1 positive, 0 negative, -10 padding).
+
+    ``original_sizes=None`` checks the prompts of one image of unknown size (values kept in pixels): a command
+    refuses a wrong prompt before it writes anything."""
+    sizes = (
+        [[None, None]] if original_sizes is None else torch.as_tensor(original_sizes).reshape(-1, 2).tolist()
+    )
     result: dict[str, torch.Tensor] = {}
     for name, coords, labels, width in (("input_boxes", input_boxes, input_boxes_labels, 4),
                                         ("input_points", input_points, input_points_labels, 2)):  # fmt: skip
@@ -242,7 +247,11 @@ def _depth(value: Any) -> int:
 
 
 def _normalised(
-    name: str, coords: list[list[Any]], labels: list[list[Any]] | None, sizes: list[list[int]], width: int
+    name: str,
+    coords: list[list[Any]],
+    labels: list[list[Any]] | None,
+    sizes: list[list[int | None]],
+    width: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded ``[B, n, width]`` normalised coordinates and ``[B, n]`` labels for one prompt kind."""
     count = max((len(c) for c in coords), default=0)
@@ -262,20 +271,22 @@ def _normalised(
     return out, out_labels
 
 
-def _coordinates(name: str, item: Any, width: int, img_width: int, height: int) -> torch.Tensor:
-    """One box (x1, y1, x2, y2 -> normalised cx, cy, w, h) or point (x, y -> normalised), checked."""
+def _coordinates(name: str, item: Any, width: int, img_width: int | None, height: int | None) -> torch.Tensor:
+    """One box (x1, y1, x2, y2 -> normalised cx, cy, w, h) or point (x, y -> normalised), checked; without an
+    image size only the values are checked (and returned as given)."""
     values = torch.as_tensor(item, dtype=torch.float64).reshape(-1)
     kind = "[x1, y1, x2, y2]" if width == 4 else "[x, y]"
     if values.numel() != width or not torch.isfinite(values).all():
         raise ValueError(f"{name} must be {width} finite pixel coordinates {kind}, got {item!r}")
-    scale = torch.tensor([img_width, height] * (width // 2), dtype=torch.float64)
-    normalised = values / scale
+    if width == 4 and (values[2] < values[0] or values[3] < values[1]):
+        raise ValueError(f"{name} must have x2 >= x1 and y2 >= y1, got {item!r}")
+    if img_width is None or height is None:
+        return values.float()
+    normalised = values / torch.tensor([img_width, height] * (width // 2), dtype=torch.float64)
     if (normalised < -1).any() or (normalised > 2).any():
         raise ValueError(f"{name}: {kind} {item!r} lies far outside the {img_width}x{height} image")
     if width == 4:
         x1, y1, x2, y2 = normalised.tolist()
-        if x2 < x1 or y2 < y1:
-            raise ValueError(f"{name} must have x2 >= x1 and y2 >= y1, got {item!r}")
         normalised = torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dtype=torch.float64)
     return normalised.float()
 

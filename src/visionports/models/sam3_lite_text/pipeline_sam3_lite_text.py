@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from transformers import Pipeline
@@ -100,6 +101,8 @@ def query_prompts(prompts: str | list[str] | None, geometry: dict[str, Any]) -> 
 
 def _as_rgb(image: Any) -> Any:
     """An RGB PIL image of a path, URL, PIL image, array or tensor (``ImageInputError`` when it is none)."""
+    if isinstance(image, os.PathLike):
+        image = os.fspath(image)
     if isinstance(image, str) and image.startswith(("http://", "https://")):
         return to_rgb(load_image(image), name=image)
     if isinstance(image, str):
