@@ -75,10 +75,12 @@ class RgbImageProcessor(BaseImageProcessor):
 
     Subclasses name the model in ``_reader`` and define ``_prepare`` (one image with this call's ``options``)
     and ``_batch`` (the prepared images -> the ``BatchFeature`` data); ``_options`` may check or adjust the
-    settings of a call and ``_converts_rgb`` decide whether RGB conversion stays on.
+    settings of a call and ``_converts_rgb`` decide whether RGB conversion stays on. Arguments named in
+    ``_prompt_arguments`` (prompts given with the images) go to ``_prompts``, which adds to the batch.
     """
 
     _reader = "the model"  # named when do_convert_rgb=False is refused
+    _prompt_arguments: tuple[str, ...] = ()
     do_convert_rgb: bool
 
     def preprocess(
@@ -107,10 +109,14 @@ class RgbImageProcessor(BaseImageProcessor):
             raise ValueError(f"do_convert_rgb=False is not supported: {self._reader} reads RGB images")
         given = {"do_resize": do_resize, "size": size, "do_rescale": do_rescale, "rescale_factor": rescale_factor,
                  "do_normalize": do_normalize, "image_mean": image_mean, "image_std": image_std}  # fmt: skip
+        prompts = {name: kwargs.pop(name) for name in self._prompt_arguments if kwargs.get(name) is not None}
         options = self._options(given, kwargs, return_tensors)
         items = [channels_last(item, input_data_format) for item in as_image_list(images)]
         prepared = [self._prepare(item, f"images[{i}]", options) for i, item in enumerate(items)]
-        return BatchFeature(data=self._batch(prepared, data_format), tensor_type="pt")
+        data = self._batch(prepared, data_format)
+        if prompts:
+            data.update(self._prompts(data, **prompts))
+        return BatchFeature(data=data, tensor_type="pt")
 
     def _converts_rgb(self, do_convert_rgb: bool | None) -> bool:
         """Whether this call converts to RGB (``None``: the processor's setting)."""
@@ -123,6 +129,9 @@ class RgbImageProcessor(BaseImageProcessor):
         return call_options(self, given, unknown, return_tensors)
 
     def _prepare(self, image: Any, name: str, options: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _prompts(self, data: Mapping[str, torch.Tensor], **prompts: Any) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def _batch(self, prepared: list[Any], data_format: str | ChannelDimension) -> dict[str, torch.Tensor]:

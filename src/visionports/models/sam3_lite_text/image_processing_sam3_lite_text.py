@@ -27,7 +27,7 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
 
     model_input_names = ["pixel_values"]
     _reader = "SAM3"
-    _geometry = ("input_boxes", "input_boxes_labels", "input_points", "input_points_labels")
+    _prompt_arguments = ("input_boxes", "input_boxes_labels", "input_points", "input_points_labels")
 
     def __init__(
         self,
@@ -55,19 +55,64 @@ class Sam3LiteTextImageProcessor(RgbImageProcessor):
         self.rescale_factor = float(rescale_factor)
         self.do_convert_rgb = bool(do_convert_rgb)
 
-    def preprocess(self, images: Any, **kwargs: Any) -> Any:
-        """As :meth:`RgbImageProcessor.preprocess`, plus geometric prompts in pixels of each original image.
+    def _prompts(self, data: Mapping[str, torch.Tensor], **geometry: Any) -> dict[str, torch.Tensor]:
+        """Geometric prompts given with the images, in pixels of each original image.
 
         ``input_boxes``: per image, ``[x1, y1, x2, y2]`` boxes; ``input_points``: per image, ``[x, y]`` points;
         their ``*_labels``: per image, 1 (positive, the default) or 0 (negative). For one image the outer list
         may be left out. They come back normalised for the model (boxes as ``cx, cy, w, h``), padded across
         images with label -10.
         """
-        geometry = {name: kwargs.pop(name, None) for name in self._geometry}
-        batch = super().preprocess(images, **kwargs)
-        if any(value is not None for value in geometry.values()):
-            batch.update(prepare_geometry(batch["original_sizes"], **geometry))
-        return batch
+        return prepare_geometry(data["original_sizes"], **geometry)
+
+    def prepare_object_prompts(
+        self,
+        original_sizes: Sequence[Sequence[int]] | torch.Tensor,
+        input_points: Any = None,
+        input_labels: Any = None,
+        input_boxes: Any = None,
+    ) -> dict[str, torch.Tensor]:
+        """Point/box prompts of single objects (``predict_masks``) from pixels of each original image.
+
+        ``input_points``: per image, per object, ``[x, y]`` points; ``input_labels`` the same nesting with 1
+        (positive, the default) or 0 (negative); ``input_boxes``: per image, one ``[x1, y1, x2, y2]`` box per
+        object. For one image the outer list may be left out. Returns normalised ``input_points``
+        ``[B, objects, P, 2]`` (padding label -10), ``input_labels`` and ``input_boxes`` ``[B, objects, 4]``.
+        """
+        return prepare_object_prompts(original_sizes, input_points, input_labels, input_boxes)
+
+    def post_process_masks(
+        self,
+        outputs: Any,
+        original_sizes: Sequence[Sequence[int]] | torch.Tensor,
+        mask_threshold: float = 0.0,
+        max_hole_area: float = 256.0,
+        max_sprinkle_area: float = 0.0,
+        binarize: bool = True,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Per image, the ``predict_masks`` outputs at the original size, as the original ``predict_inst``:
+        background holes of at most ``max_hole_area`` low-resolution pixels filled (and, with
+        ``max_sprinkle_area``, foreground specks removed), masks resized bilinearly and thresholded at
+        ``mask_threshold`` (a logit). Each result: ``masks`` ``[objects, masks, H, W]`` (bool, or logits without
+        ``binarize``), ``scores`` ``[objects, masks]`` (predicted IoU), ``object_score_logits`` and
+        ``low_res_masks`` (logits clamped to ±32, to pass back as ``input_masks``)."""
+        from .interactive_sam3_lite_text import fill_holes, upsample_masks
+
+        sizes = _sizes(original_sizes)
+        logits = outputs["pred_masks"]
+        if len(sizes) != logits.shape[0]:
+            raise ValueError(
+                f"original_sizes: one (height, width) per image ({logits.shape[0]}), got {len(sizes)}"
+            )
+        results = []
+        for index, (height, width) in enumerate(sizes.tolist()):
+            cleaned = fill_holes(logits[index].float(), mask_threshold, max_hole_area, max_sprinkle_area)
+            masks = upsample_masks(cleaned, int(height), int(width))
+            results.append({"masks": masks > mask_threshold if binarize else masks,
+                            "scores": outputs["iou_scores"][index],
+                            "object_score_logits": outputs["object_score_logits"][index],
+                            "low_res_masks": logits[index].clamp(-32.0, 32.0)})  # fmt: skip
+        return results
 
     def _options(
         self, given: Mapping[str, Any], unknown: Mapping[str, Any], return_tensors: str | TensorType | None
@@ -220,6 +265,56 @@ def prepare_geometry(
     return result
 
 
+def prepare_object_prompts(
+    original_sizes: Sequence[Sequence[int]] | torch.Tensor,
+    input_points: Any = None,
+    input_labels: Any = None,
+    input_boxes: Any = None,
+) -> dict[str, torch.Tensor]:
+    """See :meth:`Sam3LiteTextImageProcessor.prepare_object_prompts`."""
+    sizes = torch.as_tensor(original_sizes).reshape(-1, 2).tolist()
+    result: dict[str, torch.Tensor] = {}
+    objects = None
+    if input_points is not None:
+        points = _per_image(input_points, len(sizes), 4, "input_points")
+        labels = None if input_labels is None else _per_image(input_labels, len(sizes), 3, "input_labels")
+        objects = max(len(p) for p in points)
+        counts = {len(o) for p in points for o in p}
+        if len(counts) > 1:  # a padding token would still be attended to: no padding, as the original
+            raise ValueError(
+                f"input_points: every object needs the same number of points, got {sorted(counts)}"
+            )
+        count = counts.pop() if counts else 0
+        coords = torch.zeros(len(sizes), objects, count, 2)
+        kinds = torch.full((len(sizes), objects, count), -10, dtype=torch.long)
+        for b, per_image in enumerate(points):
+            if len(per_image) != objects:
+                raise ValueError(
+                    f"input_points[{b}]: every image needs the same number of objects ({objects})"
+                )
+            for o, per_object in enumerate(per_image):
+                given = labels[b][o] if labels is not None and o < len(labels[b]) else None
+                part, part_labels = _normalised(f"input_points[{b}][{o}]", [per_object],
+                                                None if given is None else [given], [sizes[b]], 2)  # fmt: skip
+                coords[b, o, : part.shape[1]], kinds[b, o, : part.shape[1]] = part[0], part_labels[0]
+        result.update(input_points=coords, input_labels=kinds)
+    elif input_labels is not None:
+        raise ValueError("input_labels given without input_points")
+    if input_boxes is not None:
+        boxes = _per_image(input_boxes, len(sizes), 3, "input_boxes")
+        normalised = []
+        for b, per_image in enumerate(boxes):
+            if objects is not None and len(per_image) != objects:
+                raise ValueError(f"input_boxes[{b}]: one box per object ({objects}), got {len(per_image)}")
+            height, width = sizes[b]
+            normalised.append(torch.stack([_coordinates(f"input_boxes[{b}][{o}]", box, 4, width, height, True)
+                                           for o, box in enumerate(per_image)]))  # fmt: skip
+        if len({len(n) for n in normalised}) > 1:
+            raise ValueError("input_boxes: every image needs the same number of objects")
+        result["input_boxes"] = torch.stack(normalised)
+    return result
+
+
 def _per_image(value: Any, images: int, depth: int, name: str) -> list[list[Any]]:
     """``value`` as one list per image (an image's list alone is accepted for one image)."""
     value = value.tolist() if isinstance(value, torch.Tensor | np.ndarray) else value
@@ -271,9 +366,11 @@ def _normalised(
     return out, out_labels
 
 
-def _coordinates(name: str, item: Any, width: int, img_width: int | None, height: int | None) -> torch.Tensor:
-    """One box (x1, y1, x2, y2 -> normalised cx, cy, w, h) or point (x, y -> normalised), checked; without an
-    image size only the values are checked (and returned as given)."""
+def _coordinates(
+    name: str, item: Any, width: int, img_width: int | None, height: int | None, corners: bool = False
+) -> torch.Tensor:
+    """One box (x1, y1, x2, y2 -> normalised cx, cy, w, h, or normalised corners with ``corners``) or point
+    (x, y -> normalised), checked; without an image size only the values are checked (and returned as given)."""
     values = torch.as_tensor(item, dtype=torch.float64).reshape(-1)
     kind = "[x1, y1, x2, y2]" if width == 4 else "[x, y]"
     if values.numel() != width or not torch.isfinite(values).all():
@@ -285,7 +382,7 @@ def _coordinates(name: str, item: Any, width: int, img_width: int | None, height
     normalised = values / torch.tensor([img_width, height] * (width // 2), dtype=torch.float64)
     if (normalised < -1).any() or (normalised > 2).any():
         raise ValueError(f"{name}: {kind} {item!r} lies far outside the {img_width}x{height} image")
-    if width == 4:
+    if width == 4 and not corners:
         x1, y1, x2, y2 = normalised.tolist()
         normalised = torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dtype=torch.float64)
     return normalised.float()
