@@ -133,6 +133,8 @@ class Sam3LiteTextConfig(PreTrainedConfig):
     ``text_config`` accepts a :class:`Sam3LiteTextTextConfig`, a dict of its fields (how folders saved before it
     was a registered sub-config store it: no ``model_type``) or ``None`` (the S0 defaults).
     ``threshold`` / ``mask_threshold`` are the post-processing defaults of the original ``Sam3Processor``.
+    ``tracker``: widths of the SAM3 tracker (the SAM heads for point/box masks and the video memory), or ``None``
+    for a folder converted from a file without tracker weights (text and exemplar prompts only).
     """
 
     model_type = "visionports_sam3_lite_text"
@@ -141,6 +143,7 @@ class Sam3LiteTextConfig(PreTrainedConfig):
     variant: str | None = None
     text_config: dict | PreTrainedConfig | None = None
     detector: dict | None = None
+    tracker: dict | None = None
     threshold: float = 0.5
     mask_threshold: float = 0.5
     initializer_range: float = 0.02

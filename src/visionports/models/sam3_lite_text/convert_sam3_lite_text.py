@@ -34,6 +34,7 @@ from .configuration_sam3_lite_text import (
     Sam3LiteTextConfig,
     Sam3LiteTextTextConfig,
 )
+from .convert_tracker_sam3_lite_text import TIED, add_tied_copies, infer_tracker, tracker_key_mapping
 
 TEXT_PREFIX = "backbone.language_backbone."
 VIT_POSITIONS = "backbone.vision_backbone.trunk.pos_embed"
@@ -116,7 +117,7 @@ def infer_detector(sd: StateDict) -> dict[str, Any]:
     return values
 
 
-_OUTER_KEYS = ("detector", "threshold", "mask_threshold")
+_OUTER_KEYS = ("detector", "threshold", "mask_threshold", "tracker")
 
 
 def infer_config(
@@ -141,6 +142,8 @@ def infer_config(
     if not full:
         return text
     widths = {**DETECTOR_DEFAULTS, **infer_detector(sd), **detector}
+    if "tracker" not in outer:  # read from the weights; ``tracker=None`` converts without it
+        outer["tracker"] = infer_tracker(sd, widths)
     return build_config(Sam3LiteTextConfig, variant=text.variant, text_config=text, detector=widths, **outer)
 
 
@@ -220,16 +223,19 @@ def key_mapping(config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> KeyMappi
     detector = detector_key_mapping()
     prefix_text = Rename(r"^(token_embedding|position_embedding|layers|final_layer_norm|text_projection|projector)\b",
                          r"text_model.\1")  # fmt: skip
-    unused = [
-        Skip(r"backbone\.vision_backbone\.sam2_convs\..*",
-             "SAM2-style second neck, built only for interactive (point/box) instance prediction"),
-        Skip(r"tracker\..*", "SAM3 video tracker weights copied from facebook/sam3; not part of the image model"),
-    ]  # fmt: skip
+    if config.tracker is not None:  # first: tracker keys leave the detector's name space before its rules run
+        tracker = tracker_key_mapping()
+    else:
+        tracker = [
+            Skip(r"backbone\.vision_backbone\.sam2_convs\..*",
+                 "SAM2-style second neck of the tracker; this folder is converted without the tracker"),
+            Skip(r"tracker\..*", "SAM3 tracker weights; this folder is converted without the tracker"),
+        ]  # fmt: skip
     prefix_detector = Rename(
         r"^(vision_encoder|geometry_encoder|detr_encoder|detr_decoder|mask_decoder|dot_product_scoring)\.",
         r"detector.\1.",
     )
-    return KeyMapping([*unused, *text_rules(), prefix_text, *detector, prefix_detector])
+    return KeyMapping([*tracker, *text_rules(), prefix_text, *detector, prefix_detector])
 
 
 QKV = (r"\1.q_proj.\2", r"\1.k_proj.\2", r"\1.v_proj.\2")
@@ -375,4 +381,9 @@ def filter_checkpoint(sd: StateDict, context_length: int) -> dict[str, torch.Ten
 def convert_state_dict(sd: StateDict, config: Sam3LiteTextConfig | Sam3LiteTextTextConfig) -> MappedStateDict:
     """Map prepared weights (tables filtered by :func:`filter_checkpoint`) to our names."""
     context = (config.text if isinstance(config, Sam3LiteTextConfig) else config).context_length
-    return key_mapping(config).apply(filter_checkpoint(sd, context))
+    mapped = key_mapping(config).apply(filter_checkpoint(sd, context))
+    if isinstance(config, Sam3LiteTextConfig) and config.tracker is not None:
+        tied = add_tied_copies(mapped.tensors)
+        mapped.source.update({key: mapped.source[TIED[key]] for key in tied if key not in mapped.tensors})
+        mapped.tensors = tied
+    return mapped

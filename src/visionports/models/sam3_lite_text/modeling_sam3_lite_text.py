@@ -16,6 +16,13 @@ from ...core.pretrained import ReloadIdenticalMixin, as_returned, output_flags
 from .configuration_sam3_lite_text import Sam3LiteTextConfig, Sam3LiteTextTextConfig
 from .deploy_sam3_lite_text import DeployableMixin
 from .detector_sam3_lite_text import Sam3LiteTextDetector, sam3_config_for
+from .interactive_sam3_lite_text import (
+    Sam3LiteTextInteractiveOutput,
+    TrackerImageFeatures,
+    predict_masks,
+    tracker_image_features,
+    trunk_map,
+)
 from .modeling_text_sam3_lite_text import Sam3LiteTextTextModel, Sam3LiteTextTextOutput
 
 
@@ -77,6 +84,19 @@ class Sam3LiteTextModel(DeployableMixin, ReloadIdenticalMixin, PreTrainedModel):
             detector_config._attn_implementation = requested
         self.text_model = Sam3LiteTextTextModel(text_config)
         self.detector = Sam3LiteTextDetector(detector_config)
+        self.tracker_neck, self.tracker = None, None
+        if config.tracker is not None:  # the second neck and the tracker's SAM heads / memory
+            from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
+                Sam3TrackerVideoModel,
+            )
+
+            from .convert_tracker_sam3_lite_text import fit_memory_width, tracker_config_for
+
+            self.tracker_neck = sam3.Sam3VisionNeck(detector_config.vision_config)
+            tracker_config = tracker_config_for(**config.tracker, vision_config=detector_config.vision_config)
+            if requested is not None:
+                tracker_config._attn_implementation = requested
+            self.tracker = fit_memory_width(Sam3TrackerVideoModel(tracker_config, remove_vision_encoder=True))
         self.post_init()
 
     @torch.no_grad()
@@ -185,6 +205,49 @@ class Sam3LiteTextModel(DeployableMixin, ReloadIdenticalMixin, PreTrainedModel):
             decoder_attentions=out.decoder_attentions, text_outputs=text_outputs, detector_outputs=out,
         )  # fmt: skip
         return as_returned(output, config, return_dict)
+
+    def get_tracker_features(self, vision_outputs: Any) -> TrackerImageFeatures:
+        """The tracker's view of images whose :meth:`get_image_features` are ``vision_outputs`` (the second neck
+        on the shared ViT trunk): pass it as ``tracker_features`` to reuse it for many prompts."""
+        self._require_tracker("get_tracker_features")
+        return tracker_image_features(self.tracker_neck, self.tracker, trunk_map(vision_outputs))
+
+    def predict_masks(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_points: torch.Tensor | None = None,
+        input_labels: torch.Tensor | None = None,
+        input_boxes: torch.Tensor | None = None,
+        input_masks: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        vision_outputs: Any = None,
+        tracker_features: TrackerImageFeatures | None = None,
+    ) -> Sam3LiteTextInteractiveOutput:
+        """Masks of single objects from points and boxes (the original ``predict_inst``, SAM 1 task).
+
+        Per image, per object: ``input_points`` ``[B, objects, P, 2]`` normalised ``(x, y)`` with ``input_labels``
+        ``[B, objects, P]`` (1 positive, 0 negative), ``input_boxes`` ``[B, objects, 4]`` normalised
+        ``(x1, y1, x2, y2)``, ``input_masks`` ``[B, 1, h, w]`` a previous low-resolution mask logit (one object).
+        ``multimask_output``: three candidate masks per object (for an ambiguous click), else the best one.
+        Post-process with the image processor's ``post_process_masks``.
+        """
+        self._require_tracker("predict_masks")
+        if tracker_features is None:
+            if vision_outputs is None:
+                if pixel_values is None:
+                    raise ValueError("give pixel_values, vision_outputs or tracker_features")
+                self._check_pixel_values(pixel_values)
+                vision_outputs = self.get_image_features(pixel_values)
+            tracker_features = self.get_tracker_features(vision_outputs)
+        return predict_masks(self.tracker, tracker_features, self.config.image_size, input_points, input_labels,
+                             input_boxes, input_masks, multimask_output)  # fmt: skip
+
+    def _require_tracker(self, method: str) -> None:
+        if self.tracker is None:
+            raise ValueError(
+                f"{method} needs the tracker weights: this model was converted from a file without tracker.* keys "
+                "(convert a released file that carries them)"
+            )
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
         size = self.config.image_size

@@ -19,6 +19,7 @@ GEOMETRY_INPUTS = ("input_points", "input_points_labels", "input_boxes", "input_
 FINALS = {"text_memory", "language_features", "language_mask"}
 _DETECTOR_FINAL = re.compile(
     r"(p\d+_)?(pred_logits|pred_boxes|pred_masks|presence_logit_dec|semantic_seg|post_\w+)"
+    r"|c\d+_(masks|scores|low_res_masks)"
 )
 
 
@@ -46,6 +47,8 @@ class Sam3LiteTextParity(ParityAdapter):
         return {"variant": variant, "config_overrides": overrides}
 
     def run(self, model: PreTrainedModel, inputs: Tensors, case: Mapping[str, Any]) -> Tensors:
+        if case.get("kind") == "interactive":
+            return _run_interactive(model, inputs)
         if "pixel_values" in inputs and hasattr(model, "detector"):
             return self._run_detector(model, inputs, case)
         ids = inputs["input_ids"]
@@ -104,7 +107,10 @@ class Sam3LiteTextParity(ParityAdapter):
     def postprocess(
         self, processor: Any, outputs: Tensors, inputs: Tensors, case: Mapping[str, Any]
     ) -> Tensors:
-        """``p{k}_post_*``: the processor's instance post-processing of every query at its image's size."""
+        """``p{k}_post_*``: the processor's instance post-processing of every query at its image's size;
+        ``c{k}_masks`` of interactive cases: ``post_process_masks`` of every call at the original size."""
+        if case.get("kind") == "interactive" and hasattr(processor, "post_process_masks"):
+            return _post_interactive(processor, outputs, inputs)
         count = sum(1 for name in outputs if re.fullmatch(r"p\d+_pred_logits", name))
         if not count or not hasattr(processor, "post_process_instance_segmentation"):
             return {}
@@ -145,6 +151,54 @@ class Sam3LiteTextParity(ParityAdapter):
         report.sections["tokenizer"] = checks
         report.ok = bool(checks) and all(c.passed for c in checks)
         return report
+
+
+def _call_count(inputs: Tensors) -> int:
+    return len({int(m.group(1)) for name in inputs if (m := re.match(r"c(\d+)_multimask_output$", name))})
+
+
+def _single(tensor: torch.Tensor) -> torch.Tensor:
+    """One image's per-object tensor as the original returns it: the object axis dropped for one object."""
+    return tensor[0] if tensor.shape[0] == 1 else tensor
+
+
+def _run_interactive(model: PreTrainedModel, inputs: Tensors) -> Tensors:
+    """Every ``c{k}`` call of an interactive case on one image's features: ``predict_masks`` with the
+    processor's conversion of the pixel prompts (one object per box, or one object with the points)."""
+    from .image_processing_sam3_lite_text import prepare_object_prompts
+
+    vision = model.get_image_features(inputs["pixel_values"])
+    features = model.get_tracker_features(vision)
+    result: Tensors = {"tracker_image_embed": features.image_embeddings}
+    result.update({f"tracker_high_res_{i}": f for i, f in enumerate(features.high_resolution_features)})
+    size = inputs["original_size"].reshape(1, 2)
+    for k in range(_call_count(inputs)):
+        points, boxes = inputs.get(f"c{k}_point_coords"), inputs.get(f"c{k}_box")
+        labels = inputs.get(f"c{k}_point_labels")
+        prompts = prepare_object_prompts(
+            size,
+            input_points=None if points is None else [[points.tolist()]],
+            input_labels=None if labels is None else [[labels.tolist()]],
+            input_boxes=None if boxes is None else [boxes.tolist()],
+        )
+        mask = inputs.get(f"c{k}_mask_input")
+        out = model.predict_masks(tracker_features=features, multimask_output=bool(inputs[f"c{k}_multimask_output"]),
+                                  input_masks=None if mask is None else mask[None], **prompts)  # fmt: skip
+        result.update({f"c{k}_scores": _single(out.iou_scores[0]),
+                       f"c{k}_low_res_masks": _single(out.pred_masks[0].clamp(-32.0, 32.0)),
+                       f"c{k}_pred_masks": out.pred_masks, f"c{k}_iou_scores": out.iou_scores,
+                       f"c{k}_object_score_logits": out.object_score_logits})  # fmt: skip
+    return result
+
+
+def _post_interactive(processor: Any, outputs: Tensors, inputs: Tensors) -> Tensors:
+    size = inputs["original_size"].reshape(1, 2)
+    names = ("pred_masks", "iou_scores", "object_score_logits")
+    raw = [{name: outputs[f"c{k}_{name}"] for name in names} for k in range(_call_count(inputs))]
+    return {
+        f"c{k}_masks": _single(processor.post_process_masks(out, size)[0]["masks"])
+        for k, out in enumerate(raw)
+    }
 
 
 _POST_INPUTS = {"pred_logits": "pred_logits", "presence_logits": "presence_logit_dec", "pred_boxes": "pred_boxes",

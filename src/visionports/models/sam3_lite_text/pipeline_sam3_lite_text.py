@@ -12,6 +12,7 @@ from ...utils.images import open_image, to_rgb
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 TASK = "text-prompted-segmentation"
+INTERACTIVE_TASK = "interactive-segmentation"
 GEOMETRY = ("input_boxes", "input_boxes_labels", "input_points", "input_points_labels")
 VISUAL_PROMPT = "visual"
 """What the original ``Sam3Processor`` reads when a query has box exemplars and no text."""
@@ -88,6 +89,56 @@ class TextPromptedSegmentationPipeline(Pipeline):
         )[0]  # fmt: skip
 
 
+class InteractiveSegmentationPipeline(Pipeline):
+    """``pipeline("interactive-segmentation", model=folder)(image, input_points=[[x, y]], input_labels=[1])``.
+
+    One object's mask from clicks and/or a box, as the original ``predict_inst`` (SAM 1 task): ``input_points``
+    ``[[x, y], ...]`` in pixels with ``input_labels`` (1 on the object, the default; 0 off it), and/or
+    ``input_boxes=[x1, y1, x2, y2]``. ``multimask_output=True`` (the default) returns three candidates for an
+    ambiguous prompt, else the best one. Each result: ``score`` (the predicted IoU) and ``mask`` (bool ``[H, W]``
+    numpy array at the image size), best first. Needs a folder converted with the tracker weights.
+    """
+
+    _load_processor = False
+    _load_image_processor = True
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def _sanitize_parameters(self, input_points=None, input_labels=None, input_boxes=None, multimask_output=None,
+                             max_hole_area=None, **kwargs):  # fmt: skip
+        prompts = {"input_points": input_points, "input_labels": input_labels, "input_boxes": input_boxes}
+        preprocess = {k: v for k, v in prompts.items() if v is not None}
+        forward = {} if multimask_output is None else {"multimask_output": bool(multimask_output)}
+        post = {} if max_hole_area is None else {"max_hole_area": float(max_hole_area)}
+        return preprocess, forward, post
+
+    def preprocess(self, image: Any, input_points=None, input_labels=None, input_boxes=None) -> dict:
+        if input_points is None and input_boxes is None:
+            raise ValueError("give input_points=[[x, y], ...] and/or input_boxes=[x1, y1, x2, y2] (pixels)")
+        rgb = _as_rgb(image)
+        pixels = self.image_processor(rgb, return_tensors="pt")["pixel_values"].to(self.dtype)
+        prompts = self.image_processor.prepare_object_prompts(
+            [(rgb.height, rgb.width)],
+            input_points=None if input_points is None else [input_points],
+            input_labels=None if input_labels is None else [input_labels],
+            input_boxes=None if input_boxes is None else [input_boxes],
+        )
+        return {"pixel_values": pixels, "prompts": prompts, "size": (rgb.height, rgb.width)}
+
+    def _forward(self, inputs: dict, multimask_output: bool = True) -> dict:
+        out = self.model.predict_masks(inputs["pixel_values"], multimask_output=multimask_output,
+                                       **inputs["prompts"])  # fmt: skip
+        return {"outputs": out, "size": inputs["size"]}
+
+    def postprocess(self, model_outputs: dict, max_hole_area: float = 256.0) -> list[dict]:
+        result = self.image_processor.post_process_masks(
+            model_outputs["outputs"], [model_outputs["size"]], max_hole_area=max_hole_area
+        )[0]
+        masks, scores = result["masks"][0], result["scores"][0]
+        order = scores.argsort(descending=True).tolist()
+        return [{"score": float(scores[k]), "mask": masks[k].cpu().numpy()} for k in order]
+
+
 def query_prompts(prompts: str | list[str] | None, geometry: dict[str, Any]) -> list[str]:
     """The text of every query: the prompts, or ``"visual"`` for box/point exemplars given alone."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
@@ -115,6 +166,8 @@ def register_pipeline() -> None:
 
     from .modeling_sam3_lite_text import Sam3LiteTextModel
 
-    if TASK not in PIPELINE_REGISTRY.get_supported_tasks():
-        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=TextPromptedSegmentationPipeline,
-                                            pt_model=Sam3LiteTextModel, type="multimodal")  # fmt: skip
+    for task, pipeline_class, kind in ((TASK, TextPromptedSegmentationPipeline, "multimodal"),
+                                       (INTERACTIVE_TASK, InteractiveSegmentationPipeline, "image")):  # fmt: skip
+        if task not in PIPELINE_REGISTRY.get_supported_tasks():
+            PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class, pt_model=Sam3LiteTextModel,
+                                                type=kind)  # fmt: skip
