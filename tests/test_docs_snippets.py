@@ -48,6 +48,7 @@ STAND_IN_OPTIONS = {
 DEIMV2 = FIXTURES / "deimv2" / "atto_s0_b1_320" / "checkpoint.pth"
 DEIMV2_S = FIXTURES / "deimv2" / "dinov3_s_tiny_s0_b1_256" / "checkpoint.pth"
 SAM3 = FIXTURES / "sam3_lite_text" / "tiny_detector_s0_mct_seed5" / "checkpoint.pt"
+SAM3_TRACKER = FIXTURES / "sam3_lite_text" / "tiny_tracker_s0_mct" / "checkpoint.pt"
 VIDEOMT = FIXTURES / "videomt" / "dinov2_tiny_s0_b1_t3" / "checkpoint.pth"
 
 
@@ -150,6 +151,12 @@ def sam3_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--set",
         "num_attention_heads=8",
     )
+
+
+@pytest.fixture(scope="module")
+def convert_tracker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _convert(tmp_path_factory.mktemp("sam3t") / "model", "sam3-lite-text", str(SAM3_TRACKER),
+                    "--set", "num_attention_heads=8")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +267,18 @@ def test_sam3_lite_text_exemplars(cwd: Path, sam3_folder: Path) -> None:
     _exec_block("docs/models/sam3_lite_text.md#Box exemplars and points[2]", namespace)
     found = namespace["segmenter"]("photo.jpg", input_boxes=[[75, 155, 225, 305]], threshold=0.0)
     assert found and {f["label"] for f in found} == {"visual"} and found[0]["mask"].shape == (400, 640)
+
+
+def test_sam3_lite_text_single_object(cwd: Path, convert_tracker: Path) -> None:
+    _files({"sam3-lite-s0-tracker": convert_tracker})
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (400, 640, 3), dtype=np.uint8)).save("photo.jpg")
+    _run_bash("docs/models/sam3_lite_text.md#Single objects from clicks and a box[1]")
+    (entry,) = json.loads(Path("segments/segments.json").read_text())["images"]["photo.jpg"]
+    assert entry["label"] == "object"
+    namespace = _exec_block("docs/models/sam3_lite_text.md#Single objects from clicks and a box[2]")
+    found = namespace["objects"]("photo.jpg", input_points=[[420, 190]], input_labels=[1])
+    assert len(found) == 3 and found[0]["mask"].shape == (400, 640)
 
 
 # docs/models/videomt.md

@@ -1,5 +1,6 @@
-"""Write docs/assets/overlay_masks.png, overlay_boxes.png and overlay_prompts.png: the overlays drawn on synthetic
-pictures (the last through ``visionports segment``'s own renderer, box exemplars and points included).
+"""Write docs/assets/overlay_masks.png, overlay_boxes.png, overlay_prompts.png and overlay_single_object.png: the
+overlays drawn on synthetic pictures (the last two through ``visionports segment``'s own renderer, box exemplars,
+clicks and boxes included).
 
 Run: .venv/bin/python tools/make_overlay_examples.py [output folder]
 """
@@ -76,10 +77,21 @@ def prompts_picture() -> Image.Image:
     return _render(["visual"], geometry)(scene(), found)
 
 
+def single_object_picture() -> Image.Image:
+    """What ``segment --point ... --box ... --single-object`` draws: the one object's mask, then the prompts."""
+    from visionports.tasks.segment_images import _render
+
+    found = [{"label": "object", "score": 0.91, "mask": ellipse(420, 190, 90, 90),
+              "box": {"xmin": 330, "ymin": 100, "xmax": 510, "ymax": 280}}]  # fmt: skip
+    geometry = {"input_boxes": [[320, 95, 515, 290]], "input_boxes_labels": [1], "input_points": [[420, 190]],
+                "input_points_labels": [1]}  # fmt: skip
+    return _render(["object"], geometry)(scene(), found)
+
+
 def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     pictures = [("overlay_masks.png", masks_picture()), ("overlay_boxes.png", boxes_picture()),
-                ("overlay_prompts.png", prompts_picture())]  # fmt: skip
+                ("overlay_prompts.png", prompts_picture()), ("overlay_single_object.png", single_object_picture())]  # fmt: skip
     for name, picture in pictures:
         picture.save(folder / name, optimize=True)
         print(folder / name, (folder / name).stat().st_size // 1024, "KB")

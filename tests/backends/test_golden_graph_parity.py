@@ -24,7 +24,8 @@ CASES = [
     for case in golden_cases(family)
     if any(p.name.startswith("checkpoint.") for p in case.iterdir())
     # the exported graphs are the text and image encoders: loss, geometry, point/box and video cases add nothing
-    and json.loads((case / "case.json").read_text()).get("kind") not in ("loss", "geometry", "interactive", "video")
+    and json.loads((case / "case.json").read_text()).get("kind")
+    not in ("loss", "geometry", "interactive", "video")
 ]
 Tensors = dict[str, torch.Tensor]
 

@@ -113,3 +113,43 @@ def test_bad_exemplars_are_refused_before_any_output(
     )
     assert result.exit_code != 0 and message in result.output
     assert not out.exists()
+
+
+def test_single_object_from_a_click_and_a_box(convert: Callable[..., Path], tmp_path: Path) -> None:
+    """``--single-object``: the interactive pipeline's best mask, labelled ``object``, prompts drawn."""
+    from transformers import pipeline
+
+    model = convert("sam3-lite-text", FIXTURES / "sam3_lite_text" / "tiny_tracker_s0_mct" / "checkpoint.pt")
+    path = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (90, 130, 3), dtype=np.uint8)).save(path)
+    found = pipeline("interactive-segmentation", model=str(model))(
+        path, input_points=[[30, 60]], input_boxes=[10, 40, 60, 85], multimask_output=False
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["segment", str(path), "--point", "30,60", "--box", "10,40,60,85",
+                                       "--single-object", "--model", str(model), "--output", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "segments.json").read_text())
+    (entry,) = payload["images"][str(path)]
+    assert entry["label"] == "object" and entry["score"] == round(found[0]["score"], 6)
+    assert entry["mask_pixels"] == int(found[0]["mask"].sum())
+    assert payload["single_object"] is True and Image.open(out / "x.png").size == (130, 90)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prompt", "a cat", "--point", "3,4"], "--prompt does not apply with --single-object"),
+        (["--box", "1,1,5,5", "--box", "2,2,6,6"], "at most one --box"),
+        (["--negative-box", "1,1,5,5"], "at most one --box"),
+        ([], "needs --point clicks and/or one --box"),
+    ],
+)
+def test_single_object_refusals(model_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    path = tmp_path / "x.png"
+    Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["segment", str(path), "--single-object", *args, "--model", str(model_dir),
+                                       "--output", str(out)])  # fmt: skip
+    assert result.exit_code != 0 and message in result.output
+    assert not out.exists()

@@ -53,6 +53,9 @@ def prompt_geometry(
 @click.option("--point", "points", multiple=True, callback=coordinates(2), help="A point X,Y on an example.")
 @click.option("--negative-point", "negative_points", multiple=True, callback=coordinates(2),
               help="A point X,Y on what not to find.")  # fmt: skip
+@click.option("--single-object", is_flag=True,
+              help="The --point clicks and one --box outline ONE object: its mask (SAM 1 task; needs the tracker "
+              "weights).")  # fmt: skip
 @model_option()
 @device_options
 @speed_options
@@ -67,13 +70,14 @@ def prompt_geometry(
 @ray_options
 @click.pass_context
 def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...], boxes: list, negative_boxes: list,
-            points: list, negative_points: list, model_dir: Path, device: str, dtype: str, backend: str,
+            points: list, negative_points: list, single_object: bool, model_dir: Path, device: str, dtype: str,
+            backend: str,
             deploy: bool, compile_model: bool, output_dir: str, threshold: float | None, output_format: str,
             batch_size: int, **ray: Any) -> None:  # fmt: skip
     """Segment what the --prompt texts describe in IMAGES (files or folders; with --ray also globs, manifest
     files and URLs)."""
     geometry = prompt_geometry(boxes, negative_boxes, points, negative_points)
-    if not prompts and not geometry:
+    if not prompts and not geometry and not single_object:
         raise click.UsageError("give a --prompt text, or --box / --point exemplars")
     options = ray_run_options(ctx, ray, batch_size)
     if options is not None:
@@ -85,7 +89,7 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...
                 "applies to a local run (Ray records carry COCO RLE masks)", param_hint="--format"
             )
         task = segmentation_task(list(prompts), threshold, device, dtype, "visionports", backend, deploy,
-                                 compile_model, geometry)  # fmt: skip
+                                 compile_model, geometry, single_object)  # fmt: skip
         return echo_ray_run(run_image_task_on_ray(task, inputs, model_dir, output_dir, options))
     from ..tasks.segment_images import segment_files
 
@@ -102,6 +106,7 @@ def segment(ctx: click.Context, inputs: tuple[str, ...], prompts: tuple[str, ...
         deploy=deploy,
         compile_model=compile_model,
         geometry=geometry,
+        single_object=single_object,
     )
     resumed = f" ({summary.resumed} kept from an interrupted run)" if summary.resumed else ""
     click.echo(

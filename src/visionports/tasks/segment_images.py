@@ -59,6 +59,47 @@ def _segmenter(
     return load
 
 
+OBJECT_LABEL = "object"
+
+
+def _object_segmenter(
+    geometry: dict[str, list], device: str | None, dtype: str | None
+) -> Callable[[Path], Predict]:
+    """The loader of ``--single-object``: the ``interactive-segmentation`` pipeline (the original
+    ``predict_inst``) with the run's clicks and box, one mask per image labelled ``object``."""
+    prompts = {"input_points": geometry.get("input_points"), "input_labels": geometry.get("input_points_labels"),
+               "input_boxes": (geometry.get("input_boxes") or [None])[0]}  # fmt: skip
+    prompts = {k: v for k, v in prompts.items() if v is not None}
+
+    def load(model_dir: Path) -> Predict:
+        from transformers import AutoImageProcessor, pipeline
+
+        from ..core.devices import place, resolve_device, resolve_dtype
+        from ..models.sam3_lite_text.modeling_sam3_lite_text import Sam3LiteTextModel
+
+        model = place(
+            Sam3LiteTextModel.from_pretrained(model_dir).eval(), resolve_device(device), resolve_dtype(dtype)
+        )
+        if model.tracker is None:
+            raise ValueError(
+                f"--single-object: {model_dir} holds no tracker weights (convert a file that has them)"
+            )
+        segmenter = pipeline("interactive-segmentation", model=model,
+                             image_processor=AutoImageProcessor.from_pretrained(model_dir))  # fmt: skip
+        return lambda images: [[_object(found) for found in segmenter(image, multimask_output=False, **prompts)]
+                               for image in images]  # fmt: skip
+
+    return load
+
+
+def _object(found: dict) -> dict:
+    """A pipeline mask as a ``segment`` instance: label ``object``, the predicted IoU as score, the mask's box."""
+    rows, cols = np.nonzero(found["mask"])
+    box = (0.0, 0.0, 0.0, 0.0) if not len(rows) else (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+    return {"label": OBJECT_LABEL, "score": found["score"], "mask": found["mask"],
+            "box": dict(zip(_BOX, (float(v) for v in box), strict=True))}  # fmt: skip
+
+
 def _render(
     prompts: list[str], geometry: dict[str, list]
 ) -> Callable[[Image.Image, list[dict]], Image.Image]:
@@ -100,6 +141,7 @@ def segmentation_task(
     deploy: bool = False,
     compile_model: bool = False,
     geometry: dict[str, list] | None = None,
+    single_object: bool = False,
 ) -> ImageTask:
     """``segment`` as an :class:`ImageTask` (load, predict, draw, report), for a local or a distributed run.
 
@@ -108,12 +150,18 @@ def segmentation_task(
     deploy mode (:meth:`Sam3LiteTextModel.deploy`); ``compile_model`` compiles its text and image encoders.
     ``geometry``: box exemplars / points in pixels (``input_boxes``, ``input_points`` and their labels, as the
     pipeline takes them), applied to every image; without prompts the query reads ``"visual"``.
+    ``single_object``: the points and (at most one) box outline one object instead, whose mask the tracker's SAM
+    heads predict (``interactive-segmentation``); torch backend only.
     """
     from ..models.sam3_lite_text.image_processing_sam3_lite_text import prepare_geometry
     from ..models.sam3_lite_text.pipeline_sam3_lite_text import VISUAL_PROMPT
 
     prompts, geometry = list(prompts), {k: v for k, v in (geometry or {}).items() if v}
     prepare_geometry(None, **geometry)  # wrong values refused before any work
+    if single_object:
+        return _single_object_task(
+            prompts, geometry, device, dtype, output_format, backend, deploy, compile_model
+        )
     if not prompts and any(k in geometry for k in ("input_boxes", "input_points")):
         prompts = [VISUAL_PROMPT]
     if not prompts or any(not p.strip() for p in prompts):
@@ -143,6 +191,32 @@ def segmentation_task(
     )
 
 
+def _single_object_task(prompts: list[str], geometry: dict[str, list], device: str | None, dtype: str | None,
+                        output_format: str, backend: str, deploy: bool, compile_model: bool) -> ImageTask:  # fmt: skip
+    """``segment --single-object``: refused combinations first, then the task."""
+    boxes, labels = geometry.get("input_boxes", []), geometry.get("input_boxes_labels", [])
+    refusals = [
+        (prompts, "--prompt does not apply with --single-object (clicks and a box outline the object)"),
+        (
+            not boxes and not geometry.get("input_points"),
+            "--single-object needs --point clicks and/or one --box",
+        ),
+        (len(boxes) > 1 or 0 in labels, "--single-object takes at most one --box (no --negative-box)"),
+        (backend != "torch" or deploy or compile_model, "--single-object runs the torch backend only"),
+        (
+            output_format != "visionports",
+            "--format coco applies to prompted segmentation, not --single-object",
+        ),
+    ]
+    for refused, message in refusals:
+        if refused:
+            raise ValueError(message)
+    settings = {"single_object": True, **geometry, **run_settings(device, dtype)}
+    return ImageTask(name="segment", load=_object_segmenter(geometry, device, dtype),
+                     render=_render([OBJECT_LABEL], geometry), to_json=_to_json, manifest="segments.json",
+                     settings=settings, keep_results=False)  # fmt: skip
+
+
 def segment_files(
     inputs: Sequence[str | Path],
     prompts: Sequence[str],
@@ -157,12 +231,13 @@ def segment_files(
     deploy: bool = False,
     compile_model: bool = False,
     geometry: dict[str, list] | None = None,
+    single_object: bool = False,
 ) -> SegmentationSummary:
     """Segment every prompt in every image; write ``<name>.png`` (masks, boxes, prompt labels) and ``segments.json``
     (and, with ``output_format="coco"``, ``segments.coco.json``: see :mod:`visionports.data.coco_results`).
     ``geometry``: box exemplars / points for every image (see :func:`segmentation_task`)."""
     task = segmentation_task(prompts, threshold, device, dtype, output_format, backend, deploy, compile_model,
-                             geometry)  # fmt: skip
+                             geometry, single_object)  # fmt: skip
     run = run_image_task(task, inputs, model_dir, output_dir, progress=progress)
     total = sum(len(found) for found in run.entries.values())
     return SegmentationSummary(len(run.pictures), total, Path(output_dir), run.resumed, run.coco)
