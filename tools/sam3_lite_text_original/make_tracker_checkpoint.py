@@ -264,6 +264,10 @@ def _check_replica() -> str:
     return f"build_tracker_tiny(RELEASED) == build_tracker(): {len(reference)} keys, same order and shapes"
 
 
+OBJECT_SCORE_HEAD = "tracker.sam_mask_decoder.pred_obj_score_head.layers.2.bias"
+OBJECT_SCORE_BIAS = 1.0
+
+
 def main(original: Path, out_dir: Path = OUT) -> None:
     import_original(original, real=("torchvision",))
     torch.manual_seed(0)  # module constructors draw from the global generator; every such tensor is re-drawn
@@ -279,6 +283,9 @@ def main(original: Path, out_dir: Path = OUT) -> None:
     generator = torch.Generator().manual_seed(SEED)
     new = redraw({"detector.backbone.vision_backbone.sam2_convs.": image_model.backbone.vision_backbone.sam2_convs,
                   "tracker.": tracker}, generator)  # fmt: skip
+    # random heads score every propagated object about -0.13 ("gone"): a positive bias keeps tracks alive, so the
+    # video case exercises memories and object pointers of objects that persist (OBJECT_SCORE_BIAS)
+    new[OBJECT_SCORE_HEAD] = new[OBJECT_SCORE_HEAD] + OBJECT_SCORE_BIAS
     visible = torch.load(VISIBLE / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     assert len(visible) == 950 and all(k.startswith("detector.") for k in visible)
     state = {**{k: v.contiguous() for k, v in visible.items()}, **new}
@@ -300,7 +307,8 @@ def main(original: Path, out_dir: Path = OUT) -> None:
         "original_commit": "bef17f5c24dc5ef19dc1d8e9663345a2ae7f2f5a",
         "generator": "tools/sam3_lite_text_original/make_tracker_checkpoint.py", "seed": SEED,
         "seed_usage": "torch.Generator().manual_seed(seed) re-draws sam2_convs then the tracker, state-dict order",
-        "weight_redraw": " ".join(redraw.__doc__.split("\n\n", 1)[1].split()),
+        "weight_redraw": " ".join(redraw.__doc__.split("\n\n", 1)[1].split())
+        + f" Then {OBJECT_SCORE_BIAS:+} on {OBJECT_SCORE_HEAD} (random heads would call every tracked object gone).",
         "tracker": {**TINY, "feature_grids": grids(TINY), "mask_downsampler_interpol_size": 16 * grids(TINY)[-1][0],
                     "memory_attention_layers": 4, "memory_attention_heads": 1, "sam_two_way_heads": 8,
                     "sam_two_way_depth": 2, "num_maskmem": 7, "mask_in_chans": 16,
