@@ -185,6 +185,27 @@ def check_replica(model: nn.Module, case_dir: Path) -> float:
     return worst
 
 
+def threshold_between_top_scores(scores: torch.Tensor) -> float:
+    """A threshold in the widest gap among the 8 best scores, keeping at least 2 (random weights score low)."""
+    top = scores.sort(descending=True).values[:8]
+    cut = int((top[1:-1] - top[2:]).argmax()) + 1
+    return float((top[cut] + top[cut + 1]) / 2)
+
+
+def processor_selection(out: dict, k: int, size: int, outputs: dict) -> float:
+    """``Sam3Processor``'s selection on query ``k`` at a ``size`` x ``size`` image, as ``p{k}_post_*`` in
+    ``outputs``, with a threshold that keeps a few queries of random weights; returns that threshold."""
+    scores = (out["pred_logits"][k].sigmoid() * out["presence_logit_dec"][k].sigmoid()).squeeze(-1)
+    threshold = threshold_between_top_scores(scores)
+    keep = scores > threshold
+    boxes = out["pred_boxes_xyxy"][k][keep] * torch.tensor([size, size, size, size])
+    masks = torch.nn.functional.interpolate(out["pred_masks"][k][keep][:, None], (size, size), mode="bilinear",
+                                            align_corners=False).sigmoid()  # fmt: skip
+    outputs.update({f"p{k}_post_scores": scores[keep], f"p{k}_post_boxes_xyxy": boxes,
+                    f"p{k}_post_masks_prob": masks, f"p{k}_post_masks": masks > 0.5})  # fmt: skip
+    return threshold
+
+
 def main(original: Path, out_dir: Path, seed: int = 11) -> None:
     import_original(original)
     torch.manual_seed(0)
@@ -196,7 +217,9 @@ def main(original: Path, out_dir: Path, seed: int = 11) -> None:
     load(visible, VISIBLE / "checkpoint.pt", ctx)
     replica_error = check_replica(visible, VISIBLE)
     print("replica vs visible case: max abs", replica_error)
-    assert replica_error == 0.0
+    assert replica_error < 1e-5, (
+        replica_error
+    )  # 0 in the environment that wrote the case; torch builds differ
     size = det["pretrain_img_size"]
     with cuda_on_cpu():
         model = build(size, det, student, ctx)
@@ -209,20 +232,7 @@ def main(original: Path, out_dir: Path, seed: int = 11) -> None:
     backbone_out, out, captured = ground(model, pixels, PROMPTS, [0, 1], [0, 1])
     hook.remove()
     outputs = tensors({**backbone_out, "vit_trunk": store["vit"]}, out, captured, 0)
-    thresholds = []
-    for k in range(2):  # Sam3Processor's selection, per query at its image's size
-        scores = (out["pred_logits"][k].sigmoid() * out["presence_logit_dec"][k].sigmoid()).squeeze(-1)
-        top = scores.sort(descending=True).values[:8]
-        gaps = top[1:-1] - top[2:]  # keep at least 2
-        cut = int(gaps.argmax()) + 1
-        threshold = float((top[cut] + top[cut + 1]) / 2)
-        thresholds.append(threshold)
-        keep = scores > threshold
-        boxes = out["pred_boxes_xyxy"][k][keep] * torch.tensor([size, size, size, size])
-        masks = torch.nn.functional.interpolate(out["pred_masks"][k][keep][:, None], (size, size), mode="bilinear",
-                                                align_corners=False).sigmoid()  # fmt: skip
-        outputs.update({f"p{k}_post_scores": scores[keep], f"p{k}_post_boxes_xyxy": boxes,
-                        f"p{k}_post_masks_prob": masks, f"p{k}_post_masks": masks > 0.5})  # fmt: skip
+    thresholds = [processor_selection(out, k, size, outputs) for k in range(2)]
     ids = torch.stack(
         [model.backbone.language_backbone.tokenizer([p], context_length=ctx)[0] for p in PROMPTS]
     )

@@ -31,7 +31,15 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_batch_case import VISIBLE, build, load, tensors  # noqa: E402
+from make_batch_case import (  # noqa: E402
+    VISIBLE,
+    build,
+    check_replica,
+    load,
+    processor_selection,
+    tensors,
+    threshold_between_top_scores,
+)
 from original_import import cuda_on_cpu, import_original  # noqa: E402
 
 PROMPTS = ["a cat", "person wearing a red hat", "visual"]
@@ -87,13 +95,6 @@ def ground(model, pixels, prompt):
     return backbone_out, out, captured
 
 
-def threshold_between_top_scores(scores: torch.Tensor) -> float:
-    """A threshold in the widest gap among the 8 best scores, keeping at least 2 (random weights score low)."""
-    top = scores.sort(descending=True).values[:8]
-    cut = int((top[1:-1] - top[2:]).argmax()) + 1
-    return float((top[cut] + top[cut + 1]) / 2)
-
-
 @torch.no_grad()
 def processor_run(model, image: torch.Tensor, size: int) -> tuple[dict, float]:
     """The original ``Sam3Processor``: set_image, then one ``add_geometric_prompt`` per box (no text)."""
@@ -118,8 +119,6 @@ def main(original: Path, out_dir: Path, seed: int = 12) -> None:
     with cuda_on_cpu():
         model = build(size, det, student, ctx)
     load(model, VISIBLE / "checkpoint.pt", ctx)
-    from make_batch_case import check_replica
-
     replica_error = check_replica(model, VISIBLE)
     print("replica vs visible case: max abs", replica_error)
     assert replica_error < 1e-5, replica_error
@@ -137,17 +136,7 @@ def main(original: Path, out_dir: Path, seed: int = 12) -> None:
     )
     hook.remove()
     outputs = tensors({**backbone_out, "vit_trunk": store["vit"]}, out, captured, 0)
-    thresholds = []
-    for k in range(len(QUERIES)):  # Sam3Processor's selection, per query at its image's size
-        scores = (out["pred_logits"][k].sigmoid() * out["presence_logit_dec"][k].sigmoid()).squeeze(-1)
-        threshold = threshold_between_top_scores(scores)
-        thresholds.append(threshold)
-        keep = scores > threshold
-        boxes_px = out["pred_boxes_xyxy"][k][keep] * torch.tensor([size, size, size, size])
-        masks = torch.nn.functional.interpolate(out["pred_masks"][k][keep][:, None], (size, size), mode="bilinear",
-                                                align_corners=False).sigmoid()  # fmt: skip
-        outputs.update({f"p{k}_post_scores": scores[keep], f"p{k}_post_boxes_xyxy": boxes_px,
-                        f"p{k}_post_masks_prob": masks, f"p{k}_post_masks": masks > 0.5})  # fmt: skip
+    thresholds = [processor_selection(out, k, size, outputs) for k in range(len(QUERIES))]
     processor_outputs, processor_threshold = processor_run(model, images[1], size)
     outputs.update(processor_outputs)
     outputs = {k: v.contiguous() for k, v in outputs.items()}

@@ -34,7 +34,13 @@ from .configuration_sam3_lite_text import (
     Sam3LiteTextConfig,
     Sam3LiteTextTextConfig,
 )
-from .convert_tracker_sam3_lite_text import TIED, add_tied_copies, infer_tracker, tracker_key_mapping
+from .convert_tracker_sam3_lite_text import (
+    TIED,
+    add_tied_copies,
+    fpn_neck_key_mapping,
+    infer_tracker,
+    tracker_key_mapping,
+)
 
 TEXT_PREFIX = "backbone.language_backbone."
 VIT_POSITIONS = "backbone.vision_backbone.trunk.pos_embed"
@@ -274,12 +280,7 @@ def detector_key_mapping() -> list[Rule]:
         Rename(rf"^({vit})\.blocks\.(\d+)\.mlp\.", r"\1.layers.\2.mlp."),
         Split(r"(.*\.attention)\.qkv\.(weight|bias)", QKV),
         # FPN neck
-        Rename(r"^backbone\.vision_backbone\.convs\.(\d+)\.", r"vision_encoder.neck.fpn_layers.\1."),
-        Rename(r"\.dconv_2x2_0\.", ".scale_layers.0."),
-        Rename(r"\.dconv_2x2_1\.", ".scale_layers.2."),
-        Rename(r"\.dconv_2x2\.", ".scale_layers.0."),
-        Rename(r"(fpn_layers\.\d+)\.conv_1x1\.", r"\1.proj1."),
-        Rename(r"(fpn_layers\.\d+)\.conv_3x3\.", r"\1.proj2."),
+        *fpn_neck_key_mapping("convs", "vision_encoder.neck"),
         # geometry encoder (points_* and boxes_* keep their names)
         Rename(r"^geometry_encoder\.encode\.(\d+)\.", r"geometry_encoder.layers.\1."),
         Rename(r"^geometry_encoder\.img_pre_norm\.", "geometry_encoder.vision_layer_norm."),

@@ -20,6 +20,7 @@ Two things the rules alone cannot express are handled by the helpers below:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -157,12 +158,13 @@ def _mlp3(path: str) -> list[Rule]:
     ]
 
 
-def tracker_neck_key_mapping() -> list[Rule]:
-    """``backbone.vision_backbone.sam2_convs.*`` onto ``tracker_neck.*`` (a ``Sam3VisionNeck``): the same layer
-    names as the detector's neck (``convs`` -> ``vision_encoder.neck``)."""
-    level = r"tracker_neck\.fpn_layers\.\d+"
+def fpn_neck_key_mapping(original: str, ours: str) -> list[Rule]:
+    """An original ViTDet neck ``backbone.vision_backbone.<original>.<level>.*`` onto a transformers
+    ``Sam3VisionNeck`` at ``<ours>.fpn_layers.<level>.*`` (the detector's ``convs`` and the tracker's
+    ``sam2_convs`` have the same layers)."""
+    level = re.escape(ours) + r"\.fpn_layers\.\d+"
     return [
-        Rename(r"^backbone\.vision_backbone\.sam2_convs\.(\d+)\.", r"tracker_neck.fpn_layers.\1."),
+        Rename(rf"^backbone\.vision_backbone\.{original}\.(\d+)\.", rf"{ours}.fpn_layers.\1."),
         Rename(rf"^({level})\.dconv_2x2_0\.", r"\1.scale_layers.0."),
         Rename(rf"^({level})\.dconv_2x2_1\.", r"\1.scale_layers.2."),
         Rename(rf"^({level})\.dconv_2x2\.", r"\1.scale_layers.0."),
@@ -184,7 +186,7 @@ def tracker_key_mapping() -> list[Rule]:
         # the four 1-row point embeddings (negative, positive, box corner 1, box corner 2) -> one 4-row table
         *[Fold(rf"{points}\.{i}\.weight", "tracker.sam_prompt_encoder.point_embeddings.0.weight", _cat_rows,
                "point_embeddings.0..3 stacked as rows 0..3 of point_embed") for i in (1, 2, 3)],
-        *tracker_neck_key_mapping(),
+        *fpn_neck_key_mapping("sam2_convs", "tracker_neck"),
         # free tables and heads of the tracker itself
         Rename(r"^tracker\.maskmem_tpos_enc$", "tracker.memory_temporal_positional_encoding"),
         Rename(r"^tracker\.no_mem_embed$", "tracker.no_memory_embedding"),
