@@ -88,3 +88,25 @@ def test_bad_object_prompts_are_refused_by_name(tracker_dir: Path, kwargs: dict,
 def test_pipeline_needs_a_prompt(tracker_dir: Path) -> None:
     with pytest.raises(ValueError, match="give input_points"):
         pipeline("interactive-segmentation", model=str(tracker_dir))(_image())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_points": torch.full((1, 1, 1, 2), float("nan"))}, "input_points must be finite"),
+        ({"input_points": torch.full((1, 1, 2), 0.5)}, r"\[B, objects, P, 2\]"),
+        (
+            {"input_points": torch.full((1, 1, 1, 2), 0.5), "input_labels": torch.full((1, 1, 1), 2)},
+            "input_labels",
+        ),
+        ({"input_boxes": torch.full((1, 4), 0.5)}, "input_boxes must be finite"),
+        (
+            {"input_points": torch.full((1, 2, 1, 2), 0.5), "input_boxes": torch.full((1, 1, 4), 0.5)},
+            "one box per",
+        ),
+    ],
+)
+def test_model_refuses_bad_object_prompts(tracker_dir: Path, kwargs: dict, message: str) -> None:
+    model = Sam3LiteTextModel.from_pretrained(tracker_dir).eval()
+    with pytest.raises(ValueError, match=message), torch.no_grad():
+        model.predict_masks(INPUTS["pixel_values"], **kwargs)

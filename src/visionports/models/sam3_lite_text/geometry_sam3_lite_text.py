@@ -123,6 +123,8 @@ def _prompt(
     if coords.ndim != 3 or coords.shape[-1] != width or labels.shape != coords.shape[:2]:
         raise ValueError(f"prompts must be [queries, n, {width}] with labels [queries, n], got "
                          f"{list(coords.shape)} and {list(labels.shape)}")  # fmt: skip
+    if not torch.isfinite(coords).all():
+        raise ValueError("prompt coordinates must be finite")
     if coords.shape[0] not in (1, batch):
         raise ValueError(
             f"prompts: give one set for every query or one per query ({batch}), got {coords.shape[0]}"

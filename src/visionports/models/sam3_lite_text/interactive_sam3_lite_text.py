@@ -112,6 +112,7 @@ def predict_masks(
     multimask_output: bool = True,
 ) -> Sam3LiteTextInteractiveOutput:
     """The SAM heads on prepared image features, one mask set per object of each image."""
+    _check_object_prompts(input_points, input_labels, input_boxes)
     embed = features.image_embeddings
     batch, size = embed.shape[0], tuple(embed.shape[-2:])
     sparse = sparse_prompt(tracker, image_size, input_points, input_labels, input_boxes, batch)
@@ -138,6 +139,21 @@ def predict_masks(
         iou_scores=torch.cat(scores),
         object_score_logits=torch.cat(objects_logits),
     )
+
+
+def _check_object_prompts(points: Any, labels: Any, boxes: Any) -> None:
+    """Shapes, finite coordinates and 0/1 labels (the model-level counterpart of the processor's checks)."""
+    if points is not None:
+        if points.ndim != 4 or points.shape[-1] != 2 or not torch.isfinite(points).all():
+            raise ValueError(f"input_points must be finite [B, objects, P, 2], got {list(points.shape)}")
+        if labels is not None and (
+            labels.shape != points.shape[:3] or not ((labels == 0) | (labels == 1)).all()
+        ):
+            raise ValueError("input_labels must be [B, objects, P] of 1 (positive) or 0 (negative)")
+    if boxes is not None and (boxes.ndim != 3 or boxes.shape[-1] != 4 or not torch.isfinite(boxes).all()):
+        raise ValueError(f"input_boxes must be finite [B, objects, 4], got {list(boxes.shape)}")
+    if points is not None and boxes is not None and points.shape[:2] != boxes.shape[:2]:
+        raise ValueError("input_points and input_boxes must describe the same objects: one box per object")
 
 
 def fill_holes(logits: torch.Tensor, threshold: float, max_hole_area: float, max_sprinkle_area: float) -> Any:
