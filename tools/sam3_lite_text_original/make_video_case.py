@@ -530,6 +530,29 @@ def _json(x):
     raise TypeError(type(x))
 
 
+# The original rounds the tracker neck to bfloat16 once per frame and stores memories in bfloat16. Where a port's
+# float32 value before a rounding differs in the last bits (its ViT agrees to ~1e-5), the rounded value moves by one
+# bfloat16 step and the tracker's tensors downstream by up to ~1e-2; everything upstream (detector) is held to 1e-4.
+# Given the original's own bfloat16 tensors at those two points, a port must match every tensor at 1e-4 and every
+# mask pixel (the replay test in tests/models/sam3_lite_text/test_video_sam3_lite_text.py).
+BF16_STEP = 2.0**-7
+TOLERANCES = {
+    "float32_max_abs_diff": 1e-4,
+    "per_tensor": {
+        "trk_fpn_2": [1e-5, BF16_STEP],  # the rounded 1x level: one bfloat16 step
+        "trk_fpn_[01]": 2e-2,  # conv_s0 / conv_s1 of levels with flipped bfloat16 values
+        "mem_maskmem_features": 0.05,  # bfloat16 memories computed from moved logits
+        "trk_low_res_masks|mem_in_masks": 0.2,  # a hole-filling decision may flip (+-0.1)
+        "trk_pix_feat_with_mem|trk_low_res_masks_raw|trk_obj_ptr|trk_object_score_logits|mem_obj_ptr"
+        "|mem_object_score_logits|mem_pred_masks": 2e-2,  # downstream of a one-step bfloat16 difference
+    },
+    "mask_logit_band": 2e-2,
+    "note": "Integer and bool tensors exact; masks exact except pixels whose port logit lies within "
+    "mask_logit_band of 0 (the tolerance of the logits they threshold). per_tensor: tensors downstream of the "
+    "original's bfloat16 roundings (see the generator); every other float tensor 1e-4 abs.",
+}
+
+
 def main(original: Path, out_dir: Path = OUT) -> None:
     model, cfg, video, state, rec = run(original)
     ctx = cfg["context_length"]
@@ -605,16 +628,7 @@ def main(original: Path, out_dir: Path = OUT) -> None:
         "real_libraries": {"torchvision": "real", "scikit-image": __import__("skimage").__version__ + " (real: the "
                            "original's CPU connected components for hole filling / sprinkle removal)",
                            "torch": torch.__version__},
-        "tolerances": {
-            "float32_max_abs_diff": 1e-4,
-            "note": "1e-4 abs for every float tensor (logits, features, scores, boxes). Tensors holding bf16 values "
-            "(trk_fpn_*, mem_maskmem_features) can differ by one bf16 ulp where the port's float32 value before "
-            "rounding differs: 1e-2 relative there. Integer and bool tensors (ids, query indices, NMS keep, "
-            "is_cond) exact.",
-            "masks": "bool masks compared EXACTLY (a pixel may only flip where its bilinear-upsampled source logit "
-            "is within 1e-4 of 0; then compare by IoU >= 0.99 and say so)",
-            "order": "compare pass by pass (p0, f0, f1, ...); within a pass det_* -> trk_* -> mem_* -> outputs",
-        },
+        "tolerances": TOLERANCES,
         "margins": _margins(outputs, hp["score_threshold_detection"]),
         "per_pass_object_counts": counts,
         "objects_shown_on_3_or_more_frames": persistent,

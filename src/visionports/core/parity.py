@@ -42,7 +42,8 @@ def read_tolerance(case: Mapping[str, Any], label: str) -> Tolerance:
     * ``tolerance.<label>.per_tensor_atol`` + ``rtol`` (DEIMv2 cases),
     * ``tolerances.suggested_port_<label>.atol`` / ``rtol`` (VidEoMT cases),
     * ``tolerances.<label>_max_abs_diff``, with ``"<name> is in pixels: <atol>"`` in ``tolerances.note`` for
-      outputs whose name ends with ``<name>`` (SAM3-LiteText cases).
+      outputs whose name ends with ``<name>``, and ``tolerances.per_tensor``: ``{regex: atol | [atol, rtol]}``
+      for the outputs whose name ends with a match (SAM3-LiteText cases).
 
     Otherwise the shared fixtures' rule: 1e-5 absolute in float32, 1e-8 in float64.
     """
@@ -57,6 +58,9 @@ def read_tolerance(case: Mapping[str, Any], label: str) -> Tolerance:
     per_tensor: dict[str, float | tuple[float, float]] = {}
     for suffix, value in re.findall(r"(\w+) is in pixels: ([0-9.eE+-]+\d)", str(spec.get("note", ""))):
         per_tensor.update({name: float(value) for name in _output_names(case) if name.endswith(suffix)})
+    for pattern, value in spec.get("per_tensor", {}).items():
+        bound = tuple(float(v) for v in value) if isinstance(value, list) else float(value)
+        per_tensor.update({name: bound for name in _output_names(case) if re.search(f"(?:{pattern})$", name)})
     return per_tensor, float(spec.get(f"{label}_max_abs_diff", default)), 0.0
 
 
