@@ -99,7 +99,7 @@ def segmenter_loader(
 Segment = tuple[np.ndarray, int, str]  # boolean [t, H, W] mask, colour key, caption
 
 
-class _Frames:
+class FrameChunks:
     """The source's frames ``chunk`` at a time, decoded ahead by at most two chunks (``utils.prefetch``).
 
     A file or folder can be read again for every pass; a live source (stdin, a URL, a device) is read once,
@@ -138,7 +138,7 @@ class _Frames:
 
 
 def run_chunks(
-    model, processor, frames: _Frames, bar
+    model, processor, frames: FrameChunks, bar
 ) -> Iterator[tuple[list[Image.Image], list[Fraction], tuple]]:
     """One pass over the video: per chunk its frames, times and post-processing inputs (``per_video_outputs``).
 
@@ -248,7 +248,7 @@ def _header(source: str, output: Path, task: str, frames: int, **extra) -> dict:
 SEGMENT_KEYS = ("key", "caption", "frames", "track_id", "label", "label_id", "score")
 
 
-def _write_results(path: Path, header: dict, found: list[dict]) -> None:
+def write_results(path: Path, header: dict, found: list[dict]) -> None:
     """The JSON results, written atomically and streamed: each segment's ``masks`` (COCO RLE per frame of its
     ``frames``) come from its spool file, so they are never all in memory."""
 
@@ -266,7 +266,7 @@ def _write_results(path: Path, header: dict, found: list[dict]) -> None:
     atomic_write(path, write)
 
 
-class _RleSpool:
+class RleSpool:
     """A segment's per-frame COCO RLE masks, appended to a file as chunks are rendered (bounded memory)."""
 
     def __init__(self, folder: Path) -> None:
@@ -290,7 +290,7 @@ class _RleSpool:
                 yield line.rstrip("\n")
 
 
-def _add_shown(segment: dict, mask: np.ndarray, start: int) -> bool:
+def add_shown(segment: dict, mask: np.ndarray, start: int) -> bool:
     """Append the frames (from ``start``) of a chunk's [t, H, W] mask where it shows, with their RLE (when the
     results are written)."""
     shown = np.nonzero(mask.any((1, 2)))[0]
@@ -339,7 +339,7 @@ def segment_video(
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    frames = _Frames(live or Path(source), fps, chunk)
+    frames = FrameChunks(live or Path(source), fps, chunk)
     output, json_file = Path(output), None if json_path is None else Path(json_path)
     model_dir, _ = require_family_folder(model_dir, "segment-video")  # before a live source is opened
     size = frames.size()  # upright (rotation applied)
@@ -354,13 +354,13 @@ def segment_video(
             plan = None if live or online else run.plan()  # the exact choices need the whole video first
             if json_file is not None:
                 json_file.unlink(missing_ok=True)
-            with _writer(frames, output, size, run.times) as writer:
+            with open_writer(frames, output, size, run.times) as writer:
                 found = run.render_online(writer) if plan is None else run.render(writer, plan)
             extra = {**settings, "online": bool(live or online)}
             if frames.dropped:
                 extra["dropped_frames"] = frames.dropped
             if json_file is not None:
-                _write_results(
+                write_results(
                     json_file, _header(str(frames.source), output, task, writer.count, **extra), found
                 )
     notes = writer.notes + (
@@ -370,8 +370,8 @@ def segment_video(
     return SegmentationRun(writer.count, output, json_file, summary)
 
 
-def _writer(
-    frames: _Frames, output: Path, size: tuple[int, int], times: list[Fraction] | None
+def open_writer(
+    frames: FrameChunks, output: Path, size: tuple[int, int], times: list[Fraction] | None
 ) -> VideoWriter:
     """The output video: the source's frame rate (a folder's ``fps``), a file's audio copied through."""
     source = frames.source
@@ -385,13 +385,13 @@ class _Run:
     """The passes of one run over ``frames``: a first one for the whole-video choices unless online."""
 
     def __init__(
-        self, model, processor, frames: _Frames, task: str, progress: bool, spool: Path | None
+        self, model, processor, frames: FrameChunks, task: str, progress: bool, spool: Path | None
     ) -> None:
         self.model, self.processor, self.frames, self.task = model, processor, frames, task
         self.progress, self.names, self.times, self.spool = progress, model.config.id2label, None, spool
 
     def _segment(self, key: int, caption: str, info: dict) -> dict:
-        masks = None if self.spool is None else _RleSpool(self.spool)
+        masks = None if self.spool is None else RleSpool(self.spool)
         return {"key": key, "caption": caption, "frames": [], "masks": masks, **info}
 
     def _pass(self, desc: str, total: int | None = None) -> Iterator[tuple]:
@@ -422,7 +422,7 @@ class _Run:
             drawn = plan.segments(args)
             self._write(writer, chunk_frames, None, drawn)
             for n, _, (mask, key, caption) in drawn:
-                _add_shown(found.setdefault(n, self._segment(key, caption, plan.describe(n))), mask, start)
+                add_shown(found.setdefault(n, self._segment(key, caption, plan.describe(n))), mask, start)
             start += len(chunk_frames)
         return [found[n] for n in sorted(found)]
 
@@ -440,7 +440,7 @@ class _Run:
             self._write(writer, chunk_frames, times, drawn)
             for n, ident, (mask, key, caption) in drawn:
                 entry = found.get(ident) or self._segment(key, caption, plan.describe(n))
-                if _add_shown(entry, mask, start):  # caption and score of the latest chunk where it shows
+                if add_shown(entry, mask, start):  # caption and score of the latest chunk where it shows
                     found[ident] = {**entry, "caption": caption, "score": plan.describe(n)["score"]}
             start += len(chunk_frames)
         return list(found.values())

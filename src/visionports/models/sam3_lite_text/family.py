@@ -54,5 +54,5 @@ FAMILY = ModelFamily(
     register_pipelines=register_pipeline,
     make_tokenizer=make_tokenizer,
     tokenizers={Sam3LiteTextTextConfig: Sam3LiteTextTokenizer, Sam3LiteTextConfig: Sam3LiteTextTokenizer},
-    tasks=("segment",),  # the CLI verbs that take its folders
+    tasks=("segment", "segment-video"),  # the CLI verbs that take its folders
 )
