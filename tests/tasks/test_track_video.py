@@ -105,3 +105,20 @@ def test_a_folder_without_tracker_weights_is_refused(convert: Callable[..., Path
                                        "--prompt", "person", "--output", str(out)])  # fmt: skip
     assert result.exit_code != 0 and "no tracker weights" in result.output
     assert not out.exists()
+
+
+def test_pipeline_on_a_folder_and_on_images(tracker_dir: Path, frames_dir: Path) -> None:
+    from transformers import pipeline
+
+    tracker = pipeline("text-prompted-video-segmentation", model=str(tracker_dir))
+    options = {"prompt": "person", "threshold": 0.36, "new_object_threshold": 0.36}
+    from_folder = tracker(str(frames_dir), **options)
+    images = [Image.open(p) for p in sorted(frames_dir.iterdir())]
+    from_images = tracker(images, **options)
+    assert [f["frame"] for f in from_folder] == list(range(6))
+    assert [[o["id"] for o in f["objects"]] for f in from_folder] == [[0]] + [[0, 1]] * 5
+    for a, b in zip(from_folder, from_images, strict=True):
+        for x, y in zip(a["objects"], b["objects"], strict=True):
+            assert x["id"] == y["id"] and np.array_equal(x["mask"], y["mask"]) and x["box"] == y["box"]
+    with pytest.raises(ValueError, match="prompt: give the text"):
+        tracker(images)

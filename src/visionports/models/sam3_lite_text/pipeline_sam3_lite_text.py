@@ -13,6 +13,7 @@ from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 TASK = "text-prompted-segmentation"
 INTERACTIVE_TASK = "interactive-segmentation"
+VIDEO_TASK = "text-prompted-video-segmentation"
 GEOMETRY = ("input_boxes", "input_boxes_labels", "input_points", "input_points_labels")
 VISUAL_PROMPT = "visual"
 """What the original ``Sam3Processor`` reads when a query has box exemplars and no text."""
@@ -139,6 +140,91 @@ class InteractiveSegmentationPipeline(Pipeline):
         return [{"score": float(scores[k]), "mask": masks[k].cpu().numpy()} for k in order]
 
 
+class TextPromptedVideoSegmentationPipeline(Pipeline):
+    """``pipeline("text-prompted-video-segmentation", model=folder)(video, prompt="a person")``.
+
+    Every instance the prompt names, tracked through ``video`` (a video file, a folder of frames, or a list of
+    images) as the original SAM3 video model tracks it (:class:`Sam3LiteTextVideoSession`, streamed frame by frame;
+    needs a folder with the tracker weights). Returns one entry per frame: ``frame`` (its index) and ``objects``,
+    each with ``id`` (the track), ``score`` (its detection score when the track started), ``box`` (``xmin``,
+    ``ymin``, ``xmax``, ``ymax`` pixels) and ``mask`` (bool ``[H, W]``). ``threshold`` / ``new_object_threshold``
+    override the original's 0.5 / 0.7. Every frame's masks are returned: for long videos use
+    ``visionports segment-video``, which writes them as they come.
+    """
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def __call__(self, video: Any, **kwargs: Any) -> Any:
+        """``video``: a file or folder (or a list of them, one result each), or a list of frames (one video)."""
+        if isinstance(video, list | tuple) and video and not isinstance(video[0], str | os.PathLike):
+            video = _Frames(video)  # frames of one video, not a batch of inputs
+        return super().__call__(video, **kwargs)
+
+    def _sanitize_parameters(
+        self, prompt=None, threshold=None, new_object_threshold=None, fps=None, **kwargs
+    ):
+        preprocess = {"prompt": prompt} if prompt is not None else {}
+        if fps is not None:
+            preprocess["fps"] = fps
+        forward = {k: v for k, v in (("score_threshold_detection", threshold),
+                                     ("new_det_thresh", new_object_threshold)) if v is not None}  # fmt: skip
+        return preprocess, forward, {}
+
+    def preprocess(self, video: Any, prompt: str | None = None, fps: float = 10) -> dict:
+        from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
+
+        if not prompt or not prompt.strip():
+            raise ValueError("prompt: give the text of what to track, e.g. prompt='a person'")
+        ids = Sam3LiteTextTokenizer(self.model.config.text.context_length)([prompt])["input_ids"]
+        return {"frames": _video_frames(video, fps), "input_ids": ids}
+
+    def _forward(self, inputs: dict, **settings: float) -> dict:
+        from ...tasks.track_video import frame_pixels
+        from .video_sam3_lite_text import Sam3LiteTextVideoSession, Sam3LiteTextVideoSettings
+
+        session, outputs = None, []
+        for frame in inputs["frames"]:
+            if session is None:
+                session = Sam3LiteTextVideoSession(self.model, inputs["input_ids"].to(self.model.device),
+                                                   Sam3LiteTextVideoSettings(**settings),
+                                                   video_size=(frame.height, frame.width))  # fmt: skip
+            outputs += session.step(frame_pixels(frame, self.model.config.image_size).to(self.model.device))
+        if session is None:
+            raise ValueError("the video has no frames")
+        return {"outputs": outputs + session.flush()}
+
+    def postprocess(self, model_outputs: dict) -> list[dict]:
+        return [{"frame": out.frame_index, "objects": [
+            {"id": int(i), "score": float(s), "mask": m.cpu().numpy(), "box": _mask_box(m)}
+            for i, s, m in zip(out.obj_ids, out.scores, out.masks, strict=True)]}
+            for out in model_outputs["outputs"]]  # fmt: skip
+
+
+class _Frames:
+    """The frames of one video given as images (a plain list would be a batch of separate inputs)."""
+
+    def __init__(self, frames: Any) -> None:
+        self.frames = list(frames)
+
+
+def _video_frames(video: Any, fps: float) -> Any:
+    """RGB PIL frames of a video file or frame folder (decoded one at a time) or of a list of images."""
+    from ...utils.video import iter_frames_with_times
+
+    if isinstance(video, str | os.PathLike):
+        return (frame for frame, _ in iter_frames_with_times(os.fspath(video), fps))
+    return (_as_rgb(frame) for frame in (video.frames if isinstance(video, _Frames) else video))
+
+
+def _mask_box(mask: Any) -> dict[str, float]:
+    rows, cols = mask.nonzero(as_tuple=True)
+    box = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) if len(rows) else (0, 0, 0, 0)
+    return dict(zip(("xmin", "ymin", "xmax", "ymax"), (float(v) for v in box), strict=True))
+
+
 def query_prompts(prompts: str | list[str] | None, geometry: dict[str, Any]) -> list[str]:
     """The text of every query: the prompts, or ``"visual"`` for box/point exemplars given alone."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
@@ -167,7 +253,8 @@ def register_pipeline() -> None:
     from .modeling_sam3_lite_text import Sam3LiteTextModel
 
     for task, pipeline_class, kind in ((TASK, TextPromptedSegmentationPipeline, "multimodal"),
-                                       (INTERACTIVE_TASK, InteractiveSegmentationPipeline, "image")):  # fmt: skip
+                                       (INTERACTIVE_TASK, InteractiveSegmentationPipeline, "image"),
+                                       (VIDEO_TASK, TextPromptedVideoSegmentationPipeline, "multimodal")):  # fmt: skip
         if task not in PIPELINE_REGISTRY.get_supported_tasks():
             PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class, pt_model=Sam3LiteTextModel,
                                                 type=kind)  # fmt: skip
