@@ -281,6 +281,18 @@ def test_sam3_lite_text_single_object(cwd: Path, convert_tracker: Path) -> None:
     assert len(found) == 3 and found[0]["mask"].shape == (400, 640)
 
 
+def test_sam3_lite_text_video(cwd: Path, convert_tracker: Path) -> None:
+    from visionports.utils.video import write_video
+
+    _files({"sam3-lite-s0-tracker": convert_tracker})
+    rng = np.random.default_rng(4)
+    write_video([rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)], "street.mp4", fps=5)
+    _run_bash("docs/models/sam3_lite_text.md#Tracking a prompt through a video[1]")
+    assert json.loads(Path("tracks.json").read_text())["frames"] == 3 and Path("tracked.mp4").is_file()
+    frames = _exec_block("docs/models/sam3_lite_text.md#Tracking a prompt through a video[2]")["frames"]
+    assert [f["frame"] for f in frames] == [0, 1, 2]
+
+
 # docs/models/videomt.md
 
 

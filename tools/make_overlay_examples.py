@@ -88,10 +88,31 @@ def single_object_picture() -> Image.Image:
     return _render(["object"], geometry)(scene(), found)
 
 
+def tracking_picture() -> Image.Image:
+    """Three frames of what ``segment-video --prompt ball`` writes with a SAM3-LiteText model: each track in its
+    own colour with ``#id prompt score`` (the drawing functions the task uses, on two moving balls)."""
+    from PIL import ImageDraw
+
+    from visionports.utils.drawing import blend_masks, caption_masks
+
+    strip = Image.new("RGB", (3 * 320, 200))
+    for t in range(3):
+        frame = scene().resize((320, 200))
+        balls = [(75 + 20 * t, 115, 35, (200, 190, 60)), (210 - 15 * t, 95 + 5 * t, 45, (230, 120, 40))]
+        draw = ImageDraw.Draw(frame)
+        for cx, cy, r, colour in balls:
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+        masks = [ellipse(cx, cy, r, r, 320, 200) for cx, cy, r, _ in balls]
+        keys, captions = [0, 1], ["#0 ball 0.91", "#1 ball 0.87"]
+        strip.paste(caption_masks(blend_masks(frame, masks, keys), masks, keys, captions), (320 * t, 0))
+    return strip
+
+
 def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     pictures = [("overlay_masks.png", masks_picture()), ("overlay_boxes.png", boxes_picture()),
-                ("overlay_prompts.png", prompts_picture()), ("overlay_single_object.png", single_object_picture())]  # fmt: skip
+                ("overlay_prompts.png", prompts_picture()), ("overlay_single_object.png", single_object_picture()),
+                ("overlay_tracking.png", tracking_picture())]  # fmt: skip
     for name, picture in pictures:
         picture.save(folder / name, optimize=True)
         print(folder / name, (folder / name).stat().st_size // 1024, "KB")
