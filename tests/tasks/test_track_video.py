@@ -122,3 +122,11 @@ def test_pipeline_on_a_folder_and_on_images(tracker_dir: Path, frames_dir: Path)
             assert x["id"] == y["id"] and np.array_equal(x["mask"], y["mask"]) and x["box"] == y["box"]
     with pytest.raises(ValueError, match="prompt: give the text"):
         tracker(images)
+
+
+def test_half_precision_is_refused_by_name(tracker_dir: Path, frames_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "track.mp4"
+    result = CliRunner().invoke(main, ["segment-video", "--frames-dir", str(frames_dir), "--model", str(tracker_dir),
+                                       "--prompt", "person", "--dtype", "bfloat16", "--output", str(out)])  # fmt: skip
+    assert result.exit_code != 0 and "video tracking runs the model in float32" in result.output
+    assert not out.exists()

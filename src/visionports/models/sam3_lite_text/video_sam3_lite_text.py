@@ -212,6 +212,9 @@ class Sam3LiteTextVideoSession:
                  trace: dict[str, torch.Tensor] | None = None):  # fmt: skip
         if model.tracker is None:
             raise ValueError("video tracking needs the tracker weights (a checkpoint with tracker.* keys)")
+        if model.dtype != torch.float32:
+            raise ValueError(f"video tracking runs the model in float32 (the original computes in float32 and "
+                             f"rounds to bfloat16 at two points), got {model.dtype}: load it with dtype float32")  # fmt: skip
         self.model = model
         self.settings = settings or Sam3LiteTextVideoSettings()
         size = model.config.image_size
