@@ -1,11 +1,18 @@
 """Golden case for SAM3-LiteText text-prompted VIDEO tracking, from the ORIGINAL code.
 
     ORIGINAL_VENV/bin/python tools/sam3_lite_text_original/make_video_case.py ORIGINAL_SAM3_DIR [OUT_DIR]
+    ORIGINAL_VENV/bin/python tools/sam3_lite_text_original/make_video_case.py ORIGINAL_SAM3_DIR [OUT_DIR] \
+        --variant heuristics
 
 ``ORIGINAL_VENV`` is a separate environment for the original code (torch + real torchvision + scikit-image; never
 the project's .venv). ``ORIGINAL_SAM3_DIR`` is the ``sam3/`` folder of ``SimonZeng7108/efficientsam3`` (branch
 ``sam3_litetext``, commit bef17f5), not part of this project. ``OUT_DIR`` defaults to
-``tests/fixtures/sam3_lite_text/tiny_video_s0_mct``.
+``tests/fixtures/sam3_lite_text/tiny_video_s0_mct``. ``--variant heuristics`` writes
+``tiny_video_s0_mct_heuristics`` instead: 9 frames, compressed hotstart / keep-alive / hole-filling settings
+(:data:`VARIANTS`) so that hotstart removal, duplicate matching, keep-alive suppression and occlusion-based
+suppression act; its case.json adds ``heuristics_trace`` (per pass: association, keep-alive counters, removals,
+suppressions, occlusion bookkeeping) and ``heuristics_fired``. Outside the fixtures folder ``checkpoint.pt`` is an
+absolute link.
 
 The model is ``build_sam3_video_model(text_encoder_type="MobileCLIP-S0", apply_temporal_disambiguation=True)``
 (what the LiteText video notebook builds through ``build_sam3_video_predictor``) at the tiny widths of
@@ -77,6 +84,72 @@ CHANGED_HPARAMS = {
                                   "released 0.5 would keep nothing. Also the NMS pre-filter threshold."),
     "new_det_thresh": (0.36, "same reason (released 0.7)"),
 }  # fmt: skip
+BASE_DEFAULTS = {
+    "trk_assoc_iou_thresh": 0.5
+}  # Sam3VideoBase defaults the builder does not pass (sam3_video_base.py)
+UNCHANGED_NOTES = (
+    "hotstart kept as released (delay 15 >= T: every frame is post-processed after the last frame ran, with the "
+    "final removed-id set; unmatch/dup thresholds 8 cannot trigger in 6 frames). recondition_every_nth_frame 16: "
+    "only frame 0 qualifies and reconditioning needs a detection prob >= 0.8 (hard-coded): not exercised."
+)
+VARIANT = None  # None = the default case; else a key of VARIANTS (``--variant NAME``)
+
+# Variants: other cases from the same model and weights, selected with ``--variant NAME`` (they rebind the
+# module-level NUM_FRAMES / SHAPES / SEED / CHANGED_HPARAMS / UNCHANGED_NOTES / OUT before anything runs).
+VARIANTS = {
+    "heuristics": {
+        "OUT": ROOT / "tests/fixtures/sam3_lite_text/tiny_video_s0_mct_heuristics",
+        "NUM_FRAMES": 9,
+        "SHAPES": [
+            ("disk", 0, (30, 34), (6, 3), 14),
+            ("square", 0, (80, 30), (-3, 5), 13),
+            ("triangle", 0, (40, 84), (5, -2), 16, 4),  # disappears after frame 4
+            ("disk", 2, (86, 86), (-6, -6), 12),  # appears on frame 2, runs over the others
+            ("square", 5, (20, 90), (4, -4), 10),  # appears on frame 5
+        ],
+        "CHANGED_HPARAMS_EXTRA": {
+            "hotstart_delay": (
+                4,
+                "compressed hotstart window (released 15) so its rules act within 9 frames",
+            ),
+            "hotstart_unmatch_thresh": (3, "released 8; <= hotstart_delay"),
+            "hotstart_dup_thresh": (1, "released 8; <= hotstart_delay"),
+            "suppress_unmatched_only_within_hotstart": (
+                False,
+                "released True: lets the keep-alive counter "
+                "suppress unmatched objects after their hotstart window",
+            ),
+            "init_trk_keep_alive": (
+                0,
+                "released 30: a new object starts at 0 (suppressed once it is unmatched)",
+            ),
+            "max_trk_keep_alive": (2, "released 30"),
+            "fill_hole_area": (
+                35,
+                "released 16: the random tracker's masks are specks (largest component ~20-70 "
+                "px); removing specks <= 35 px empties some of them, i.e. objects get occluded, "
+                "which occlusion-based suppression needs",
+            ),
+            "recondition_every_nth_frame": (
+                2,
+                "released 16 (reconditioning still needs a detection prob >= 0.8, "
+                "which these random weights never reach)",
+            ),
+        },
+        "UNCHANGED_NOTES": "compressed heuristics (see changed_hparams); heuristics_trace records, per pass, what "
+        "the hotstart rules, the keep-alive suppression, occlusion-based suppression and reconditioning decided.",
+    },
+}
+
+
+def apply_variant(name: str) -> None:
+    """Rebind the module-level case definition to ``VARIANTS[name]``."""
+    global NUM_FRAMES, SHAPES, SEED, CHANGED_HPARAMS, UNCHANGED_NOTES, OUT, VARIANT
+    v = VARIANTS[name]
+    VARIANT, OUT = name, v["OUT"]
+    NUM_FRAMES, SHAPES, SEED = v["NUM_FRAMES"], v["SHAPES"], v.get("SEED", SEED)
+    CHANGED_HPARAMS = {**CHANGED_HPARAMS, **v["CHANGED_HPARAMS_EXTRA"]}
+    UNCHANGED_NOTES = v["UNCHANGED_NOTES"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -175,7 +248,7 @@ def build_video_model(checkpoint: Path = CHECKPOINT_CASE / "checkpoint.pt"):
 # ----------------------------------------------------------------------------------------------------------------
 # the video
 # ----------------------------------------------------------------------------------------------------------------
-SHAPES = [  # kind, first frame, start centre (x, y), velocity per frame (x, y), radius
+SHAPES = [  # kind, first frame, start centre (x, y), velocity per frame (x, y), radius[, last frame]
     ("disk", 0, (30, 34), (6, 3), 14),
     ("square", 0, (80, 30), (-3, 5), 13),
     ("triangle", 0, (40, 84), (5, -2), 16),
@@ -193,8 +266,8 @@ def make_frames(num_frames: int, size: int, seed: int) -> np.ndarray:
     frames = []
     for t in range(num_frames):
         img = background + rng.normal(0, 6, background.shape)
-        for (kind, first, (x0, y0), (vx, vy), r), colour in zip(SHAPES, colours, strict=True):
-            if t < first:
+        for (kind, first, (x0, y0), (vx, vy), r, *last), colour in zip(SHAPES, colours, strict=True):
+            if t < first or (last and t > last[0]):
                 continue
             cx, cy = x0 + vx * (t - first), y0 + vy * (t - first)
             if kind == "disk":
@@ -334,6 +407,8 @@ class Recorder:
             t = kwargs["frame_idx"]
             self.prefix = f"f{t}_" if self.trace else "p0_"  # the first pass is add_prompt's
             self.pass_rec = {"pass": self.prefix.rstrip("_"), "frame": t}
+            self.heur = {"pass": self.prefix.rstrip("_"), "frame": t}
+            self.heuristics.append(self.heur)
             self.calls = defaultdict(list)
             result = one_frame(**kwargs)
             self.snapshot(kwargs["frame_idx"], result[2], result[3])
@@ -351,6 +426,60 @@ class Recorder:
             return result
 
         model._postprocess_output = outputs
+        self._wrap_heuristics(model)
+
+    def _wrap_heuristics(self, model) -> None:
+        """Per pass, what the heuristics decided (``self.heuristics``; written to case.json for variants only)."""
+        self.heuristics: list[dict] = []
+        hotstart = model._process_hotstart
+
+        def process_hotstart(**kwargs):
+            removed, rank0 = hotstart(**kwargs)
+            h = self.heur
+            h["unmatched_trk_obj_ids"] = sorted(int(i) for i in kwargs["unmatched_trk_obj_ids"])
+            h["empty_trk_obj_ids"] = sorted(int(i) for i in kwargs["empty_trk_obj_ids"])
+            h["det_to_matched_trk_obj_ids"] = {
+                int(d): sorted(int(i) for i in ids) for d, ids in kwargs["det_to_matched_trk_obj_ids"].items()
+            }
+            h["new_obj_ids"] = [int(i) for i in kwargs["new_det_obj_ids"]]
+            h["hotstart_removed_now"] = sorted(int(i) for i in removed)
+            h["keep_alive"] = {int(k): int(v) for k, v in sorted(rank0["trk_keep_alive"].items())}
+            h["unmatched_frames"] = {
+                int(k): list(v) for k, v in sorted(rank0["unmatched_frame_inds"].items())
+            }
+            h["overlap_pairs"] = {f"{a},{b}": list(v)
+                                  for (a, b), v in sorted(rank0["overlap_pair_to_frame_inds"].items())}  # fmt: skip
+            h["keep_alive_suppressed"] = sorted(
+                int(i) for i in rank0["suppressed_obj_ids"][kwargs["frame_idx"]]
+            )
+            return removed, rank0
+
+        model._process_hotstart = process_hotstart
+        occlusion = model._get_objects_to_suppress_based_on_most_recently_occluded
+
+        def occluded(binary, last_occluded, obj_ids, *args, **kwargs):
+            to_suppress = occlusion(binary, last_occluded, obj_ids, *args, **kwargs)
+            self.heur["occlusion_last_occluded_prev"] = {
+                int(i): int(v) for i, v in zip(obj_ids, last_occluded, strict=True)
+            }
+            if len(obj_ids) > 1:
+                from sam3.perflib.masks_ops import mask_iou
+
+                self.heur["occlusion_mask_iou"] = [[round(float(x), 4) for x in row]
+                                                   for row in mask_iou(binary, binary)]  # fmt: skip
+            self.heur["occlusion_suppressed"] = [
+                int(i) for i, s in zip(obj_ids, to_suppress.tolist(), strict=True) if s
+            ]
+            return to_suppress
+
+        model._get_objects_to_suppress_based_on_most_recently_occluded = occluded
+        recondition = model._recondition_masklets
+
+        def reconditioned(*args, **kwargs):
+            self.heur["recondition_called"] = True
+            return recondition(*args, **kwargs)
+
+        model._recondition_masklets = reconditioned
 
     def put(self, name: str, value: torch.Tensor) -> None:
         assert name not in self.tensors, name
@@ -368,6 +497,9 @@ class Recorder:
                 if out is not None:
                     rows.append((s, key == "cond_frame_outputs", out))
         ids = [i for s, _, _ in rows for i in s["obj_ids"]]
+        if not rows:  # every object removed: no state holds the frame (nothing stored)
+            self._trace_pass(metadata, frame_idx, states)
+            return
         self.put(p + "mem_obj_ids", torch.tensor(ids, dtype=torch.int64))
         self.put(
             p + "mem_is_cond", torch.tensor([c for s, c, _ in rows for _ in s["obj_ids"]], dtype=torch.bool)
@@ -376,6 +508,9 @@ class Recorder:
                           ("object_score_logits", "object_score_logits")):  # fmt: skip
             self.put(p + "mem_" + name, torch.cat([o[key] for _, _, o in rows]))
         self.put(p + "mem_pred_masks", torch.cat([o["pred_masks"] for _, _, o in rows])[:, 0])
+        self._trace_pass(metadata, frame_idx, states)
+
+    def _trace_pass(self, metadata: dict, frame_idx: int, states: list) -> None:
         rank0 = metadata["rank0_metadata"]
         self.pass_rec.update({
             "tracked_obj_ids": metadata["obj_ids_all_gpu"].tolist(),
@@ -470,7 +605,7 @@ def run(original: Path):
     with torch.inference_mode():
         _, out0 = model.add_prompt(state, frame_idx=0, text_str=PROMPT)
         rec.output("p0_", out0)
-        # hotstart_delay >= T: every frame is post-processed (and yielded) after the last one was processed
+        # default case: hotstart_delay >= T, every frame is post-processed (and yielded) after the last one was processed
         for t, out in model.propagate_in_video(state, start_frame_idx=None, max_frame_num_to_track=None,
                                                reverse=False):  # fmt: skip
             rec.output(f"f{t}_", out)
@@ -501,6 +636,20 @@ def _margins(t: dict, threshold: float) -> dict:
         "top-1/top-2 gap near 0 means the port may keep a different, near-identical query: compare "
         "det_out_query_idx first. The tracker decides 'object present' by object_score_logit > 0.",
     }
+
+
+def _fired(heuristics: list[dict]) -> dict:
+    """Per pass, the heuristics that changed something (summary of heuristics_trace)."""
+    fired = {}
+    for h in heuristics:
+        got = {k: h[k] for k in ("hotstart_removed_now", "keep_alive_suppressed", "occlusion_suppressed")
+               if h.get(k)}  # fmt: skip
+        if any(len(v) > 1 for v in h.get("det_to_matched_trk_obj_ids", {}).values()):
+            got["duplicate_match"] = h["det_to_matched_trk_obj_ids"]
+        if h.get("recondition_called"):
+            got["recondition"] = True
+        fired[h["pass"]] = got
+    return fired
 
 
 def tracker_hparams(tracker) -> dict:
@@ -540,7 +689,7 @@ TOLERANCES = {
     "float32_max_abs_diff": 1e-4,
     "per_tensor": {
         "trk_fpn_2": [1e-5, BF16_STEP],  # the rounded 1x level: one bfloat16 step
-        "trk_fpn_[01]": 2e-2,  # conv_s0 / conv_s1 of levels with flipped bfloat16 values
+        "trk_fpn_[01]": 3e-2,  # conv_s0 / conv_s1 of levels with flipped bfloat16 values (2.1e-2 seen)
         "mem_maskmem_features": 0.05,  # bfloat16 memories computed from moved logits
         "trk_low_res_masks|mem_in_masks": 0.2,  # a hole-filling decision may flip (+-0.1)
         "trk_pix_feat_with_mem|trk_low_res_masks_raw|trk_obj_ptr|trk_object_score_logits|mem_obj_ptr"
@@ -568,8 +717,13 @@ def main(original: Path, out_dir: Path = OUT) -> None:
     save_file({k: v.contiguous() for k, v in inputs.items()}, str(out_dir / "inputs.safetensors"))
     save_file(outputs, str(out_dir / "outputs.safetensors"))
     link = out_dir / "checkpoint.pt"
-    if not link.is_symlink():
-        link.symlink_to(Path("..") / CHECKPOINT_CASE.name / "checkpoint.pt")
+    if not link.is_symlink():  # relative next to the tracker case, absolute elsewhere (a scratch folder)
+        beside = out_dir.resolve().parent == CHECKPOINT_CASE.parent
+        link.symlink_to(
+            Path("..") / CHECKPOINT_CASE.name / "checkpoint.pt"
+            if beside
+            else CHECKPOINT_CASE / "checkpoint.pt"
+        )
     hp = hparams()
     defaults = {n: getattr(model, n) for n in (
         "trk_assoc_iou_thresh", "o2o_matching_masklets_enable", "max_num_objects",
@@ -607,12 +761,9 @@ def main(original: Path, out_dir: Path = OUT) -> None:
                                 "HIGH_IOU_THRESH (hard-coded, recondition)": 0.8,
                                 "NO_OBJ_LOGIT (occlusion suppression, hard-coded)": -10,
                                 "shrink_threshold (pixel-wise area shrinkage, hard-coded)": 0.3},
-        "released_values_of_changed_hparams": {k: RELEASED_HPARAMS[k] for k in CHANGED_HPARAMS},
+        "released_values_of_changed_hparams": {k: {**BASE_DEFAULTS, **RELEASED_HPARAMS}[k] for k in CHANGED_HPARAMS},
         "changed_hparams": {k: {"value": v, "why": why} for k, (v, why) in CHANGED_HPARAMS.items()},
-        "unchanged_notes": "hotstart kept as released (delay 15 >= T: every frame is post-processed after the last "
-        "frame ran, with the final removed-id set; unmatch/dup thresholds 8 cannot trigger in 6 frames). "
-        "recondition_every_nth_frame 16: only frame 0 qualifies and reconditioning needs a detection prob >= 0.8 "
-        "(hard-coded): not exercised.",
+        "unchanged_notes": UNCHANGED_NOTES,
         "tracker_hparams": tracker_hparams(model.tracker),
         "call_sequence": ["init_state(resource_path=[PIL RGB 112x112 frames], offload_video_to_cpu=True)",
                           f"add_prompt(frame_idx=0, text_str='{PROMPT}') -> p0_*",
@@ -633,6 +784,7 @@ def main(original: Path, out_dir: Path = OUT) -> None:
         "per_pass_object_counts": counts,
         "objects_shown_on_3_or_more_frames": persistent,
         "trace": rec.trace,
+        **({"heuristics_trace": rec.heuristics, "heuristics_fired": _fired(rec.heuristics)} if VARIANT else {}),
         "trace_note": "per pass: objects in the tracker after the pass, hotstart-removed ids so far, suppressed ids, "
         "tracker states (one per admission frame: obj_ids, conditioning / non-conditioning frames held) and "
         "memory_frames_per_state = frame_filter()'s result (memory selection: valid past non-cond frames; memory "
@@ -649,4 +801,9 @@ def main(original: Path, out_dir: Path = OUT) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else OUT)
+    args = sys.argv[1:]
+    if "--variant" in args:  # --variant NAME: one of VARIANTS
+        at = args.index("--variant")
+        apply_variant(args[at + 1])
+        del args[at : at + 2]
+    main(Path(args[0]), Path(args[1]) if len(args) > 1 else OUT)
