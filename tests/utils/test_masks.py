@@ -1,9 +1,10 @@
-"""COCO RLE of masks: the exact strings of pycocotools, and back."""
+"""Binary masks: COCO RLE (the exact strings of pycocotools, and back), region sizes, boxes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from visionports.utils.masks import decode_rle, encode_rle
 
@@ -54,3 +55,24 @@ def test_inputs_and_errors() -> None:
         encode_rle(np.zeros((2, 2, 2), bool))
     with pytest.raises(ValueError, match="cover 3 pixels"):
         decode_rle({"size": [2, 2], "counts": [1, 2]})
+
+
+def test_region_sizes_are_8_connected_per_map() -> None:
+    from visionports.utils.masks import region_sizes
+
+    maps = torch.zeros(2, 4, 5, dtype=torch.bool)
+    maps[0, 0, 0] = maps[0, 1, 1] = True  # diagonal neighbours: one region of 2
+    maps[0, 3, 4] = True
+    maps[1, 2, 1:4] = True
+    sizes = region_sizes(maps)
+    assert sizes[0, 0, 0] == sizes[0, 1, 1] == 2 and sizes[0, 3, 4] == 1 and sizes[1, 2, 2] == 3
+    assert (sizes[~maps] == 0).all()
+
+
+def test_mask_box_is_exclusive_and_zero_when_empty() -> None:
+    from visionports.utils.masks import mask_box
+
+    mask = np.zeros((6, 8), dtype=bool)
+    assert mask_box(mask) == (0.0, 0.0, 0.0, 0.0)
+    mask[2:4, 3:7] = True
+    assert mask_box(mask) == (3.0, 2.0, 7.0, 4.0)

@@ -13,7 +13,7 @@ from ..backends import speed_settings
 from ..core.devices import run_settings
 from ..data.coco_results import segmentation_results
 from ..utils.drawing import Detection, blend_masks, draw_detections, draw_prompts
-from ..utils.masks import encode_rle
+from ..utils.masks import encode_rle, mask_box
 from .detect import FORMATS
 from .runner import ImageTask, Predict, package_version, run_image_task
 
@@ -94,10 +94,8 @@ def _object_segmenter(
 
 def _object(found: dict) -> dict:
     """A pipeline mask as a ``segment`` instance: label ``object``, the predicted IoU as score, the mask's box."""
-    rows, cols = np.nonzero(found["mask"])
-    box = (0.0, 0.0, 0.0, 0.0) if not len(rows) else (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
     return {"label": OBJECT_LABEL, "score": found["score"], "mask": found["mask"],
-            "box": dict(zip(_BOX, (float(v) for v in box), strict=True))}  # fmt: skip
+            "box": dict(zip(_BOX, mask_box(found["mask"]), strict=True))}  # fmt: skip
 
 
 def _render(

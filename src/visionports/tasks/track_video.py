@@ -20,10 +20,17 @@ from PIL import Image
 
 from ..core.devices import place, resolve_device, resolve_dtype, run_settings
 from ..core.files import require_family_folder
-from ..utils.drawing import blend_masks, caption_masks
 from ..utils.video import check_encodable, live_source, require_av
 from .runner import load_model_folder, lock_output, progress_bar
-from .segment_video import FrameChunks, RleSpool, SegmentationRun, add_shown, open_writer, write_results
+from .segment_video import (
+    FrameChunks,
+    RleSpool,
+    SegmentationRun,
+    add_shown,
+    open_writer,
+    render,
+    write_results,
+)
 
 
 def frame_pixels(frame: Image.Image, size: int) -> torch.Tensor:
@@ -116,7 +123,9 @@ def _emit(writer: Any, frame: tuple[Image.Image, Fraction], out: Any, prompt: st
     masks = [m.cpu().numpy() for m in out.masks]
     keys = [int(i) for i in out.obj_ids]
     captions = [f"#{k} {prompt} {float(s):.2f}" for k, s in zip(keys, out.scores, strict=True)]
-    writer.write(np.asarray(caption_masks(blend_masks(image, masks, keys), masks, keys, captions)), time)
+    writer.write(
+        render([image], [(m[None], k, c) for m, k, c in zip(masks, keys, captions, strict=True)])[0], time
+    )
     for key, score, mask in zip(keys, out.scores.tolist(), masks, strict=True):
         track = tracks.setdefault(key, {"key": key, "caption": f"#{key} {prompt}", "frames": [], "track_id": key,
                                         "label": prompt, "label_id": 0, "score": round(score, 6),

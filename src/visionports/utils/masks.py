@@ -1,10 +1,12 @@
-"""Binary masks as COCO run-length encodings (the compressed string of ``pycocotools.mask.encode``)."""
+"""Binary masks: COCO run-length encodings (the compressed string of ``pycocotools.mask.encode``), the sizes
+of their connected regions and their bounding boxes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import torch
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -75,3 +77,26 @@ def _string_to_counts(text: str) -> list[int]:
                 x |= -1 << (5 * k)
         counts.append(x + counts[-2] if len(counts) > 2 else x)
     return counts
+
+
+def region_sizes(regions: torch.Tensor) -> torch.Tensor:
+    """For bool maps ``[..., H, W]``: at each ``True`` pixel the size of its 8-connected region, 0 elsewhere."""
+    from scipy import ndimage
+
+    flat = regions.reshape(-1, *regions.shape[-2:]).cpu().numpy()
+    sizes = np.zeros(flat.shape, dtype=np.int64)
+    for k, region in enumerate(flat):
+        labels, count = ndimage.label(region, structure=np.ones((3, 3), dtype=bool))
+        if count:
+            counts = np.bincount(labels.ravel())
+            counts[0] = 0
+            sizes[k] = counts[labels]
+    return torch.from_numpy(sizes).reshape(regions.shape).to(regions.device)
+
+
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """``(xmin, ymin, xmax, ymax)`` of a bool ``[H, W]`` mask, max edges exclusive; zeros for an empty mask."""
+    rows, cols = np.nonzero(mask)
+    if not len(rows):
+        return 0.0, 0.0, 0.0, 0.0
+    return float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)

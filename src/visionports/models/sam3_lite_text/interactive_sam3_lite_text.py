@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput
 
+from ...utils.masks import region_sizes
+
 BOX_CORNER_LABELS = (2, 3)
 
 
@@ -160,26 +162,12 @@ def fill_holes(logits: torch.Tensor, threshold: float, max_hole_area: float, max
     """The original ``SAM2Transforms`` clean-up of low-resolution mask logits ``[..., h, w]``: background regions
     (8-connected, ``<= threshold``) of at most ``max_hole_area`` pixels become foreground (``threshold + 10``),
     then foreground specks of at most ``max_sprinkle_area`` background (``threshold - 10``)."""
-    from scipy import ndimage
-
-    shape = logits.shape
-    given = logits.reshape(-1, *shape[-2:])
-    flat = given.clone()
-    structure = torch.ones(3, 3, dtype=torch.bool).numpy()
-    for area, background, value in ((max_hole_area, True, threshold + 10.0),
-                                    (max_sprinkle_area, False, threshold - 10.0)):  # fmt: skip
-        if area <= 0:
-            continue
-        for k in range(len(flat)):
-            region = (given[k] <= threshold) if background else (given[k] > threshold)  # both read the input
-            labels, count = ndimage.label(region.cpu().numpy(), structure=structure)
-            if not count:
-                continue
-            sizes = torch.bincount(torch.from_numpy(labels).flatten(), minlength=count + 1)
-            small = (sizes <= area) & (torch.arange(count + 1) > 0)
-            chosen = small[torch.from_numpy(labels).long()].to(flat.device)
-            flat[k] = torch.where(chosen, torch.full_like(flat[k], value), flat[k])
-    return flat.reshape(shape)
+    given = cleaned = logits
+    for area, region, value in ((max_hole_area, given <= threshold, threshold + 10.0),
+                                (max_sprinkle_area, given > threshold, threshold - 10.0)):  # fmt: skip
+        if area > 0:  # both regions read the input logits
+            cleaned = torch.where(region & (region_sizes(region) <= area), value, cleaned)
+    return cleaned
 
 
 def upsample_masks(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:

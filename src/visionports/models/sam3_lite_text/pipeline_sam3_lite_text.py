@@ -9,6 +9,7 @@ from transformers import Pipeline
 from transformers.image_utils import load_image
 
 from ...utils.images import open_image, to_rgb
+from ...utils.masks import mask_box
 from .tokenization_sam3_lite_text import Sam3LiteTextTokenizer
 
 TASK = "text-prompted-segmentation"
@@ -197,10 +198,9 @@ class TextPromptedVideoSegmentationPipeline(Pipeline):
         return {"outputs": outputs + session.flush()}
 
     def postprocess(self, model_outputs: dict) -> list[dict]:
-        return [{"frame": out.frame_index, "objects": [
-            {"id": int(i), "score": float(s), "mask": m.cpu().numpy(), "box": _mask_box(m)}
-            for i, s, m in zip(out.obj_ids, out.scores, out.masks, strict=True)]}
-            for out in model_outputs["outputs"]]  # fmt: skip
+        return [{"frame": out.frame_index, "objects": [_track_object(i, s, m.cpu().numpy())
+                                                        for i, s, m in zip(out.obj_ids, out.scores, out.masks, strict=True)]}
+                for out in model_outputs["outputs"]]  # fmt: skip
 
 
 class _Frames:
@@ -219,10 +219,9 @@ def _video_frames(video: Any, fps: float) -> Any:
     return (_as_rgb(frame) for frame in (video.frames if isinstance(video, _Frames) else video))
 
 
-def _mask_box(mask: Any) -> dict[str, float]:
-    rows, cols = mask.nonzero(as_tuple=True)
-    box = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) if len(rows) else (0, 0, 0, 0)
-    return dict(zip(("xmin", "ymin", "xmax", "ymax"), (float(v) for v in box), strict=True))
+def _track_object(obj_id: Any, score: Any, mask: Any) -> dict[str, Any]:
+    box = dict(zip(("xmin", "ymin", "xmax", "ymax"), mask_box(mask), strict=True))
+    return {"id": int(obj_id), "score": float(score), "mask": mask, "box": box}
 
 
 def query_prompts(prompts: str | list[str] | None, geometry: dict[str, Any]) -> list[str]:

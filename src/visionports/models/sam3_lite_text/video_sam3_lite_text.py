@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import transformers.models.sam3.modeling_sam3 as sam3
 
+from ...utils.masks import region_sizes
 from .interactive_sam3_lite_text import trunk_map
 from .tracker_sam3_lite_text import (
     FrameFeatures,
@@ -153,26 +155,12 @@ def fill_small_regions(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     to -0.1."""
     if max_area <= 0 or logits.shape[0] == 0:
         return logits
-    from scipy import ndimage
-
-    structure = np.ones((3, 3), dtype=bool)
-
-    def component_area(region: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(region.shape, dtype=torch.long)
-        for k in range(region.shape[0]):
-            labels, count = ndimage.label(region[k, 0].numpy(), structure=structure)
-            if count:
-                sizes = np.bincount(labels.ravel())
-                sizes[0] = 0
-                out[k, 0] = torch.from_numpy(sizes[labels])
-        return out
-
     background = logits <= 0
-    logits = torch.where(background & (component_area(background) <= max_area), 0.1, logits)
+    logits = torch.where(background & (region_sizes(background) <= max_area), 0.1, logits)
     foreground = logits > 0
     limit = foreground.sum(dim=(2, 3), keepdim=True).div(2, rounding_mode="floor").clamp(max=max_area)
-    speck = foreground & (component_area(foreground) <= limit) & (component_area(foreground) > 0)
-    return torch.where(speck, -0.1, logits)
+    sizes = region_sizes(foreground)
+    return torch.where(foreground & (sizes <= limit) & (sizes > 0), -0.1, logits)
 
 
 def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
@@ -190,8 +178,7 @@ def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
 def presence_weighted_logits(logits: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
     """Query logits with the presence score folded in, as the original scores them: the logit of
     ``sigmoid(logit) * sigmoid(presence)`` (probabilities clipped to [1e-3, 1 - 1e-3]), clamped to +-10."""
-    p = (logits.sigmoid() * presence.sigmoid()).clamp(0, 1)
-    return torch.log(p.clamp(min=1e-3) / (1 - p).clamp(min=1e-3)).clamp(-10.0, 10.0)
+    return sam3.inverse_sigmoid(logits.sigmoid() * presence.sigmoid()).clamp(-10.0, 10.0)
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -242,11 +229,12 @@ class Sam3LiteTextVideoSession:
         """Process the next frame; return the frames whose outputs became final (oldest first)."""
         frame = self.next_frame
         self.next_frame += 1
-        record = self.process_frame(frame, pixel_values)
-        self.buffer.append(record)
-        if self.settings.hotstart_delay <= 0:
-            return [self.finalize(self.buffer.pop(0))]
-        if len(self.buffer) >= self.settings.hotstart_delay:
+        self.buffer.append(self.process_frame(frame, pixel_values))
+        return self.ready()
+
+    def ready(self) -> list[VideoFrameOutput]:
+        """The oldest held-back frame once ``hotstart_delay`` frames are held (at once without a delay)."""
+        if len(self.buffer) >= max(self.settings.hotstart_delay, 1):
             return [self.finalize(self.buffer.pop(0))]
         return []
 
@@ -611,10 +599,5 @@ def track_video_like_original(model: Any, input_ids: torch.Tensor, pixel_values:
         outputs = []
         for t in range(frames):
             session.buffer.append(session.process_frame(t, pixel_values[t : t + 1]))
-            if t == frames - 1:
-                outputs += session.flush()
-            elif (
-                session.settings.hotstart_delay <= 0 or len(session.buffer) >= session.settings.hotstart_delay
-            ):
-                outputs.append(session.finalize(session.buffer.pop(0)))
+            outputs += session.flush() if t == frames - 1 else session.ready()
     return first, outputs
